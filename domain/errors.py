@@ -1,0 +1,102 @@
+"""Domain errors: a stable `code` for clients, an HTTP status, and the Temporal error type.
+
+Activities raise these; they cross Temporal as non-retryable `ApplicationError`s whose `type` is
+the class name, and the API maps them back by that name in one place.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "domain_error"
+    http_status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    http_status = 404
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+
+class RefundNotFound(NotFound):
+    code = "refund_not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    http_status = 409
+
+
+class OrderConflict(Conflict):
+    code = "order_conflict"
+
+
+class OrderNotPaid(Conflict):
+    code = "order_not_paid"
+
+
+class RefundExceedsPaid(Conflict):
+    code = "refund_exceeds_refundable"
+
+
+class RefundConflict(Conflict):
+    code = "refund_conflict"
+
+
+class CurrencyMismatch(Conflict):
+    code = "currency_mismatch"
+
+
+class InvalidRefundItems(DomainError):
+    code = "invalid_refund_items"
+    http_status = 422
+
+
+class RefundNotPendingApproval(Conflict):
+    code = "refund_not_pending_approval"
+
+
+class RefundNotAbnormal(Conflict):
+    code = "refund_not_abnormal"
+
+
+class OrderNotCancellable(Conflict):
+    code = "order_not_cancellable_refund_first"
+
+
+class ApproverIsRequester(DomainError):
+    code = "approver_is_requester"
+    http_status = 403
+
+
+class GatewayPermanentError(DomainError):
+    """The gateway refused for good (amount invalid, payment not refundable)."""
+
+    code = "gateway_refused"
+    http_status = 502
+
+
+class GatewayTransientError(Exception):
+    """Network, 5xx or rate limit: retried by the activity's retry policy."""
+
+
+ERRORS_BY_TYPE: dict[str, type[DomainError]] = {}
+
+
+def _register(cls: type[DomainError]) -> None:
+    ERRORS_BY_TYPE[cls.__name__] = cls
+    for sub in cls.__subclasses__():
+        _register(sub)
+
+
+_register(DomainError)
+
+# Business errors that a retry cannot fix: named in every RetryPolicy.
+NON_RETRYABLE_TYPES: list[str] = sorted(ERRORS_BY_TYPE)

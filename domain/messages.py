@@ -1,0 +1,184 @@
+"""Workflow and activity message types.
+
+Stdlib only, so the workflow sandbox can import them. One argument in, one result out: fields
+can be added with defaults without breaking running workflows. Amounts are integer minor units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class RefundStatus(StrEnum):
+    PENDING_APPROVAL = "pending_approval"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABNORMAL = "abnormal"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class GatewayStatus(StrEnum):
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABNORMAL = "abnormal"
+
+
+class Channel(StrEnum):
+    STRIPE = "stripe"
+    WECHATPAY = "wechatpay"
+
+
+class RefundSource(StrEnum):
+    CUSTOMER = "customer"
+    ADMIN = "admin"
+
+
+class ResolveOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+# Statuses whose reservation is released: they no longer count against the paid amount.
+RELEASED_STATUSES = frozenset({RefundStatus.REJECTED, RefundStatus.EXPIRED, RefundStatus.FAILED})
+TERMINAL_STATUSES = RELEASED_STATUSES | {RefundStatus.SUCCEEDED}
+
+
+@dataclass(frozen=True)
+class RefundItem:
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """What a caller asks for; the workflow input and the `apply` update payload."""
+
+    refund_no: str
+    order_no: str
+    amount: int
+    reason: str
+    requested_by: str
+    source: RefundSource
+    items: list[RefundItem] = field(default_factory=list)
+    # Set only when a finished refund is reopened by a late gateway failure (SPEC §4).
+    reopened_by: GatewayNotification | None = None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    refund_no: str
+    order_no: str
+    amount: int
+    currency: str
+    channel: Channel
+    payment_ref: str
+    status: RefundStatus
+    auto_approve_limit: int = 0
+    created: bool = True
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An approver's `approve` or `reject` message."""
+
+    actor: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """An ops decision for an `abnormal` refund."""
+
+    actor: str
+    outcome: ResolveOutcome
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class GatewayNotification:
+    """A gateway's word on a refund, from a webhook or a poll, already verified."""
+
+    refund_no: str
+    status: GatewayStatus
+    gateway_refund_id: str | None = None
+    source: str = "webhook"
+    event_id: str | None = None
+    event_type: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayRefundInput:
+    refund_no: str
+    order_no: str
+    channel: Channel
+    payment_ref: str
+    amount: int
+    currency: str
+    total_amount: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class GatewayRefund:
+    """A gateway's refund object, reduced to what the pipeline needs."""
+
+    refund_no: str
+    gateway_refund_id: str
+    status: GatewayStatus
+    amount: int
+    currency: str
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayLookup:
+    refund_no: str
+    channel: Channel
+    payment_ref: str
+
+
+@dataclass(frozen=True)
+class TransitionInput:
+    """Move a refund to `to_status`, with a timeline event; idempotent by (refund_no, to_status)."""
+
+    refund_no: str
+    to_status: RefundStatus
+    actor: str
+    event: str
+    detail: dict[str, str | int | None] = field(default_factory=dict)
+    gateway_refund_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TimelineInput:
+    refund_no: str
+    actor: str
+    event: str
+    detail: dict[str, str | int | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RestoreInput:
+    refund_no: str
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    refund_no: str
+    kind: str
+    applied: bool
+    detail: dict[str, str | int | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RefundState:
+    """What the `state` query answers."""
+
+    refund_no: str
+    status: RefundStatus | None
+    timeline: list[dict[str, str | int | None]] = field(default_factory=list)

@@ -1,0 +1,50 @@
+"""The adapter protocol every gateway implements (SPEC §6)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from domain.messages import Channel, GatewayLookup, GatewayNotification, GatewayRefund, GatewayRefundInput
+
+
+class InvalidNotification(Exception):
+    """A webhook that is forged, stale, tampered with or unreadable: rejected, changes nothing."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ParsedNotification:
+    """A verified webhook: its gateway-unique id (the dedupe key) and what it says of refunds.
+
+    `refunds` is empty for events that carry no refund of ours (other event types).
+    """
+
+    notification_id: str
+    event_type: str
+    refunds: list[GatewayNotification] = field(default_factory=list)
+    payload: dict[str, object] = field(default_factory=dict)
+
+
+class Gateway(Protocol):
+    """Calls raise `domain.errors.GatewayTransientError` (network, 5xx, rate limit: retry) or
+    `domain.errors.GatewayPermanentError` (refused for good: do not retry)."""
+
+    channel: Channel
+
+    async def create_refund(self, refund: GatewayRefundInput) -> GatewayRefund:
+        """Create the refund, idempotent by `refund.refund_no`."""
+        ...
+
+    async def get_refund(self, lookup: GatewayLookup) -> GatewayRefund | None:
+        """The gateway's refund for `lookup.refund_no`, or None if it has none."""
+        ...
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> ParsedNotification:
+        """Verify and decode a webhook; raise `InvalidNotification` if it is not genuine."""
+        ...
