@@ -15,6 +15,8 @@ from pathlib import Path
 from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.messages import RefundTimings
+
 
 def dev_secret(data_dir: Path, name: str, nbytes: int = 32) -> str:
     """Read a generated dev secret from the data dir, creating it on first use."""
@@ -111,6 +113,18 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
+
+    def refund_timings(self) -> RefundTimings:
+        """The waits a new workflow is started with (recorded in its history)."""
+        return RefundTimings(
+            approval_timeout=self.approval_timeout.total_seconds(),
+            poll_interval=self.outcome_poll_interval.total_seconds(),
+            poll_max_interval=self.outcome_poll_max_interval.total_seconds(),
+            outcome_deadline=self.outcome_deadline.total_seconds(),
+            gateway_call_timeout=self.gateway_call_timeout.total_seconds(),
+            gateway_retry_initial=self.gateway_retry_initial.total_seconds(),
+            gateway_retry_max=self.gateway_retry_max.total_seconds(),
+        )
 
     def auto_approve_limit_for(self, currency: str) -> int:
         return self.auto_approve_limit.get(currency.upper(), 0)

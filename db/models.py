@@ -127,6 +127,8 @@ class Refund(Base):
     needs_manual_return: Mapped[bool] = mapped_column(Boolean, default=False)
     # Hash of the request body: the same refund_no with another body is a 409, not a replay.
     request_fingerprint: Mapped[str] = mapped_column(String(64))
+    # The workflow run that owns this refund: a second run for the same refund_no stands down.
+    workflow_run_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -145,6 +147,8 @@ class RefundEvent(Base):
     actor: Mapped[str] = mapped_column(String(128))
     event: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # Derived from workflow history, so a retried activity appends nothing twice.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
 
 
 class Restoration(Base):

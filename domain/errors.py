@@ -50,8 +50,9 @@ class RefundConflict(Conflict):
     code = "refund_conflict"
 
 
-class CurrencyMismatch(Conflict):
+class CurrencyMismatch(DomainError):
     code = "currency_mismatch"
+    http_status = 422
 
 
 class InvalidRefundItems(DomainError):
@@ -69,6 +70,16 @@ class RefundNotAbnormal(Conflict):
 
 class OrderNotCancellable(Conflict):
     code = "order_not_cancellable_refund_first"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    http_status = 403
 
 
 class ApproverIsRequester(DomainError):

@@ -54,6 +54,20 @@ class RefundItem:
 
 
 @dataclass(frozen=True)
+class RefundTimings:
+    """Durations (seconds) the workflow waits; filled from settings by whoever starts it, so the
+    workflow stays deterministic and tests can make them short."""
+
+    approval_timeout: float = 72 * 3600
+    poll_interval: float = 30
+    poll_max_interval: float = 1800
+    outcome_deadline: float = 3 * 86400
+    gateway_call_timeout: float = 30
+    gateway_retry_initial: float = 1
+    gateway_retry_max: float = 60
+
+
+@dataclass(frozen=True)
 class RefundRequest:
     """What a caller asks for; the workflow input and the `apply` update payload."""
 
@@ -64,6 +78,7 @@ class RefundRequest:
     requested_by: str
     source: RefundSource
     items: list[RefundItem] = field(default_factory=list)
+    timings: RefundTimings = field(default_factory=RefundTimings)
     # Set only when a finished refund is reopened by a late gateway failure (SPEC §4).
     reopened_by: GatewayNotification | None = None
 
@@ -77,8 +92,10 @@ class ApplyResult:
     channel: Channel
     payment_ref: str
     status: RefundStatus
-    auto_approve_limit: int = 0
-    created: bool = True
+    total_amount: int
+    auto_approved: bool = False
+    # False when another workflow run already owns this refund_no: this run must stop.
+    owned: bool = True
 
 
 @dataclass(frozen=True)
@@ -151,15 +168,18 @@ class TransitionInput:
     actor: str
     event: str
     detail: dict[str, str | int | None] = field(default_factory=dict)
-    gateway_refund_id: str | None = None
 
 
 @dataclass(frozen=True)
 class TimelineInput:
+    """Append one timeline event; `dedupe_key` (derived from workflow history) makes it once."""
+
     refund_no: str
     actor: str
     event: str
+    dedupe_key: str
     detail: dict[str, str | int | None] = field(default_factory=dict)
+    gateway_refund_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 def prorated_points(
-    points_used: int, paid_amount: int, refund_amount: int, refunded_before: int, restored_before: int
+    points_used: int,
+    paid_amount: int,
+    refund_amount: int,
+    refunded_before: int,
+    restored_before: int,
 ) -> int:
     """Points to restore for one refund (SPEC §3).
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 00:28:14.854959
+Create Date: 2026-11-22 00:32:50.624826
 """
 
 from collections.abc import Sequence
@@ -160,6 +160,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=24), nullable=False),
         sa.Column("needs_manual_return", sa.Boolean(), nullable=False),
         sa.Column("request_fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("workflow_run_id", sa.String(length=64), nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -259,10 +260,12 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(length=128), nullable=False),
         sa.Column("event", sa.String(length=64), nullable=False),
         sa.Column("detail", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("dedupe_key", sa.String(length=200), nullable=True),
         sa.ForeignKeyConstraint(
             ["refund_no"], ["refunds.refund_no"], name=op.f("fk_refund_events_refund_no_refunds")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refund_events")),
+        sa.UniqueConstraint("dedupe_key", name=op.f("uq_refund_events_dedupe_key")),
     )
     op.create_index(
         op.f("ix_refund_events_refund_no"), "refund_events", ["refund_no"], unique=False

@@ -1,0 +1,234 @@
+"""Activities on the system of record: apply (validate + reserve), status moves, timeline.
+
+Each runs in one transaction and is idempotent by refund_no: running it twice changes nothing
+the second time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities.errors import business_errors
+from db.models import Order, Refund
+from db.repositories import OrderRepository, RefundRepository
+from domain.errors import (
+    InvalidRefundItems,
+    OrderNotFound,
+    OrderNotPaid,
+    RefundConflict,
+    RefundExceedsPaid,
+)
+from domain.messages import (
+    RELEASED_STATUSES,
+    ApplyResult,
+    Channel,
+    RefundRequest,
+    RefundSource,
+    RefundStatus,
+    TimelineInput,
+    TransitionInput,
+)
+from domain.transitions import can_move, money_effect
+
+
+def request_fingerprint(request: RefundRequest) -> str:
+    """What makes two requests 'the same': a repeat with another body is a conflict."""
+    body = {
+        "order_no": request.order_no,
+        "amount": request.amount,
+        "reason": request.reason,
+        "items": sorted((i.sku, i.quantity) for i in request.items),
+        "requested_by": request.requested_by,
+        "source": str(request.source),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class LedgerActivities:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        auto_approve_limit: Callable[[str], int] = lambda currency: 0,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.auto_approve_limit = auto_approve_limit
+
+    @activity.defn
+    @business_errors
+    async def apply_refund(self, request: RefundRequest) -> ApplyResult:
+        """Validate and reserve the amount in one transaction, under the order's row lock."""
+        run_id = activity.info().workflow_run_id
+        async with self.sessionmaker.begin() as session:
+            refunds = RefundRepository(session)
+            existing = await refunds.find(request.refund_no)
+            if existing is not None:
+                return await self._replay(session, existing, request, run_id)
+            order = await OrderRepository(session).find(request.order_no, lock=True)
+            self._check_order(order, request)
+            assert order is not None
+            await self._check_items(session, order, request)
+            await self._reserve(session, order, request.amount)
+            refund = self._new_refund(order, request, run_id)
+            session.add(refund)
+            await session.flush()
+            await refunds.add_event(
+                refund.refund_no,
+                request.requested_by,
+                "requested",
+                {
+                    "amount": request.amount,
+                    "currency": order.currency,
+                    "reason": request.reason,
+                    "source": str(request.source),
+                },
+                dedupe_key=f"{refund.refund_no}:requested",
+            )
+            return self._result(order, refund, owned=True)
+
+    async def _replay(
+        self, session: AsyncSession, refund: Refund, request: RefundRequest, run_id: str
+    ) -> ApplyResult:
+        if refund.request_fingerprint != request_fingerprint(request):
+            raise RefundConflict(f"refund {refund.refund_no} exists with a different request")
+        order = await OrderRepository(session).get(refund.order_no)
+        return self._result(order, refund, owned=refund.workflow_run_id == run_id)
+
+    def _check_order(self, order: Order | None, request: RefundRequest) -> None:
+        customer_mismatch = (
+            order is not None
+            and request.source == RefundSource.CUSTOMER
+            and order.user_id != request.requested_by
+        )
+        if order is None or customer_mismatch:
+            raise OrderNotFound(f"order {request.order_no} not found")
+        if order.status != "paid":
+            raise OrderNotPaid(f"order {order.order_no} is {order.status}, not paid")
+
+    async def _check_items(
+        self, session: AsyncSession, order: Order, request: RefundRequest
+    ) -> None:
+        ordered = {item.sku: item.quantity for item in order.items}
+        returned: dict[str, int] = {}
+        for other in await OrderRepository(session).refunds(order.order_no):
+            if other.status not in RELEASED_STATUSES:
+                for item in other.items:
+                    returned[item["sku"]] = returned.get(item["sku"], 0) + int(item["quantity"])
+        for item in request.items:
+            if item.sku not in ordered:
+                raise InvalidRefundItems(f"sku {item.sku} is not in order {order.order_no}")
+            left = ordered[item.sku] - returned.get(item.sku, 0)
+            if item.quantity <= 0 or item.quantity > left:
+                raise InvalidRefundItems(
+                    f"sku {item.sku}: {item.quantity} requested, {left} left to return"
+                )
+
+    async def _reserve(self, session: AsyncSession, order: Order, amount: int) -> None:
+        """Conditional update: the database refuses to reserve past paid_amount, any concurrency."""
+        refundable = order.paid_amount - order.reserved_amount
+        stmt = (
+            update(Order)
+            .where(Order.id == order.id, Order.reserved_amount + amount <= Order.paid_amount)
+            .values(reserved_amount=Order.reserved_amount + amount, updated_at=datetime.now(UTC))
+            .returning(Order.reserved_amount)
+        )
+        if (await session.execute(stmt)).scalar_one_or_none() is None:
+            raise RefundExceedsPaid(
+                f"amount {amount} exceeds the refundable {refundable} of order {order.order_no}"
+            )
+        order.reserved_amount += amount
+
+    def _new_refund(self, order: Order, request: RefundRequest, run_id: str) -> Refund:
+        return Refund(
+            refund_no=request.refund_no,
+            order_no=order.order_no,
+            amount=request.amount,
+            currency=order.currency,
+            channel=order.channel,
+            reason=request.reason,
+            items=[asdict(i) for i in request.items],
+            source=str(request.source),
+            requested_by=request.requested_by,
+            status=RefundStatus.PENDING_APPROVAL.value,
+            request_fingerprint=request_fingerprint(request),
+            workflow_run_id=run_id,
+            needs_manual_return=False,
+        )
+
+    def _result(self, order: Order, refund: Refund, owned: bool) -> ApplyResult:
+        limit = self.auto_approve_limit(refund.currency)
+        auto = refund.source == RefundSource.ADMIN and 0 < refund.amount <= limit
+        return ApplyResult(
+            refund_no=refund.refund_no,
+            order_no=order.order_no,
+            amount=refund.amount,
+            currency=refund.currency,
+            channel=Channel(order.channel),
+            payment_ref=order.payment_ref or "",
+            status=RefundStatus(refund.status),
+            total_amount=order.paid_amount,
+            auto_approved=auto,
+            owned=owned,
+        )
+
+    @activity.defn
+    @business_errors
+    async def transition(self, move: TransitionInput) -> RefundStatus:
+        """Move the refund and the order's money together; a repeat of the same move is a no-op."""
+        async with self.sessionmaker.begin() as session:
+            refund = await RefundRepository(session).get(move.refund_no, lock=True)
+            current = RefundStatus(refund.status)
+            if current == move.to_status:
+                return current
+            if not can_move(current, move.to_status):
+                raise RefundConflict(f"refund {refund.refund_no}: {current} -> {move.to_status}")
+            order = await OrderRepository(session).get(refund.order_no, lock=True)
+            self._apply_money(order, *money_effect(current, move.to_status, refund.amount))
+            self._apply_refund_fields(refund, move)
+            await RefundRepository(session).add_event(
+                refund.refund_no,
+                move.actor,
+                move.event,
+                {**move.detail, "from": current.value, "to": move.to_status.value},
+            )
+            return move.to_status
+
+    @staticmethod
+    def _apply_money(order: Order, reserved_delta: int, refunded_delta: int) -> None:
+        order.reserved_amount += reserved_delta
+        order.refunded_amount += refunded_delta
+        if order.paid_amount > 0 and order.refunded_amount == order.paid_amount:
+            if order.status == "paid":
+                order.status = "refunded"
+        elif order.status == "refunded":
+            order.status = "paid"
+        order.updated_at = datetime.now(UTC)
+
+    @staticmethod
+    def _apply_refund_fields(refund: Refund, move: TransitionInput) -> None:
+        refund.status = move.to_status.value
+        refund.updated_at = datetime.now(UTC)
+        if move.event == "approved":
+            refund.approved_by = move.actor
+        if move.to_status == RefundStatus.SUCCEEDED or move.to_status in RELEASED_STATUSES:
+            refund.completed_at = refund.updated_at
+
+    @activity.defn
+    @business_errors
+    async def record_event(self, entry: TimelineInput) -> bool:
+        """Append a timeline event once (keyed by dedupe_key); remember the gateway's refund id."""
+        async with self.sessionmaker.begin() as session:
+            repo = RefundRepository(session)
+            if entry.gateway_refund_id is not None:
+                refund = await repo.get(entry.refund_no, lock=True)
+                refund.gateway_refund_id = entry.gateway_refund_id
+            return await repo.add_event(
+                entry.refund_no, entry.actor, entry.event, dict(entry.detail), entry.dedupe_key
+            )

@@ -1,0 +1,172 @@
+"""Restoring what the order consumed: points, inventory, coupon (SPEC §3, §4 step 5).
+
+Every restore claims its (refund_no, kind) ledger row in the same transaction as its effect, so
+a retried or repeated activity changes nothing the second time. Each locks the order row first:
+refunds of one order restore one at a time, which is what makes the proration exact.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities.errors import business_errors
+from db.models import Coupon, InventoryMovement, InventoryStock, Order, PointsLedger, Refund
+from db.models import Restoration as RestorationRow
+from db.repositories import OrderRepository, RefundRepository
+from domain.messages import RestoreInput, RestoreResult
+from domain.money import prorated_points
+
+POINTS, INVENTORY, COUPON = "points", "inventory", "coupon"
+
+
+class RestoreActivities:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        lock_timeout: timedelta = timedelta(seconds=5),
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.lock_timeout_ms = int(lock_timeout.total_seconds() * 1000)
+
+    async def _begin(self, session: AsyncSession, refund_no: str) -> tuple[Refund, Order]:
+        # A lock we cannot get soon is a transient failure: fail and let Temporal retry.
+        await session.execute(text(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}"))
+        refund = await RefundRepository(session).get(refund_no)
+        order = await OrderRepository(session).get(refund.order_no, lock=True)
+        return refund, order
+
+    @activity.defn
+    @business_errors
+    async def restore_points(self, entry: RestoreInput) -> RestoreResult:
+        async with self.sessionmaker.begin() as session:
+            refund, order = await self._begin(session, entry.refund_no)
+            done = await RefundRepository(session).restoration(refund.refund_no, POINTS)
+            if done is not None:
+                return RestoreResult(refund.refund_no, POINTS, False, dict(done.detail))
+            refunded_before = await _amount_restored_for(session, order.order_no, POINTS)
+            restored_before = await OrderRepository(session).restored_points(order.order_no)
+            points = prorated_points(
+                order.points_used,
+                order.paid_amount,
+                refund.amount,
+                refunded_before,
+                restored_before,
+            )
+            detail = {"points": points, "user_id": order.user_id}
+            await RefundRepository(session).claim_restoration(refund.refund_no, POINTS, detail)
+            session.add(
+                PointsLedger(
+                    user_id=order.user_id,
+                    order_no=order.order_no,
+                    refund_no=refund.refund_no,
+                    kind="refund_restore",
+                    points=points,
+                )
+            )
+            await _timeline(session, refund.refund_no, "points_restored", detail)
+            return RestoreResult(refund.refund_no, POINTS, True, detail)
+
+    @activity.defn
+    @business_errors
+    async def restore_inventory(self, entry: RestoreInput) -> RestoreResult:
+        async with self.sessionmaker.begin() as session:
+            refund, order = await self._begin(session, entry.refund_no)
+            done = await RefundRepository(session).restoration(refund.refund_no, INVENTORY)
+            if done is not None:
+                return RestoreResult(refund.refund_no, INVENTORY, False, dict(done.detail))
+            if order.fulfillment != "unfulfilled":
+                detail = await self._flag_manual_return(session, refund, order)
+            else:
+                detail = await self._restock(session, refund, order)
+            await RefundRepository(session).claim_restoration(refund.refund_no, INVENTORY, detail)
+            return RestoreResult(refund.refund_no, INVENTORY, True, detail)
+
+    async def _flag_manual_return(
+        self, session: AsyncSession, refund: Refund, order: Order
+    ) -> dict[str, str | int | None]:
+        refund.needs_manual_return = True
+        detail: dict[str, str | int | None] = {"fulfillment": order.fulfillment, "restocked": 0}
+        await _timeline(session, refund.refund_no, "needs_manual_return", detail)
+        return detail
+
+    async def _restock(
+        self, session: AsyncSession, refund: Refund, order: Order
+    ) -> dict[str, str | int | None]:
+        items = {i["sku"]: int(i["quantity"]) for i in refund.items}
+        if not items and refund.amount == order.paid_amount:
+            items = {i.sku: i.quantity for i in order.items}
+        for sku, quantity in sorted(items.items()):
+            await session.execute(
+                insert(InventoryStock)
+                .values(sku=sku, on_hand=quantity)
+                .on_conflict_do_update(
+                    index_elements=["sku"],
+                    set_={
+                        "on_hand": InventoryStock.on_hand + quantity,
+                        "updated_at": datetime.now(UTC),
+                    },
+                )
+            )
+            session.add(
+                InventoryMovement(
+                    sku=sku,
+                    order_no=order.order_no,
+                    refund_no=refund.refund_no,
+                    kind="refund_restock",
+                    quantity=quantity,
+                )
+            )
+        detail: dict[str, str | int | None] = {"restocked": sum(items.values())}
+        detail.update({f"sku:{sku}": qty for sku, qty in items.items()})
+        if items:
+            await _timeline(session, refund.refund_no, "inventory_restocked", detail)
+        return detail
+
+    @activity.defn
+    @business_errors
+    async def release_coupon(self, entry: RestoreInput) -> RestoreResult:
+        """Released only when this refund's success completes the order (SPEC §3)."""
+        async with self.sessionmaker.begin() as session:
+            refund, order = await self._begin(session, entry.refund_no)
+            done = await RefundRepository(session).restoration(refund.refund_no, COUPON)
+            if done is not None:
+                return RestoreResult(refund.refund_no, COUPON, False, dict(done.detail))
+            paid_back = await _amount_restored_for(session, order.order_no, POINTS)
+            detail: dict[str, str | int | None] = {"coupon_code": order.coupon_code, "released": 0}
+            coupon = (
+                await session.get(Coupon, order.coupon_code, with_for_update=True)
+                if order.coupon_code
+                else None
+            )
+            if coupon is not None and paid_back >= order.paid_amount and coupon.status == "used":
+                coupon.status = "available"
+                coupon.released_by_refund_no = refund.refund_no
+                coupon.updated_at = datetime.now(UTC)
+                detail["released"] = 1
+                await _timeline(session, refund.refund_no, "coupon_released", detail)
+            await RefundRepository(session).claim_restoration(refund.refund_no, COUPON, detail)
+            return RestoreResult(refund.refund_no, COUPON, True, detail)
+
+
+async def _amount_restored_for(session: AsyncSession, order_no: str, kind: str) -> int:
+    """Sum of the refunds of this order that have passed the `kind` restore: the money that has
+    come back so far, whatever order the refunds finalize in."""
+    stmt = (
+        select(func.coalesce(func.sum(Refund.amount), 0))
+        .join(RestorationRow, RestorationRow.refund_no == Refund.refund_no)
+        .where(Refund.order_no == order_no, RestorationRow.kind == kind)
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def _timeline(
+    session: AsyncSession, refund_no: str, event: str, detail: dict[str, str | int | None]
+) -> None:
+    await RefundRepository(session).add_event(
+        refund_no, "system", event, dict(detail), dedupe_key=f"{refund_no}:{event}"
+    )

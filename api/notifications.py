@@ -1,0 +1,116 @@
+"""Gateway webhooks: verified by the adapter, deduplicated by the gateway's event id, signalled
+to the refund's workflow. A webhook changes nothing until its signal is delivered."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.refund_commands import workflow_id
+from db.models import GatewayNotificationRow, Refund
+from db.repositories import RefundRepository
+from domain.messages import (
+    GatewayNotification,
+    GatewayStatus,
+    RefundItem,
+    RefundRequest,
+    RefundSource,
+    RefundStatus,
+)
+from gateways.base import ParsedNotification
+from settings import Settings
+from workflows.refund import RefundWorkflow
+
+
+async def accept_notification(
+    session: AsyncSession,
+    client: Client,
+    settings: Settings,
+    gateway: str,
+    parsed: ParsedNotification,
+) -> bool:
+    """Record and deliver a verified notification once. False: a duplicate, nothing done.
+
+    The row and the signal share one transaction: if the signal fails, the row rolls back and
+    the gateway's retry is processed afresh; a signal delivered twice is ignored by the workflow.
+    """
+    first = parsed.refunds[0] if parsed.refunds else None
+    stmt = (
+        insert(GatewayNotificationRow)
+        .values(
+            gateway=gateway,
+            notification_id=parsed.notification_id,
+            event_type=parsed.event_type,
+            refund_no=first.refund_no if first else None,
+            status=first.status.value if first else None,
+            payload=_jsonable(parsed.payload),
+        )
+        .on_conflict_do_nothing(index_elements=["gateway", "notification_id"])
+        .returning(GatewayNotificationRow.id)
+    )
+    if (await session.execute(stmt)).scalar_one_or_none() is None:
+        await session.rollback()
+        return False
+    for notification in parsed.refunds:
+        await _deliver(session, client, settings, notification)
+    await session.commit()
+    return True
+
+
+async def _deliver(
+    session: AsyncSession, client: Client, settings: Settings, notification: GatewayNotification
+) -> None:
+    refund = await RefundRepository(session).find(notification.refund_no)
+    if refund is None:
+        return  # not one of ours: recorded, nothing to move
+    handle = client.get_workflow_handle(workflow_id(refund.refund_no))
+    try:
+        await handle.signal(RefundWorkflow.gateway_notification, notification)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        await _reopen_if_failed_after_success(client, settings, refund, notification)
+
+
+async def _reopen_if_failed_after_success(
+    client: Client, settings: Settings, refund: Refund, notification: GatewayNotification
+) -> None:
+    """Its workflow has finished. Only a late failure of a succeeded refund matters now."""
+    if refund.status != RefundStatus.SUCCEEDED or notification.status != GatewayStatus.FAILED:
+        return
+    request = RefundRequest(
+        refund_no=refund.refund_no,
+        order_no=refund.order_no,
+        amount=refund.amount,
+        reason=refund.reason,
+        requested_by=refund.requested_by,
+        source=RefundSource(refund.source),
+        items=[RefundItem(i["sku"], int(i["quantity"])) for i in refund.items],
+        timings=settings.refund_timings(),
+        reopened_by=notification,
+    )
+    await client.start_workflow(
+        RefundWorkflow.run,
+        request,
+        id=workflow_id(refund.refund_no),
+        task_queue=settings.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+
+
+def _jsonable(payload: Any) -> Any:
+    if hasattr(payload, "__dataclass_fields__"):
+        return asdict(payload)
+    if isinstance(payload, dict):
+        return {str(k): _jsonable(v) for k, v in payload.items()}
+    if isinstance(payload, list):
+        return [_jsonable(v) for v in payload]
+    if isinstance(payload, str | int | bool) or payload is None:
+        return payload
+    return str(payload)

@@ -1,0 +1,102 @@
+"""Read models served from PostgreSQL: orders with their money and restores, refunds with
+their timeline."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.auth import Principal
+from api.schemas import CouponOut, OrderItemOut, OrderOut, RefundOut, TimelineEventOut
+from db.models import Order, Refund
+from db.repositories import OrderRepository, RefundRepository
+from domain.errors import OrderNotFound, RefundNotFound
+
+
+def can_see_order(principal: Principal, order: Order) -> bool:
+    return principal.is_staff or order.user_id == principal.sub
+
+
+async def visible_order(session: AsyncSession, principal: Principal, order_no: str) -> Order:
+    """The order, or 404 for one the caller may not see: no hint that it exists."""
+    order = await OrderRepository(session).find(order_no)
+    if order is None or not can_see_order(principal, order):
+        raise OrderNotFound(f"order {order_no} not found")
+    return order
+
+
+async def visible_refund(session: AsyncSession, principal: Principal, refund_no: str) -> Refund:
+    refund = await RefundRepository(session).find(refund_no)
+    if refund is None:
+        raise RefundNotFound(f"refund {refund_no} not found")
+    order = await OrderRepository(session).get(refund.order_no)
+    if not can_see_order(principal, order):
+        raise RefundNotFound(f"refund {refund_no} not found")
+    return refund
+
+
+def refund_out(refund: Refund, timeline: list[TimelineEventOut] | None = None) -> RefundOut:
+    return RefundOut(
+        refund_no=refund.refund_no,
+        order_no=refund.order_no,
+        amount=refund.amount,
+        currency=refund.currency,
+        channel=refund.channel,
+        reason=refund.reason,
+        items=list(refund.items),
+        source=refund.source,
+        requested_by=refund.requested_by,
+        approved_by=refund.approved_by,
+        gateway_refund_id=refund.gateway_refund_id,
+        status=refund.status,
+        needs_manual_return=refund.needs_manual_return,
+        created_at=refund.created_at,
+        updated_at=refund.updated_at,
+        completed_at=refund.completed_at,
+        timeline=timeline,
+    )
+
+
+async def refund_with_timeline(session: AsyncSession, refund: Refund) -> RefundOut:
+    events = await RefundRepository(session).events(refund.refund_no)
+    timeline = [
+        TimelineEventOut(at=e.at, actor=e.actor, event=e.event, detail=e.detail) for e in events
+    ]
+    return refund_out(refund, timeline)
+
+
+async def order_out(session: AsyncSession, order: Order) -> OrderOut:
+    repo = OrderRepository(session)
+    coupon = await repo.coupon(order.coupon_code)
+    return OrderOut(
+        order_no=order.order_no,
+        user_id=order.user_id,
+        channel=order.channel,
+        currency=order.currency,
+        total_amount=order.total_amount,
+        paid_amount=order.paid_amount,
+        payment_ref=order.payment_ref,
+        items=[
+            OrderItemOut(sku=i.sku, quantity=i.quantity, unit_amount=i.unit_amount)
+            for i in order.items
+        ],
+        points_used=order.points_used,
+        coupon_code=order.coupon_code,
+        fulfillment=order.fulfillment,
+        status=order.status,
+        refunded_amount=order.refunded_amount,
+        reserved_amount=order.reserved_amount,
+        refundable_amount=order.paid_amount - order.reserved_amount
+        if order.status == "paid"
+        else 0,
+        restored_points=await repo.restored_points(order.order_no),
+        restocked_items=await repo.restocked(order.order_no),
+        coupon=CouponOut(
+            code=coupon.code,
+            status=coupon.status,
+            released_by_refund_no=coupon.released_by_refund_no,
+        )
+        if coupon
+        else None,
+        refunds=[refund_out(r) for r in await repo.refunds(order.order_no)],
+        created_at=order.created_at,
+    )

@@ -1,0 +1,146 @@
+"""Commands that go to refund workflows: apply (Update-with-Start), approve, reject, resolve.
+
+The API never moves a refund itself: the workflow owns its state and answers synchronously.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.ledger import request_fingerprint
+from api.auth import Principal
+from api.errors import domain_error_from_temporal
+from api.schemas import RefundIn
+from db.models import Order
+from db.repositories import RefundRepository
+from domain.errors import (
+    CurrencyMismatch,
+    RefundConflict,
+    RefundNotAbnormal,
+    RefundNotFound,
+    RefundNotPendingApproval,
+)
+from domain.messages import Decision, RefundItem, RefundRequest, RefundSource, Resolution
+from settings import Settings
+from workflows.refund import RefundWorkflow
+
+
+def workflow_id(refund_no: str) -> str:
+    return f"refund-{refund_no}"
+
+
+def choose_refund_no(principal: Principal, body: RefundIn, idempotency_key: str | None) -> str:
+    """The caller's refund_no, else one derived from its Idempotency-Key, else a fresh one."""
+    if body.refund_no:
+        return body.refund_no
+    if idempotency_key:
+        digest = hashlib.sha256(f"{principal.sub}\0{idempotency_key}".encode()).hexdigest()
+        return f"rf_{digest[:24]}"
+    return f"rf_{uuid.uuid4().hex[:24]}"
+
+
+def build_request(
+    principal: Principal, order: Order, body: RefundIn, refund_no: str, settings: Settings
+) -> RefundRequest:
+    if body.currency is not None and body.currency != order.currency:
+        raise CurrencyMismatch(
+            f"currency {body.currency} differs from the order's {order.currency}"
+        )
+    source = RefundSource.ADMIN if principal.has("admin") else RefundSource.CUSTOMER
+    return RefundRequest(
+        refund_no=refund_no,
+        order_no=order.order_no,
+        amount=body.amount,
+        reason=body.reason,
+        requested_by=principal.sub,
+        source=source,
+        items=[RefundItem(i.sku, i.quantity) for i in body.items],
+        timings=settings.refund_timings(),
+    )
+
+
+async def submit_refund(
+    session: AsyncSession, client: Client, settings: Settings, request: RefundRequest
+) -> bool:
+    """Start the refund's workflow and wait for its apply answer. False: it already existed."""
+    existing = await RefundRepository(session).find(request.refund_no)
+    if existing is not None:
+        if existing.request_fingerprint != request_fingerprint(request):
+            raise RefundConflict(f"refund {request.refund_no} exists with a different request")
+        return False
+    operation = WithStartWorkflowOperation(
+        RefundWorkflow.run,
+        request,
+        id=workflow_id(request.refund_no),
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    try:
+        await client.execute_update_with_start_workflow(
+            RefundWorkflow.apply, start_workflow_operation=operation
+        )
+    except WorkflowUpdateFailedError as err:
+        raise domain_error_from_temporal(err) or err from err
+    return True
+
+
+async def _update(
+    client: Client,
+    session: AsyncSession,
+    refund_no: str,
+    update: Callable[..., Any],
+    arg: Any,
+    not_open: type[RefundNotPendingApproval] | type[RefundNotAbnormal],
+) -> None:
+    refund = await RefundRepository(session).find(refund_no)
+    if refund is None:
+        raise RefundNotFound(f"refund {refund_no} not found")
+    handle = client.get_workflow_handle(workflow_id(refund_no))
+    try:
+        await handle.execute_update(update, arg)
+    except WorkflowUpdateFailedError as err:
+        raise domain_error_from_temporal(err) or err from err
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:  # its workflow has finished
+            raise not_open(f"refund {refund_no} is {refund.status}") from err
+        raise
+
+
+async def approve(
+    client: Client, session: AsyncSession, refund_no: str, actor: str, note: str
+) -> None:
+    await _update(
+        client,
+        session,
+        refund_no,
+        RefundWorkflow.approve,
+        Decision(actor, note),
+        RefundNotPendingApproval,
+    )
+
+
+async def reject(
+    client: Client, session: AsyncSession, refund_no: str, actor: str, reason: str
+) -> None:
+    await _update(
+        client,
+        session,
+        refund_no,
+        RefundWorkflow.reject,
+        Decision(actor, reason),
+        RefundNotPendingApproval,
+    )
+
+
+async def resolve(
+    client: Client, session: AsyncSession, refund_no: str, resolution: Resolution
+) -> None:
+    await _update(client, session, refund_no, RefundWorkflow.resolve, resolution, RefundNotAbnormal)

@@ -1,0 +1,43 @@
+"""Orders: registered by admins, read by their owner and staff."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from api.deps import PrincipalDep, SessionDep
+from api.orders_service import cancel_order, register_order
+from api.read_models import order_out, visible_order
+from api.schemas import OrderIn, OrderOut
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+
+@router.post("", response_model=OrderOut, status_code=status.HTTP_201_CREATED)
+async def create_order(
+    body: OrderIn, principal: PrincipalDep, session: SessionDep, response: Response
+) -> OrderOut:
+    """Register an order; the same body again answers 200 with the same order."""
+    principal.require("admin")
+    order, created = await register_order(session, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return await order_out(session, order)
+
+
+@router.get("/{order_no}", response_model=OrderOut)
+async def get_order(order_no: str, principal: PrincipalDep, session: SessionDep) -> OrderOut:
+    """An order with its refunds, refundable amount and what its refunds restored."""
+    principal.require("customer", "admin", "approver", "ops")
+    return await order_out(session, await visible_order(session, principal, order_no))
+
+
+@router.post("/{order_no}/cancel", response_model=OrderOut)
+async def cancel(order_no: str, principal: PrincipalDep, session: SessionDep) -> OrderOut:
+    """Cancel a pending or fully refunded order; a paid one must be refunded first (409)."""
+    principal.require("customer", "admin")
+    order = await visible_order(session, principal, order_no)
+    if not principal.has("admin") and order.user_id != principal.sub:
+        principal.require("admin")
+    order = await cancel_order(session, order)
+    session.expire_all()
+    return await order_out(session, await visible_order(session, principal, order_no))

@@ -1,0 +1,139 @@
+"""Refunds: apply, decide, resolve, read."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, status
+
+from api import refund_commands
+from api.deps import PrincipalDep, SessionDep, SettingsDep, TemporalDep
+from api.read_models import refund_out, refund_with_timeline, visible_order, visible_refund
+from api.schemas import ApproveIn, RefundIn, RefundOut, RefundPage, RejectIn, ResolveIn
+from db.repositories import RefundRepository
+from domain.errors import DomainError
+from domain.messages import Resolution, ResolveOutcome
+
+router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
+
+
+class InvalidCursor(DomainError):
+    code = "invalid_cursor"
+    http_status = 422
+
+
+@router.post("", response_model=RefundOut, status_code=status.HTTP_202_ACCEPTED)
+async def create_refund(
+    body: RefundIn,
+    principal: PrincipalDep,
+    session: SessionDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> RefundOut:
+    """Apply for a refund: validated and reserved synchronously, then carried by its workflow."""
+    principal.require("customer", "admin")
+    order = await visible_order(session, principal, body.order_no)
+    refund_no = refund_commands.choose_refund_no(principal, body, idempotency_key)
+    request = refund_commands.build_request(principal, order, body, refund_no, settings)
+    await session.rollback()  # no snapshot held across the workflow round trip
+    await refund_commands.submit_refund(session, client, settings, request)
+    refund = await RefundRepository(session).get(refund_no)
+    return await refund_with_timeline(session, refund)
+
+
+@router.post("/{refund_no}/approve", response_model=RefundOut)
+async def approve(
+    refund_no: str,
+    body: ApproveIn,
+    principal: PrincipalDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> RefundOut:
+    """Approve a pending refund; the requester cannot approve their own (403)."""
+    principal.require("approver", "admin")
+    await refund_commands.approve(client, session, refund_no, principal.sub, body.note)
+    return await _fresh(session, principal, refund_no)
+
+
+@router.post("/{refund_no}/reject", response_model=RefundOut)
+async def reject(
+    refund_no: str,
+    body: RejectIn,
+    principal: PrincipalDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> RefundOut:
+    """Reject a pending refund; its reservation is released."""
+    principal.require("approver", "admin")
+    await refund_commands.reject(client, session, refund_no, principal.sub, body.reason)
+    return await _fresh(session, principal, refund_no)
+
+
+@router.post("/{refund_no}/resolve", response_model=RefundOut)
+async def resolve(
+    refund_no: str,
+    body: ResolveIn,
+    principal: PrincipalDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> RefundOut:
+    """Ops decide an abnormal refund: paid back offline (succeeded) or failed."""
+    principal.require("ops")
+    resolution = Resolution(principal.sub, ResolveOutcome(body.outcome), body.note)
+    await refund_commands.resolve(client, session, refund_no, resolution)
+    return await _fresh(session, principal, refund_no)
+
+
+@router.get("/{refund_no}", response_model=RefundOut)
+async def get_refund(refund_no: str, principal: PrincipalDep, session: SessionDep) -> RefundOut:
+    """A refund with its timeline: who asked, who approved, what the gateway answered."""
+    principal.require("customer", "admin", "approver", "ops")
+    return await refund_with_timeline(session, await visible_refund(session, principal, refund_no))
+
+
+@router.get("", response_model=RefundPage)
+async def list_refunds(
+    principal: PrincipalDep,
+    session: SessionDep,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+    order_no: str | None = None,
+    channel: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> RefundPage:
+    """Refunds filtered by status, order or channel, oldest first, with an opaque cursor."""
+    principal.require("admin", "approver", "ops")
+    rows = await RefundRepository(session).search(
+        status=status_,
+        order_no=order_no,
+        channel=channel,
+        after_id=_decode(cursor),
+        limit=limit + 1,
+    )
+    page = list(rows[:limit])
+    next_cursor = _encode(page[-1].id) if len(rows) > limit else None
+    return RefundPage(items=[refund_out(r) for r in page], next_cursor=next_cursor)
+
+
+async def _fresh(session: SessionDep, principal: PrincipalDep, refund_no: str) -> RefundOut:
+    await session.rollback()
+    return await refund_with_timeline(session, await visible_refund(session, principal, refund_no))
+
+
+def _encode(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, value = raw.split(":", 1)
+        if kind != "id":
+            raise ValueError(kind)
+        return int(value)
+    except ValueError as exc:
+        raise InvalidCursor("cursor is not one this API returned") from exc

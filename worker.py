@@ -1,0 +1,80 @@
+"""The refunds worker: wires clients into activities and runs them with the workflow.
+
+`python worker.py` or `refunds worker`; run any number of replicas against one task queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Mapping
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.gateway import GatewayActivities
+from activities.ledger import LedgerActivities
+from activities.restore import RestoreActivities
+from db.engine import make_engine, make_sessionmaker
+from domain.messages import Channel
+from gateways.base import Gateway
+from runtime.logging import configure
+from runtime.temporal_client import connect, ensure_search_attributes
+from settings import Settings, get_settings
+from workflows.refund import RefundWorkflow
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateways: Mapping[Channel, Gateway],
+) -> Worker:
+    ledger = LedgerActivities(sessionmaker, settings.auto_approve_limit_for)
+    restore = RestoreActivities(sessionmaker)
+    gateway = GatewayActivities(gateways)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[RefundWorkflow],
+        activities=[
+            ledger.apply_refund,
+            ledger.transition,
+            ledger.record_event,
+            restore.restore_points,
+            restore.restore_inventory,
+            restore.release_coupon,
+            gateway.create_gateway_refund,
+            gateway.get_gateway_refund,
+        ],
+        max_concurrent_activities=200,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    from gateways.registry import build_gateways
+
+    if settings.database_url is None:
+        raise SystemExit("REFUNDS_DATABASE_URL is not set (refunds dev sets it for you)")
+    client = await connect(settings)
+    await ensure_search_attributes(client, settings.temporal_namespace)
+    engine = make_engine(settings.database_url)
+    worker = build_worker(client, settings, make_sessionmaker(engine), build_gateways(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        await stop.wait()
+    await engine.dispose()
+
+
+def main() -> None:
+    settings = get_settings()
+    configure(settings.log_level)
+    asyncio.run(run_worker(settings))
+
+
+if __name__ == "__main__":
+    main()

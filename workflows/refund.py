@@ -1,0 +1,485 @@
+"""RefundWorkflow: one refund, from request to money back and stock restored (SPEC §4).
+
+Deterministic: no I/O, clock or randomness outside the SDK. Every side effect is an activity,
+idempotent by refund_no, so a replay or a retry after a crash does nothing twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.gateway import GatewayActivities
+    from activities.ledger import LedgerActivities
+    from activities.restore import RestoreActivities
+    from domain.errors import NON_RETRYABLE_TYPES
+    from domain.messages import (
+        ApplyResult,
+        Decision,
+        GatewayLookup,
+        GatewayNotification,
+        GatewayRefund,
+        GatewayRefundInput,
+        GatewayStatus,
+        RefundRequest,
+        RefundState,
+        RefundStatus,
+        Resolution,
+        ResolveOutcome,
+        RestoreInput,
+        TimelineInput,
+        TransitionInput,
+    )
+    from domain.transitions import gateway_moves_forward, is_late_failure
+
+REFUND_NO = SearchAttributeKey.for_keyword("RefundNo")
+ORDER_NO = SearchAttributeKey.for_keyword("OrderNo")
+REFUND_STATUS = SearchAttributeKey.for_keyword("RefundStatus")
+PAYMENT_CHANNEL = SearchAttributeKey.for_keyword("PaymentChannel")
+REFUND_AMOUNT = SearchAttributeKey.for_int("RefundAmount")
+
+LEDGER_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=NON_RETRYABLE_TYPES,
+)
+LEDGER_TIMEOUT = timedelta(seconds=15)
+TERMINAL_GATEWAY = (GatewayStatus.SUCCEEDED, GatewayStatus.FAILED, GatewayStatus.ABNORMAL)
+
+
+def _domain_error(err: ActivityError) -> ApplicationError | None:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type in NON_RETRYABLE_TYPES:
+        return cause
+    return None
+
+
+@workflow.defn
+class RefundWorkflow:
+    @workflow.init
+    def __init__(self, request: RefundRequest) -> None:
+        self._request = request
+        self._timings = request.timings
+        self._applied: ApplyResult | None = None
+        self._apply_error: ApplicationError | None = None
+        self._status: RefundStatus | None = None
+        self._decision: tuple[str, Decision] | None = None
+        self._decision_recorded = False
+        self._gateway: GatewayNotification | None = None
+        self._late_failure: GatewayNotification | None = None
+        self._resolution: Resolution | None = None
+        self._timeline: list[dict[str, Any]] = []
+
+    # ---- the story of a refund -------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: RefundRequest) -> RefundState:
+        if request.reopened_by is not None:
+            await self._reopen(request.reopened_by)
+        elif await self._apply() and await self._await_decision():
+            await self._refund_at_gateway()
+            if self._status == RefundStatus.PROCESSING:
+                await self._await_outcome()
+            if self._status == RefundStatus.ABNORMAL:
+                await self._await_resolution()
+            if self._gateway_succeeded():
+                await self._restore()
+                await self._finalize()
+            if self._late_failure is not None:
+                await self._reopen(self._late_failure)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.state()
+
+    async def _apply(self) -> bool:
+        """Validate and reserve; an invalid request ends the run with nothing left behind."""
+        try:
+            result = await self._apply_activity()
+        except ActivityError as err:
+            cause = _domain_error(err)
+            if cause is None:
+                raise
+            self._apply_error = ApplicationError(cause.message, type=cause.type, non_retryable=True)
+            return False
+        self._applied = result
+        if not result.owned:
+            return False  # another run owns this refund_no: answer with it, do nothing else
+        self._status = result.status
+        self._note("system", "requested", {"amount": result.amount, "currency": result.currency})
+        self._publish(initial=True)
+        return result.status == RefundStatus.PENDING_APPROVAL
+
+    async def _apply_activity(self) -> ApplyResult:
+        return await workflow.execute_local_activity_method(
+            LedgerActivities.apply_refund,
+            self._request,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=LEDGER_RETRY,
+        )
+
+    async def _await_decision(self) -> bool:
+        applied = self._require_applied()
+        if applied.auto_approved:
+            await self._move(
+                RefundStatus.PROCESSING,
+                "policy",
+                "auto_approved",
+                {"limit_policy": "REFUNDS_AUTO_APPROVE_LIMIT"},
+            )
+            return True
+        try:
+            await workflow.wait_condition(
+                lambda: self._decision_recorded,
+                timeout=timedelta(seconds=self._timings.approval_timeout),
+            )
+        except TimeoutError:
+            await self._move(
+                RefundStatus.EXPIRED,
+                "system",
+                "expired",
+                {"after_seconds": int(self._timings.approval_timeout)},
+            )
+            return False
+        return self._status == RefundStatus.PROCESSING
+
+    async def _refund_at_gateway(self) -> None:
+        applied = self._require_applied()
+        try:
+            refund = await workflow.execute_activity_method(
+                GatewayActivities.create_gateway_refund,
+                GatewayRefundInput(
+                    refund_no=applied.refund_no,
+                    order_no=applied.order_no,
+                    channel=applied.channel,
+                    payment_ref=applied.payment_ref,
+                    amount=applied.amount,
+                    currency=applied.currency,
+                    total_amount=applied.total_amount,
+                    reason=self._request.reason,
+                ),
+                start_to_close_timeout=timedelta(seconds=self._timings.gateway_call_timeout),
+                schedule_to_close_timeout=timedelta(seconds=self._timings.outcome_deadline),
+                retry_policy=self._gateway_retry(),
+            )
+        except ActivityError as err:
+            await self._gateway_call_failed(err)
+            return
+        await self._record(
+            "gateway",
+            "gateway_submitted",
+            {
+                "gateway_refund_id": refund.gateway_refund_id,
+                "gateway_status": refund.status.value,
+            },
+            gateway_refund_id=refund.gateway_refund_id,
+        )
+        self._observe(self._as_notification(refund, "create"))
+        await self._act_on_gateway()
+
+    async def _gateway_call_failed(self, err: ActivityError) -> None:
+        cause = _domain_error(err)
+        if cause is not None:
+            await self._move(
+                RefundStatus.FAILED,
+                "gateway",
+                "gateway_refused",
+                {"error": cause.type, "message": cause.message},
+            )
+        else:
+            await self._move(
+                RefundStatus.ABNORMAL,
+                "system",
+                "gateway_unreachable",
+                {"message": str(err.cause or err)},
+            )
+
+    async def _await_outcome(self) -> None:
+        """Wait for a notification; poll with backoff when none comes; give up to ops."""
+        deadline = workflow.now() + timedelta(seconds=self._timings.outcome_deadline)
+        interval = self._timings.poll_interval
+        while not self._gateway_terminal():
+            remaining = (deadline - workflow.now()).total_seconds()
+            if remaining <= 0:
+                await self._move(
+                    RefundStatus.ABNORMAL,
+                    "system",
+                    "outcome_deadline_passed",
+                    {"deadline_seconds": int(self._timings.outcome_deadline)},
+                )
+                return
+            try:
+                await workflow.wait_condition(
+                    self._gateway_terminal, timeout=timedelta(seconds=min(interval, remaining))
+                )
+            except TimeoutError:
+                await self._poll()
+                interval = min(interval * 2, self._timings.poll_max_interval)
+        await self._act_on_gateway()
+
+    async def _poll(self) -> None:
+        applied = self._require_applied()
+        found = await workflow.execute_activity_method(
+            GatewayActivities.get_gateway_refund,
+            GatewayLookup(applied.refund_no, applied.channel, applied.payment_ref),
+            start_to_close_timeout=timedelta(seconds=self._timings.gateway_call_timeout),
+            retry_policy=self._gateway_retry(),
+        )
+        if found is not None:
+            self._observe(self._as_notification(found, "poll"))
+
+    async def _act_on_gateway(self) -> None:
+        """Turn the gateway's terminal answer into the refund's status."""
+        if self._gateway is None or self._status != RefundStatus.PROCESSING:
+            return
+        answer = self._gateway
+        detail = {
+            "gateway_status": answer.status.value,
+            "via": answer.source,
+            "failure_reason": answer.failure_reason,
+        }
+        if answer.status == GatewayStatus.FAILED:
+            await self._move(RefundStatus.FAILED, "gateway", "gateway_failed", detail)
+        elif answer.status == GatewayStatus.ABNORMAL:
+            await self._move(RefundStatus.ABNORMAL, "gateway", "gateway_abnormal", detail)
+        elif answer.status == GatewayStatus.SUCCEEDED:
+            await self._record("gateway", "gateway_succeeded", detail)
+
+    async def _await_resolution(self) -> None:
+        await workflow.wait_condition(lambda: self._resolution is not None)
+        resolution = self._resolution
+        assert resolution is not None
+        if resolution.outcome == ResolveOutcome.FAILED:
+            await self._move(
+                RefundStatus.FAILED, resolution.actor, "resolved_failed", {"note": resolution.note}
+            )
+
+    async def _restore(self) -> None:
+        entry = RestoreInput(self._require_applied().refund_no)
+        for step in (
+            RestoreActivities.restore_points,
+            RestoreActivities.restore_inventory,
+            RestoreActivities.release_coupon,
+        ):
+            await workflow.execute_local_activity_method(
+                step, entry, start_to_close_timeout=LEDGER_TIMEOUT, retry_policy=LEDGER_RETRY
+            )
+
+    async def _finalize(self) -> None:
+        if self._resolution is not None:
+            await self._move(
+                RefundStatus.SUCCEEDED,
+                self._resolution.actor,
+                "resolved_succeeded",
+                {"note": self._resolution.note},
+            )
+        else:
+            await self._move(RefundStatus.SUCCEEDED, "system", "succeeded", {})
+
+    async def _reopen(self, failure: GatewayNotification) -> None:
+        """A succeeded refund reported failed later: abnormal, with the reason, for ops."""
+        if self._applied is None:  # a new run: the refund's facts come from the ledger
+            self._applied = await self._apply_activity()
+        self._status = RefundStatus.SUCCEEDED
+        self._resolution = None
+        self._publish(initial=self._request.reopened_by is not None)
+        await self._move(
+            RefundStatus.ABNORMAL,
+            "gateway",
+            "gateway_failed_after_success",
+            {
+                "failure_reason": failure.failure_reason,
+                "event_id": failure.event_id,
+                "event_type": failure.event_type,
+            },
+        )
+        await self._await_resolution()
+        if self._resolution is not None and self._resolution.outcome == ResolveOutcome.SUCCEEDED:
+            await self._move(
+                RefundStatus.SUCCEEDED,
+                self._resolution.actor,
+                "resolved_succeeded",
+                {"note": self._resolution.note},
+            )
+
+    # ---- messages ---------------------------------------------------------------------------
+
+    @workflow.update
+    async def apply(self) -> ApplyResult:
+        """The caller's synchronous answer to its request (Update-with-Start)."""
+        await workflow.wait_condition(
+            lambda: self._applied is not None or self._apply_error is not None
+        )
+        if self._apply_error is not None:
+            raise self._apply_error
+        return self._require_applied()
+
+    @workflow.update
+    async def approve(self, decision: Decision) -> RefundState:
+        await self._decide("approve", decision)
+        return self.state()
+
+    @approve.validator
+    def _validate_approve(self, decision: Decision) -> None:
+        self._check_decidable(decision)
+
+    @workflow.update
+    async def reject(self, decision: Decision) -> RefundState:
+        await self._decide("reject", decision)
+        return self.state()
+
+    @reject.validator
+    def _validate_reject(self, decision: Decision) -> None:
+        self._check_decidable(decision, four_eyes=False)
+
+    @workflow.update
+    async def resolve(self, resolution: Resolution) -> RefundState:
+        """Ops decide an abnormal refund: paid back offline (succeeded) or failed."""
+        if self._status != RefundStatus.ABNORMAL or self._resolution is not None:
+            raise ApplicationError("refund is not abnormal", type="RefundNotAbnormal")
+        self._resolution = resolution
+        await workflow.wait_condition(lambda: self._status != RefundStatus.ABNORMAL)
+        return self.state()
+
+    @resolve.validator
+    def _validate_resolve(self, resolution: Resolution) -> None:
+        if self._status != RefundStatus.ABNORMAL or self._resolution is not None:
+            raise ApplicationError(
+                f"refund is {self._status}, not abnormal", type="RefundNotAbnormal"
+            )
+
+    @workflow.signal
+    def gateway_notification(self, notification: GatewayNotification) -> None:
+        self._observe(notification)
+
+    @workflow.query
+    def state(self) -> RefundState:
+        return RefundState(self._request.refund_no, self._status, list(self._timeline))
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    def _check_decidable(self, decision: Decision, four_eyes: bool = True) -> None:
+        if self._status != RefundStatus.PENDING_APPROVAL or self._decision is not None:
+            raise ApplicationError(
+                f"refund is {self._status}, not pending approval", type="RefundNotPendingApproval"
+            )
+        if four_eyes and decision.actor == self._request.requested_by:
+            raise ApplicationError(
+                "the approver cannot be the requester", type="ApproverIsRequester"
+            )
+
+    async def _decide(self, verb: str, decision: Decision) -> None:
+        self._check_decidable(decision, four_eyes=verb == "approve")
+        self._decision = (verb, decision)
+        if verb == "approve":
+            await self._move(
+                RefundStatus.PROCESSING, decision.actor, "approved", {"note": decision.note}
+            )
+        else:
+            await self._move(
+                RefundStatus.REJECTED, decision.actor, "rejected", {"reason": decision.note}
+            )
+        self._decision_recorded = True
+
+    def _observe(self, notification: GatewayNotification) -> None:
+        current = self._gateway.status if self._gateway else None
+        if is_late_failure(current, notification.status):
+            self._late_failure = notification
+        elif gateway_moves_forward(current, notification.status):
+            self._gateway = notification
+            self._note(
+                "gateway",
+                f"gateway_{notification.status.value}",
+                {"via": notification.source, "event_id": notification.event_id},
+            )
+        else:
+            self._note(
+                "gateway",
+                "notification_ignored",
+                {"status": notification.status.value, "event_id": notification.event_id},
+            )
+
+    def _gateway_terminal(self) -> bool:
+        return self._gateway is not None and self._gateway.status in TERMINAL_GATEWAY
+
+    def _gateway_succeeded(self) -> bool:
+        if self._status == RefundStatus.PROCESSING:
+            return self._gateway is not None and self._gateway.status == GatewayStatus.SUCCEEDED
+        return (
+            self._resolution is not None
+            and self._resolution.outcome == ResolveOutcome.SUCCEEDED
+            and self._status == RefundStatus.ABNORMAL
+        )
+
+    async def _move(self, to: RefundStatus, actor: str, event: str, detail: dict[str, Any]) -> None:
+        refund_no = self._request.refund_no
+        await workflow.execute_local_activity_method(
+            LedgerActivities.transition,
+            TransitionInput(refund_no, to, actor, event, detail),
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=LEDGER_RETRY,
+        )
+        self._status = to
+        self._note(actor, event, detail)
+        workflow.upsert_search_attributes([REFUND_STATUS.value_set(to.value)])
+
+    async def _record(
+        self, actor: str, event: str, detail: dict[str, Any], gateway_refund_id: str | None = None
+    ) -> None:
+        key = f"{self._request.refund_no}:{event}:{workflow.info().run_id}:{len(self._timeline)}"
+        await workflow.execute_local_activity_method(
+            LedgerActivities.record_event,
+            TimelineInput(self._request.refund_no, actor, event, key, detail, gateway_refund_id),
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=LEDGER_RETRY,
+        )
+        self._note(actor, event, detail)
+
+    def _note(self, actor: str, event: str, detail: dict[str, Any]) -> None:
+        self._timeline.append(
+            {
+                "at": workflow.now().isoformat(),
+                "actor": actor,
+                "event": event,
+                **{k: v for k, v in detail.items() if v is not None},
+            }
+        )
+
+    def _publish(self, initial: bool) -> None:
+        applied = self._require_applied()
+        pairs: list[SearchAttributePair[Any]] = [REFUND_STATUS.value_set(str(self._status))]
+        if initial:
+            pairs += [
+                REFUND_NO.value_set(applied.refund_no),
+                ORDER_NO.value_set(applied.order_no),
+                PAYMENT_CHANNEL.value_set(applied.channel.value),
+                REFUND_AMOUNT.value_set(applied.amount),
+            ]
+        workflow.upsert_search_attributes(pairs)
+
+    def _gateway_retry(self) -> RetryPolicy:
+        return RetryPolicy(
+            initial_interval=timedelta(seconds=self._timings.gateway_retry_initial),
+            maximum_interval=timedelta(seconds=self._timings.gateway_retry_max),
+            non_retryable_error_types=NON_RETRYABLE_TYPES,
+        )
+
+    def _require_applied(self) -> ApplyResult:
+        if self._applied is None:
+            raise ApplicationError(
+                "refund was not applied", type="RefundNotApplied", non_retryable=True
+            )
+        return self._applied
+
+    @staticmethod
+    def _as_notification(refund: GatewayRefund, source: str) -> GatewayNotification:
+        return GatewayNotification(
+            refund.refund_no,
+            refund.status,
+            refund.gateway_refund_id,
+            source=source,
+            failure_reason=refund.failure_reason,
+        )
