@@ -1,0 +1,296 @@
+"""The Stripe sandbox, driven by the official `stripe` client over HTTP."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import stripe
+
+from tests.sandboxes.stripe_support import (
+    REFUND_DELAY,
+    StripeStack,
+    WebhookRecorder,
+    new_refund_no,
+    running_sandbox,
+    types,
+)
+
+SUCCESS_EVENTS = ["refund.created", "refund.updated", "charge.refund.updated", "charge.refunded"]
+FAILURE_EVENTS = ["refund.created", "refund.updated", "charge.refund.updated", "refund.failed"]
+
+
+def refund(
+    stack: StripeStack, pi: str, refund_no: str, amount: int | None = None, key: str | None = None
+) -> stripe.Refund:
+    params: dict[str, object] = {"payment_intent": pi, "metadata": {"refund_no": refund_no}}
+    if amount is not None:
+        params["amount"] = amount
+    return stack.client().v1.refunds.create(
+        params=params,  # type: ignore[arg-type]
+        options={"idempotency_key": key or refund_no},
+    )
+
+
+def wait_status(stack: StripeStack, refund_id: str, status: str, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while stack.client().v1.refunds.retrieve(refund_id).status != status:
+        assert time.monotonic() < deadline, f"{refund_id} never became {status}"
+        time.sleep(0.02)
+
+
+def test_pm_card_visa_payment_confirms_to_succeeded_with_a_charge(stripe_stack: StripeStack):
+    intent = stripe_stack.client().v1.payment_intents.create(
+        params={
+            "amount": 1999,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+        }
+    )
+    assert intent.status == "succeeded" and intent.amount_received == 1999
+    charge = stripe_stack.client().v1.charges.retrieve(intent.latest_charge)  # type: ignore[arg-type]
+    assert (charge.amount, charge.amount_refunded, charge.paid) == (1999, 0, True)
+    assert stripe_stack.client().v1.payment_intents.retrieve(intent.id).status == "succeeded"
+
+
+def test_declined_test_card_is_a_402_card_error(stripe_stack: StripeStack):
+    with pytest.raises(stripe.CardError) as err:
+        stripe_stack.pay(500, payment_method="pm_card_chargeDeclined")
+    assert err.value.http_status == 402 and err.value.code == "card_declined"
+
+
+def test_unknown_payment_method_is_a_402_card_error(stripe_stack: StripeStack):
+    with pytest.raises(stripe.CardError):
+        stripe_stack.pay(500, payment_method="pm_made_up")
+
+
+def test_wrong_api_key_is_401(stripe_stack: StripeStack):
+    client = stripe.StripeClient("sk_test_wrong", base_addresses={"api": stripe_stack.url})
+    with pytest.raises(stripe.AuthenticationError):
+        client.v1.refunds.list()
+
+
+def test_refund_is_pending_then_succeeds_after_the_delay(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    created = refund(stripe_stack, pi, refund_no, amount=400)
+    assert (created.status, created.amount, created.currency) == ("pending", 400, "usd")
+    assert created.payment_intent == pi and created.metadata["refund_no"] == refund_no
+    wait_status(stripe_stack, created.id, "succeeded", timeout=REFUND_DELAY + 2)
+    charge = stripe_stack.client().v1.charges.retrieve(created.charge)  # type: ignore[arg-type]
+    assert charge.amount_refunded == 400 and charge.refunded is False
+
+
+def test_webhooks_arrive_signed_in_order_and_verify_with_stripe(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    refund(stripe_stack, pi, refund_no)
+    got = stripe_stack.recorder.wait_for(refund_no, lambda d: len(d) >= 4)
+    assert types(got) == SUCCESS_EVENTS
+    for delivery in got:
+        event = stripe.Webhook.construct_event(
+            delivery.body, delivery.headers["stripe-signature"], stripe_stack.webhook_secret
+        )
+        assert event.object == "event" and event.livemode is False and event.id.startswith("evt_")
+    charge = got[-1].event["data"]["object"]
+    assert charge["object"] == "charge" and charge["refunds"]["data"][0]["status"] == "succeeded"
+
+
+def test_same_idempotency_key_and_params_replays_the_same_refund(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    first = refund(stripe_stack, pi, refund_no, amount=300)
+    second = refund(stripe_stack, pi, refund_no, amount=300)
+    refunds, creates = stripe_stack.refunds(refund_no)
+    assert first.id == second.id and len(refunds) == 1 and creates == 2
+
+
+def test_same_idempotency_key_with_other_params_is_idempotency_error(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    refund(stripe_stack, pi, refund_no, amount=300)
+    with pytest.raises(stripe.IdempotencyError):
+        refund(stripe_stack, pi, refund_no, amount=301)
+    assert len(stripe_stack.refunds(refund_no)[0]) == 1
+
+
+def test_refund_beyond_remaining_amount_is_amount_too_large(stripe_stack: StripeStack):
+    pi = stripe_stack.pay(1000)
+    refund(stripe_stack, pi, new_refund_no(), amount=700)
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        refund(stripe_stack, pi, new_refund_no(), amount=301)
+    assert err.value.http_status == 400 and err.value.code == "amount_too_large"
+    assert refund(stripe_stack, pi, new_refund_no()).amount == 300  # default: the remainder
+
+
+def test_refund_of_unknown_payment_is_resource_missing(stripe_stack: StripeStack):
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        refund(stripe_stack, "pi_unknown", new_refund_no(), amount=1)
+    assert err.value.code == "resource_missing"
+
+
+def test_unknown_refund_id_is_404(stripe_stack: StripeStack):
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        stripe_stack.client().v1.refunds.retrieve("re_missing")
+    assert err.value.http_status == 404 and err.value.code == "resource_missing"
+
+
+def test_list_refunds_filters_by_payment_and_auto_paginates_newest_first(
+    stripe_stack: StripeStack,
+):
+    pi = stripe_stack.pay(1000)
+    ids = [refund(stripe_stack, pi, new_refund_no(), amount=100).id for _ in range(5)]
+    refund(stripe_stack, stripe_stack.pay(1000), new_refund_no(), amount=100)  # another payment
+    page = stripe_stack.client().v1.refunds.list(params={"payment_intent": pi, "limit": 2})
+    assert page.has_more is True and len(page.data) == 2
+    assert [r.id for r in page.auto_paging_iter()] == list(reversed(ids))
+
+
+def test_http_500_fault_hits_only_the_next_n_matching_requests(stripe_stack: StripeStack):
+    pi = stripe_stack.pay(1000)
+    stripe_stack.fault(method="POST", path_prefix="/v1/refunds", action="http_500", times=2)
+    for _ in range(2):
+        with pytest.raises(stripe.APIError) as err:
+            refund(stripe_stack, pi, new_refund_no())
+        assert err.value.http_status == 500
+    assert refund(stripe_stack, pi, new_refund_no(), amount=10).status == "pending"
+
+
+def test_rate_limit_fault_is_a_429(stripe_stack: StripeStack):
+    stripe_stack.fault(method="GET", path_prefix="/v1/refunds", action="rate_limit")
+    with pytest.raises(stripe.RateLimitError) as err:
+        stripe_stack.client().v1.refunds.list()
+    assert err.value.http_status == 429
+
+
+def test_timeout_fault_answers_late_but_still_creates_the_refund(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    stripe_stack.fault(refund_no=refund_no, action="timeout", delay=1.0)
+    with pytest.raises(stripe.APIConnectionError):
+        stripe_stack.client(timeout=0.3).v1.refunds.create(
+            params={"payment_intent": pi, "metadata": {"refund_no": refund_no}}
+        )
+    time.sleep(0.9)
+    assert len(stripe_stack.refunds(refund_no)[0]) == 1
+
+
+def test_permanent_error_fault_refuses_with_charge_already_refunded(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    stripe_stack.fault(refund_no=refund_no, action="permanent_error")
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        refund(stripe_stack, pi, refund_no)
+    assert err.value.code == "charge_already_refunded"
+    assert stripe_stack.refunds(refund_no) == ([], 1)
+
+
+def test_fail_fault_moves_pending_to_failed_and_gives_the_amount_back(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    stripe_stack.fault(refund_no=refund_no, action="fail", failure_reason="lost_or_stolen_card")
+    created = refund(stripe_stack, pi, refund_no)
+    got = stripe_stack.recorder.wait_for(refund_no, lambda d: "refund.failed" in types(d))
+    assert types(got) == FAILURE_EVENTS
+    failed = stripe_stack.client().v1.refunds.retrieve(created.id)
+    assert (failed.status, failed.failure_reason) == ("failed", "lost_or_stolen_card")
+    assert refund(stripe_stack, pi, new_refund_no()).amount == 1000
+
+
+def test_no_webhook_fault_sends_no_events(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    stripe_stack.fault(refund_no=refund_no, action="no_webhook")
+    created = refund(stripe_stack, pi, refund_no)
+    wait_status(stripe_stack, created.id, "succeeded")
+    time.sleep(0.1)
+    assert stripe_stack.recorder.for_refund(refund_no) == []
+    events = stripe_stack.events(refund_no)
+    assert len(events) == 4 and all(e["suppressed"] and not e["deliveries"] for e in events)
+
+
+def test_duplicate_webhook_fault_delivers_every_event_twice(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    stripe_stack.fault(refund_no=refund_no, action="duplicate_webhook")
+    refund(stripe_stack, pi, refund_no)
+    got = stripe_stack.recorder.wait_for(refund_no, lambda d: len(d) >= 8)
+    ids = [d.event["id"] for d in got]
+    assert len(set(ids)) == 4 and all(ids.count(i) == 2 for i in ids)
+
+
+def test_out_of_order_fault_sends_success_before_created(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    stripe_stack.fault(refund_no=refund_no, action="out_of_order_webhooks")
+    refund(stripe_stack, pi, refund_no)
+    got = stripe_stack.recorder.wait_for(refund_no, lambda d: len(d) >= 4)
+    assert types(got) == [*SUCCESS_EVENTS[1:], "refund.created"]
+    assert got[-1].event["data"]["object"]["status"] == "pending"
+
+
+def test_fail_after_success_fault_fails_a_succeeded_refund_later(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    stripe_stack.fault(refund_no=refund_no, action="fail_after_success", after=0.2)
+    created = refund(stripe_stack, pi, refund_no)
+    got = stripe_stack.recorder.wait_for(refund_no, lambda d: "refund.failed" in types(d))
+    assert types(got) == [
+        *SUCCESS_EVENTS,
+        "refund.updated",
+        "charge.refund.updated",
+        "refund.failed",
+    ]
+    assert got[-1].event["data"]["previous_attributes"]["status"] == "succeeded"
+    assert stripe_stack.client().v1.refunds.retrieve(created.id).status == "failed"
+
+
+def test_pm_card_refund_fail_refunds_fail_after_succeeding(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000, "pm_card_refundFail"), new_refund_no()
+    created = refund(stripe_stack, pi, refund_no)
+    wait_status(stripe_stack, created.id, "failed", timeout=3)
+
+
+def test_pending_forever_fault_never_leaves_pending(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    stripe_stack.fault(refund_no=refund_no, action="pending_forever")
+    created = refund(stripe_stack, pi, refund_no)
+    time.sleep(REFUND_DELAY * 3)
+    assert stripe_stack.client().v1.refunds.retrieve(created.id).status == "pending"
+    assert types(stripe_stack.recorder.for_refund(refund_no)) == ["refund.created"]
+
+
+def test_control_endpoints_force_success_and_late_failure(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    stripe_stack.fault(refund_no=refund_no, action="pending_forever")
+    created = refund(stripe_stack, pi, refund_no)
+    ok = stripe_stack.control.post(f"/_sandbox/refunds/{created.id}/succeed")
+    assert ok.json()["status"] == "succeeded"
+    failed = stripe_stack.control.post(
+        f"/_sandbox/refunds/{created.id}/fail", json={"failure_reason": "unknown"}
+    )
+    assert (failed.json()["status"], failed.json()["failure_reason"]) == ("failed", "unknown")
+    again = stripe_stack.control.post(f"/_sandbox/refunds/{created.id}/succeed")
+    assert again.status_code == 400
+
+
+def test_bad_fault_spec_is_rejected(stripe_stack: StripeStack):
+    response = stripe_stack.control.post("/_sandbox/faults", json={"action": "explode"})
+    assert response.status_code == 400
+
+
+def test_restarted_sandbox_keeps_payments_and_finishes_pending_refunds(tmp_path: Path):
+    state, recorder = tmp_path / "stripe.json", WebhookRecorder()
+    refund_no = new_refund_no()
+    with running_sandbox(recorder, state_file=state) as stack:
+        pi = stack.pay(1000)
+        stack.fault(refund_no=refund_no, action="pending_forever")
+        pending = refund(stack, pi, refund_no, amount=600)
+    with running_sandbox(recorder, state_file=state, api_key=stack.api_key) as stack:
+        assert stack.client().v1.refunds.retrieve(pending.id).status == "pending"
+        ok = stack.control.post(f"/_sandbox/refunds/{pending.id}/succeed")
+        assert ok.status_code == 200
+        assert refund(stack, pi, refund_no, amount=600).id == pending.id  # key still known
+        with pytest.raises(stripe.InvalidRequestError):
+            refund(stack, pi, new_refund_no(), amount=401)
+
+
+def test_unrecognized_url_is_a_stripe_404(stripe_stack: StripeStack):
+    response = httpx.get(
+        f"{stripe_stack.url}/v1/nothing",
+        headers={"Authorization": f"Bearer {stripe_stack.api_key}"},
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "invalid_request_error"
