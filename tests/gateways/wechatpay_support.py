@@ -1,0 +1,172 @@
+"""Shared WeChat Pay test environment: the real sandbox and a notification receiver, each on its
+own port, plus an adapter built from settings exactly as the service builds it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from domain.messages import Channel, GatewayRefundInput
+from embedded.ports import free_port
+from gateways.base import ParsedNotification
+from gateways.wechatpay_gateway import WeChatPayGateway
+from gateways.wechatpay_keys import WeChatPayKeys, ensure_dev_keys
+from sandboxes.background import BackgroundServer
+from sandboxes.wechatpay_sandbox import create_app, sandbox_config_from_settings
+from settings import Settings
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    answered: int
+
+
+@dataclass
+class NotifyReceiver:
+    """Records every notification. `?fail=N&key=K` in the notify URL answers 500 to the first N
+    deliveries for key K, so a test can drive the sandbox's retries without global state."""
+
+    received: list[Received] = field(default_factory=list)
+    _seen: dict[str, int] = field(default_factory=dict)
+
+    def app(self) -> Starlette:
+        async def notify(request: Request) -> Response:
+            key = request.query_params.get("key", "")
+            self._seen[key] = self._seen.get(key, 0) + 1
+            failing = self._seen[key] <= int(request.query_params.get("fail", "0"))
+            status = 500 if failing else 204
+            path = request.url.path + ("?" + request.url.query if request.url.query else "")
+            body = await request.body()
+            self.received.append(Received(path, dict(request.headers), body, status))
+            if failing:
+                return Response(b'{"code":"FAIL","message":"try later"}', 500)
+            return Response(status_code=204)
+
+        return Starlette(routes=[Route("/{path:path}", notify, methods=["POST"])])
+
+
+@dataclass
+class WeChatEnv:
+    settings: Settings
+    keys: WeChatPayKeys
+    sandbox: BackgroundServer
+    receiver_server: BackgroundServer
+    receiver: NotifyReceiver
+    gateway: WeChatPayGateway
+    http: httpx.AsyncClient
+
+    @property
+    def sandbox_url(self) -> str:
+        return self.sandbox.url
+
+    async def paid_transaction(self, amount: int = 1000) -> dict[str, Any]:
+        response = await self.http.post(
+            f"{self.sandbox_url}/sandbox/transactions", json={"amount": amount, "currency": "CNY"}
+        )
+        response.raise_for_status()
+        return dict(response.json())
+
+    async def fault(self, **fault: Any) -> None:
+        response = await self.http.post(f"{self.sandbox_url}/sandbox/faults", json=fault)
+        response.raise_for_status()
+
+    async def clear_faults(self) -> None:
+        await self.http.delete(f"{self.sandbox_url}/sandbox/faults")
+
+    async def sandbox_refunds(self, refund_no: str) -> dict[str, Any]:
+        url = f"{self.sandbox_url}/sandbox/refunds"
+        return dict((await self.http.get(url, params={"refund_no": refund_no})).json())
+
+    async def sandbox_notifications(self, refund_no: str) -> list[dict[str, Any]]:
+        url = f"{self.sandbox_url}/sandbox/notifications"
+        response = await self.http.get(url, params={"refund_no": refund_no})
+        return list(response.json()["notifications"])
+
+    def parsed_for(self, refund_no: str) -> list[tuple[Received, ParsedNotification]]:
+        """Accepted deliveries whose decrypted resource is about `refund_no`, in arrival order."""
+        found = []
+        for item in list(self.receiver.received):
+            if item.answered >= 300:
+                continue
+            parsed = self.gateway.parse_notification(item.headers, item.body)
+            if parsed.refunds and parsed.refunds[0].refund_no == refund_no:
+                found.append((item, parsed))
+        return found
+
+    async def wait_notifications(
+        self, refund_no: str, count: int = 1, timeout: float = 5.0
+    ) -> list[tuple[Received, ParsedNotification]]:
+        return await wait_for(lambda: self.parsed_for(refund_no), count, timeout)
+
+
+async def wait_for(probe: Callable[[], list[Any]], count: int, timeout: float) -> list[Any]:
+    """Poll until `probe` returns at least `count` items; fail loudly with what it saw."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = probe()
+        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
+            assert len(found) >= count, f"expected {count}, got {found}"
+            return found
+        await asyncio.sleep(0.02)
+
+
+def refund_input(
+    txn: dict[str, Any], amount: int, refund_no: str | None = None
+) -> GatewayRefundInput:
+    return GatewayRefundInput(
+        refund_no=refund_no or f"R{uuid.uuid4().hex[:20]}",
+        order_no=txn["out_trade_no"],
+        channel=Channel.WECHATPAY,
+        payment_ref=txn["transaction_id"],
+        amount=amount,
+        currency="CNY",
+        total_amount=txn["amount"],
+        reason="商品已售完",
+    )
+
+
+def start_env(data_dir: Path, refund_delay: float = 0.2, notify_retry: float = 0.05) -> WeChatEnv:
+    """Sandbox + receiver on free ports; the adapter's notify_url points at the receiver."""
+    receiver = NotifyReceiver()
+    receiver_server = BackgroundServer(receiver.app(), free_port())
+    receiver_server.start()
+    sandbox_port = free_port()
+    settings = Settings(
+        data_dir=data_dir,
+        wechatpay_gateway=f"http://127.0.0.1:{sandbox_port}",
+        public_base_url=receiver_server.url,
+        gateway_call_timeout=timedelta(seconds=2),
+    )
+    config = sandbox_config_from_settings(settings, refund_delay=refund_delay)
+    config.notify_retry_interval = notify_retry
+    sandbox = BackgroundServer(create_app(config), sandbox_port)
+    sandbox.start()
+    return WeChatEnv(
+        settings=settings,
+        keys=ensure_dev_keys(data_dir),
+        sandbox=sandbox,
+        receiver_server=receiver_server,
+        receiver=receiver,
+        gateway=WeChatPayGateway.from_settings(settings),
+        http=httpx.AsyncClient(timeout=10),
+    )
+
+
+async def stop_env(env: WeChatEnv) -> None:
+    await env.http.aclose()
+    env.sandbox.stop()
+    env.receiver_server.stop()
