@@ -6,8 +6,9 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -45,7 +46,9 @@ def lookup(refund_no: str) -> GatewayLookup:
     return GatewayLookup(refund_no=refund_no, channel=Channel.WECHATPAY, payment_ref="")
 
 
-def sign_notification(env: WeChatEnv, envelope: dict[str, object], **headers: str) -> tuple:
+def sign_notification(
+    env: WeChatEnv, envelope: Mapping[str, object], **headers: str
+) -> tuple[dict[str, str], bytes]:
     """A notification signed with the platform key, optionally at another timestamp."""
     body = json.dumps(envelope, separators=(",", ":"))
     key = load_private_key(env.keys.platform_private_key_pem())
@@ -54,8 +57,8 @@ def sign_notification(env: WeChatEnv, envelope: dict[str, object], **headers: st
 
 
 def envelope_for(
-    env: WeChatEnv, resource: dict[str, object], ciphertext: str | None = None
-) -> dict:
+    env: WeChatEnv, resource: Mapping[str, object], ciphertext: str | None = None
+) -> dict[str, Any]:
     nonce = "abcdefghijkl"
     sealed = aes_gcm_encrypt(
         env.settings.wechatpay_apiv3_key or "", nonce, "refund", json.dumps(resource)
