@@ -57,6 +57,8 @@ STATUS_MAP: dict[str, GatewayStatus] = {
 }
 # Error codes WeChat documents as "retry later", whatever the HTTP status they come with.
 TRANSIENT_CODES = frozenset({"SYSTEM_ERROR", "FREQUENCY_LIMITED", "BIZERR_NEED_RETRY"})
+# Messages of the client's bare Exceptions for answers it could not verify.
+UNVERIFIED_ANSWER_HINTS = ("verify the signature", "does not support this algorithm")
 
 
 def map_status(refund_status: str) -> GatewayStatus:
@@ -155,9 +157,12 @@ class WeChatPayGateway:
         except requests.RequestException as exc:
             raise GatewayTransientError(f"wechatpay unreachable: {type(exc).__name__}") from exc
         except Exception as exc:
-            # wechatpayv3 raises a bare Exception when the platform signature does not verify:
-            # the answer cannot be trusted, and the lookup-first create makes a retry safe.
-            raise GatewayTransientError(f"wechatpay response rejected: {exc}") from exc
+            # wechatpayv3 raises bare Exceptions, both for an answer whose platform signature does
+            # not verify (untrusted answer: retry, the lookup-first create makes that safe) and
+            # for requests it refuses to send (a missing transaction_id: retrying cannot help).
+            if any(hint in str(exc) for hint in UNVERIFIED_ANSWER_HINTS):
+                raise GatewayTransientError(f"wechatpay response rejected: {exc}") from exc
+            raise GatewayPermanentError(f"wechatpay request refused by the client: {exc}") from exc
         try:
             data = json.loads(text) if text else {}
         except (TypeError, ValueError):

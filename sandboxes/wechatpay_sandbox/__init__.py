@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from starlette.applications import Starlette
+
 from gateways.wechatpay_crypto import load_private_key, public_key_pem
 from gateways.wechatpay_keys import ensure_dev_keys, resolve_wechatpay_config
 from sandboxes.wechatpay_sandbox.app import WeChatPaySandbox, WeChatPaySandboxConfig, create_app
@@ -17,6 +19,7 @@ __all__ = [
     "WeChatPaySandbox",
     "WeChatPaySandboxConfig",
     "create_app",
+    "app_from_settings",
     "sandbox_config_from_settings",
 ]
 
@@ -42,3 +45,11 @@ def sandbox_config_from_settings(
         state_file=state_file,
         merchant_cert_serial_no=merchant.cert_serial_no,
     )
+
+
+def app_from_settings(
+    settings: Settings, refund_delay: float = 2.0, state_file: Path | None = None
+) -> Starlette:
+    """What `refunds sandbox wechatpay` and `refunds dev` serve: state kept in the data dir."""
+    state_file = state_file or Path(settings.data_dir) / "wechatpay_sandbox.json"
+    return create_app(sandbox_config_from_settings(settings, refund_delay, state_file))

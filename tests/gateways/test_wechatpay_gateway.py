@@ -189,6 +189,12 @@ async def test_total_other_than_the_paid_amount_is_permanent(env: WeChatEnv) -> 
         await env.gateway.create_refund(request)
 
 
+async def test_refund_without_a_transaction_id_is_permanent(env: WeChatEnv) -> None:
+    txn = {"transaction_id": "", "out_trade_no": "o", "amount": 100}
+    with pytest.raises(GatewayPermanentError, match="transaction_id"):
+        await env.gateway.create_refund(refund_input(txn, 100))
+
+
 async def test_unknown_transaction_is_permanent(env: WeChatEnv) -> None:
     txn = {"transaction_id": "4200000000000000000000000000", "out_trade_no": "o", "amount": 100}
     with pytest.raises(GatewayPermanentError, match="RESOURCE_NOT_EXISTS"):

@@ -25,7 +25,12 @@ from gateways.wechatpay_crypto import (
     rsa_verify,
 )
 from sandboxes.background import BackgroundServer
-from sandboxes.wechatpay_sandbox import WeChatPaySandbox, create_app, sandbox_config_from_settings
+from sandboxes.wechatpay_sandbox import (
+    WeChatPaySandbox,
+    app_from_settings,
+    create_app,
+    sandbox_config_from_settings,
+)
 from settings import Settings
 from tests.gateways.wechatpay_support import WeChatEnv, start_env, stop_env, wait_for
 
@@ -383,3 +388,9 @@ async def test_state_file_survives_a_restart_and_pending_refunds_still_finish(
     saved = json.loads(state_file.read_text())
     assert saved["refunds"]["R-persist"]["refund"] == 300
     assert saved["transactions"][txn.transaction_id]["amount"] == 1000
+
+
+async def test_app_from_settings_keeps_its_state_in_the_data_dir(tmp_path: Path) -> None:
+    app = app_from_settings(Settings(data_dir=tmp_path), refund_delay=0.1)
+    app.state.sandbox.state.add_transaction(100, "CNY", "O-1")
+    assert (tmp_path / "wechatpay_sandbox.json").exists()
