@@ -151,6 +151,13 @@ class ControlHandler:
         self.sandbox.faults.clear()
         return JSONResponse({"cleared": True})
 
+    async def expire_idempotency_keys(self, request: Request) -> Response:
+        """Forget every saved Idempotency-Key, as Stripe does after ~24 hours."""
+        expired = len(self.sandbox.state.idempotency)
+        self.sandbox.state.idempotency.clear()
+        self.sandbox.store.save()
+        return JSONResponse({"expired": expired})
+
     async def refunds(self, request: Request) -> Response:
         refund_no = request.query_params.get("refund_no")
         counts = self.sandbox.state.create_requests
@@ -237,6 +244,7 @@ def create_app(config: StripeSandboxConfig) -> Starlette:
         Route("/_sandbox/faults", control.list_faults, methods=["GET"]),
         Route("/_sandbox/faults", control.clear_faults, methods=["DELETE"]),
         Route("/_sandbox/payments", control.create_payment, methods=["POST"]),
+        Route("/_sandbox/idempotency", control.expire_idempotency_keys, methods=["DELETE"]),
         Route("/_sandbox/refunds", control.refunds, methods=["GET"]),
         Route("/_sandbox/refunds/{id}/succeed", control.succeed, methods=["POST"]),
         Route("/_sandbox/refunds/{id}/fail", control.fail, methods=["POST"]),

@@ -113,6 +113,21 @@ def test_same_idempotency_key_with_other_params_is_idempotency_error(stripe_stac
     assert len(stripe_stack.refunds(refund_no)[0]) == 1
 
 
+def test_expired_idempotency_keys_no_longer_replay(stripe_stack: StripeStack):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    first = refund(stripe_stack, pi, refund_no, amount=300)
+    assert stripe_stack.control.delete("/_sandbox/idempotency").json()["expired"] >= 1
+    second = refund(stripe_stack, pi, refund_no, amount=300)
+    assert first.id != second.id and len(stripe_stack.refunds(refund_no)[0]) == 2
+
+
+def test_seeding_control_endpoint_makes_a_paid_payment(stripe_stack: StripeStack):
+    body = {"amount": 2500, "currency": "usd", "metadata": {"order_no": "O-1"}}
+    created = stripe_stack.control.post("/_sandbox/payments", json=body).json()
+    intent = stripe_stack.client().v1.payment_intents.retrieve(created["id"])
+    assert (intent.status, intent.amount, intent.metadata["order_no"]) == ("succeeded", 2500, "O-1")
+
+
 def test_refund_beyond_remaining_amount_is_amount_too_large(stripe_stack: StripeStack):
     pi = stripe_stack.pay(1000)
     refund(stripe_stack, pi, new_refund_no(), amount=700)
