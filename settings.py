@@ -93,6 +93,27 @@ class Settings(BaseSettings):
     wechatpay_public_key_id: str | None = None
     wechatpay_rate_limit: int = 150
 
+    @field_validator(
+        "approval_timeout",
+        "outcome_poll_interval",
+        "outcome_poll_max_interval",
+        "outcome_deadline",
+        "gateway_call_timeout",
+        "gateway_retry_initial",
+        "gateway_retry_max",
+        "webhook_tolerance",
+        mode="before",
+    )
+    @classmethod
+    def _seconds(cls, raw: object) -> object:
+        """Durations may be given as plain seconds (`30`, `0.5`) or ISO 8601 (`PT30S`)."""
+        if isinstance(raw, str):
+            try:
+                return timedelta(seconds=float(raw))
+            except ValueError:
+                return raw
+        return raw
+
     @field_validator("auto_approve_limit", mode="before")
     @classmethod
     def _parse_limits(cls, raw: object) -> dict[str, int]:

@@ -143,7 +143,6 @@ class LedgerActivities:
             raise RefundExceedsPaid(
                 f"amount {amount} exceeds the refundable {refundable} of order {order.order_no}"
             )
-        order.reserved_amount += amount
 
     def _new_refund(self, order: Order, request: RefundRequest, run_id: str) -> Refund:
         return Refund(

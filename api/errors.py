@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from domain.errors import ERRORS_BY_TYPE, DomainError
 
@@ -37,6 +38,14 @@ def install(app: FastAPI) -> None:
         if domain is None:
             return error_response(500, "workflow_update_failed", "the refund workflow failed")
         return error_response(domain.http_status, domain.code, domain.message)
+
+    @app.exception_handler(RPCError)
+    async def _temporal_down(_: Request, exc: RPCError) -> JSONResponse:
+        return error_response(
+            503,
+            "workflow_service_unavailable",
+            f"the workflow service did not answer: {exc.status.name}",
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +32,9 @@ from domain.errors import (
 from domain.messages import Decision, RefundItem, RefundRequest, RefundSource, Resolution
 from settings import Settings
 from workflows.refund import RefundWorkflow
+
+# A refund command waits for its workflow's answer this long, then the caller gets a 503.
+RPC_TIMEOUT = timedelta(seconds=30)
 
 
 def workflow_id(refund_no: str) -> str:
@@ -85,7 +89,7 @@ async def submit_refund(
     )
     try:
         await client.execute_update_with_start_workflow(
-            RefundWorkflow.apply, start_workflow_operation=operation
+            RefundWorkflow.apply, start_workflow_operation=operation, rpc_timeout=RPC_TIMEOUT
         )
     except WorkflowUpdateFailedError as err:
         raise domain_error_from_temporal(err) or err from err
@@ -105,7 +109,7 @@ async def _update(
         raise RefundNotFound(f"refund {refund_no} not found")
     handle = client.get_workflow_handle(workflow_id(refund_no))
     try:
-        await handle.execute_update(update, arg)
+        await handle.execute_update(update, arg, rpc_timeout=RPC_TIMEOUT)
     except WorkflowUpdateFailedError as err:
         raise domain_error_from_temporal(err) or err from err
     except RPCError as err:

@@ -55,13 +55,31 @@ class EmbeddedPostgres:
 
     def start(self, timeout: float = 60.0) -> str:
         self._initdb()
-        argv = [_bin("postgres"), "-D", str(self.pgdata), "-p", str(self.port),
-                "-h", "127.0.0.1", "-k", str(self.pgdata), "-c", "max_connections=200"]
+        argv = [
+            _bin("postgres"),
+            "-D",
+            str(self.pgdata),
+            "-p",
+            str(self.port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(self.pgdata),
+            "-c",
+            "max_connections=200",
+        ]
         if not self.durable:
-            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off",
-                     "-c", "full_page_writes=off"]
-        self.child = ChildProcess("postgres", argv, self.pgdata.parent / "postgres.log",
-                                  user=self.user)
+            argv += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
+        self.child = ChildProcess(
+            "postgres", argv, self.pgdata.parent / "postgres.log", **self._as_user()
+        )
         self.child.start()
         try:
             wait_for_port(self.port, timeout, what="postgres")
@@ -82,11 +100,29 @@ class EmbeddedPostgres:
             shutil.chown(self.pgdata, self.user, self.user)
             self.pgdata.chmod(0o700)
             _open_path_for(self.pgdata.parent)
-        subprocess.run(
-            [_bin("initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--no-instructions"],
-            check=True, capture_output=True, user=self.user,
+        result = subprocess.run(  # type: ignore[call-overload]
+            [
+                _bin("initdb"),
+                "-D",
+                str(self.pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ],
+            check=False,
+            capture_output=True,
+            **self._as_user(),
         )
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed: {result.stderr.decode(errors='replace')}")
+
+    def _as_user(self) -> dict[str, object]:
+        """Run as the server user with its own group only: root's group must not leak in."""
+        if self.user is None:
+            return {}
+        return {"user": self.user, "group": self.user, "extra_groups": []}
 
     def _create_database(self, timeout: float) -> None:
         admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"

@@ -33,10 +33,24 @@ def temporal_binary() -> str:
 
 
 def dev_server_args(port: int, ui_port: int | None, db_file: Path | None) -> list[str]:
-    args = ["server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--log-level", "warn",
-            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=1",
-            "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
-            "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"]
+    args = [
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warn",
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=1",
+        "--dynamic-config-value",
+        "matching.numTaskqueueReadPartitions=1",
+        "--dynamic-config-value",
+        "matching.numTaskqueueWritePartitions=1",
+    ]
     if ui_port is None:
         args.append("--headless")
     else:
@@ -51,7 +65,9 @@ def dev_server_args(port: int, ui_port: int | None, db_file: Path | None) -> lis
 class EmbeddedTemporal:
     """`temporal server start-dev` as a supervised child; persistent when given a db file."""
 
-    def __init__(self, port: int, ui_port: int | None, db_file: Path | None, log_path: Path) -> None:
+    def __init__(
+        self, port: int, ui_port: int | None, db_file: Path | None, log_path: Path
+    ) -> None:
         self.port = port
         self.ui_port = ui_port
         argv = [temporal_binary(), *dev_server_args(port, ui_port, db_file)]

@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from domain.messages import Channel, GatewayLookup, GatewayNotification, GatewayRefund, GatewayRefundInput
+from domain.messages import (
+    Channel,
+    GatewayLookup,
+    GatewayNotification,
+    GatewayRefund,
+    GatewayRefundInput,
+)
 
 
 class InvalidNotification(Exception):

@@ -52,10 +52,13 @@ LEDGER_TIMEOUT = timedelta(seconds=15)
 TERMINAL_GATEWAY = (GatewayStatus.SUCCEEDED, GatewayStatus.FAILED, GatewayStatus.ABNORMAL)
 
 
-def _domain_error(err: ActivityError) -> ApplicationError | None:
-    cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.type in NON_RETRYABLE_TYPES:
-        return cause
+def _domain_error(err: BaseException) -> ApplicationError | None:
+    """The business error behind an activity failure (local activities nest it differently)."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, ApplicationError) and cause.type in NON_RETRYABLE_TYPES:
+            return cause
+        cause = getattr(cause, "cause", None) or cause.__cause__
     return None
 
 
@@ -99,7 +102,7 @@ class RefundWorkflow:
         """Validate and reserve; an invalid request ends the run with nothing left behind."""
         try:
             result = await self._apply_activity()
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:
             cause = _domain_error(err)
             if cause is None:
                 raise

@@ -1,0 +1,55 @@
+"""Session fixtures: one real PostgreSQL, one real Temporal dev server, one stack per run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.engine import make_engine, make_sessionmaker
+from db.migrate import upgrade
+from embedded.ports import free_port
+from embedded.postgres import EmbeddedPostgres
+from embedded.temporal import EmbeddedTemporal
+from tests.stack import Stack, start_stack
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), durable=False)
+    url = pg.start()
+    upgrade(url)
+    yield url
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("temporal") / "temporal.log"
+    server = EmbeddedTemporal(free_port(), None, None, log)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str, temporal_address: str
+) -> Iterator[Stack]:
+    running = start_stack(tmp_path_factory.mktemp("stack"), database_url, temporal_address)
+    yield running
+    running.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def sessionmaker(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = make_engine(database_url, pool_size=5)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
