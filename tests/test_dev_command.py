@@ -1,0 +1,103 @@
+"""`refunds dev` comes up on real servers, answers /readyz, keeps its data across restarts and
+leaves no child process behind when stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from embedded.ports import free_port
+
+
+def start_dev(
+    data_dir: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    ports = [str(free_port()) for _ in range(3)]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "dev",
+            "--data-dir",
+            str(data_dir),
+            "--api-port",
+            ports[0],
+            "--temporal-port",
+            ports[1],
+            "--ui-port",
+            ports[2],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    dev_json = data_dir / "dev.json"
+    deadline = time.monotonic() + 120
+    while (
+        not dev_json.exists()
+        or json.loads(dev_json.read_text()).get("api_url", "").split(":")[-1] != ports[0]
+    ):
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read().decode() if proc.stdout else "dev exited")
+        assert time.monotonic() < deadline, "refunds dev did not come up in 120 s"
+        time.sleep(0.5)
+    return proc, json.loads(dev_json.read_text())
+
+
+def stop_dev(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children, "refunds dev should have started servers"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(90) == 0
+    return children
+
+
+def test_refunds_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFUNDS_")}
+    data_dir = tmp_path / "data"
+    proc, info = start_dev(data_dir, env)
+    try:
+        assert set(info) >= {
+            "api_url",
+            "temporal_address",
+            "temporal_ui_url",
+            "stripe_api_base",
+            "wechatpay_gateway",
+            "tokens",
+            "demo_orders",
+        }
+        ready = httpx.get(f"{info['api_url']}/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["checks"] == {
+            "database": "ok",
+            "temporal": "ok",
+        }
+        assert httpx.get(f"{info['api_url']}/docs", timeout=10).status_code == 200
+        assert httpx.get(info["temporal_ui_url"], timeout=10).status_code == 200
+        admin = {"Authorization": f"Bearer {info['tokens']['admin']}"}
+        order_no = info["demo_orders"][0]
+        first = httpx.get(f"{info['api_url']}/v1/orders/{order_no}", headers=admin, timeout=10)
+        assert first.status_code == 200 and first.json()["status"] == "paid"
+    finally:
+        children = stop_dev(proc)
+    time.sleep(0.5)
+    assert [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
+
+    # A second start reuses the data dir: the same orders, paid once, still there.
+    proc, again = start_dev(data_dir, env)
+    try:
+        admin = {"Authorization": f"Bearer {again['tokens']['admin']}"}
+        second = httpx.get(f"{again['api_url']}/v1/orders/{order_no}", headers=admin, timeout=10)
+        assert second.status_code == 200
+        assert second.json()["payment_ref"] == first.json()["payment_ref"]
+    finally:
+        stop_dev(proc)
