@@ -1,4 +1,4 @@
-"""Signed webhook delivery, one at a time in order, exactly as Stripe signs them."""
+"""Signed webhook delivery, in order per refund, exactly as Stripe signs them."""
 
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ def sign(payload: str, secret: str, timestamp: int) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
+LANES = 8
+
+
 class WebhookSender:
-    """A single queue keeps deliveries in the order events happened (unless a fault reorders).
+    """Events of one refund go through one lane, in the order they happened (unless a fault
+    reorders); lanes deliver concurrently, as Stripe does across objects.
 
     Each delivery is one attempt, recorded on the event record; `/_sandbox/events/{id}/resend`
     redelivers. The pipeline's polling covers lost webhooks, which is what tests exercise.
@@ -34,29 +38,30 @@ class WebhookSender:
         self.url = url
         self.secret = secret
         self._on_change = on_change
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._lanes: list[asyncio.Queue[dict[str, Any]]] = [asyncio.Queue() for _ in range(LANES)]
         self._client: httpx.AsyncClient | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(timeout=10.0)
-        self._worker = asyncio.create_task(self._run())
+        self._workers = [asyncio.create_task(self._run(lane)) for lane in self._lanes]
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for worker in self._workers:
+            worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+                await worker
         if self._client is not None:
             await self._client.aclose()
 
     def enqueue(self, record: dict[str, Any]) -> None:
         if self.url is not None:
-            self._queue.put_nowait(record)
+            key = str(record.get("refund_no") or record.get("refund_id") or record["event"]["id"])
+            self._lanes[hash(key) % LANES].put_nowait(record)
 
-    async def _run(self) -> None:
+    async def _run(self, lane: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
-            record = await self._queue.get()
+            record = await lane.get()
             await self._deliver(record)
 
     async def _deliver(self, record: dict[str, Any]) -> None:
