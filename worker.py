@@ -31,7 +31,7 @@ def build_worker(
     sessionmaker: async_sessionmaker[AsyncSession],
     gateways: Mapping[Channel, Gateway],
 ) -> Worker:
-    ledger = LedgerActivities(sessionmaker, settings.auto_approve_limit_for)
+    ledger = LedgerActivities(sessionmaker)
     restore = RestoreActivities(sessionmaker)
     gateway = GatewayActivities(gateways)
     return Worker(

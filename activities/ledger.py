@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -53,13 +52,8 @@ def request_fingerprint(request: RefundRequest) -> str:
 
 
 class LedgerActivities:
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        auto_approve_limit: Callable[[str], int] = lambda currency: 0,
-    ) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessionmaker = sessionmaker
-        self.auto_approve_limit = auto_approve_limit
 
     @activity.defn
     @business_errors
@@ -91,7 +85,7 @@ class LedgerActivities:
                 },
                 dedupe_key=f"{refund.refund_no}:requested",
             )
-            return self._result(order, refund, owned=True)
+            return self._result(order, refund, request, owned=True)
 
     async def _replay(
         self, session: AsyncSession, refund: Refund, request: RefundRequest, run_id: str
@@ -99,7 +93,7 @@ class LedgerActivities:
         if refund.request_fingerprint != request_fingerprint(request):
             raise RefundConflict(f"refund {refund.refund_no} exists with a different request")
         order = await OrderRepository(session).get(refund.order_no)
-        return self._result(order, refund, owned=refund.workflow_run_id == run_id)
+        return self._result(order, refund, request, owned=refund.workflow_run_id == run_id)
 
     def _check_order(self, order: Order | None, request: RefundRequest) -> None:
         customer_mismatch = (
@@ -161,8 +155,9 @@ class LedgerActivities:
             needs_manual_return=False,
         )
 
-    def _result(self, order: Order, refund: Refund, owned: bool) -> ApplyResult:
-        limit = self.auto_approve_limit(refund.currency)
+    @staticmethod
+    def _result(order: Order, refund: Refund, request: RefundRequest, owned: bool) -> ApplyResult:
+        limit = request.auto_approve_limit
         auto = refund.source == RefundSource.ADMIN and 0 < refund.amount <= limit
         return ApplyResult(
             refund_no=refund.refund_no,

@@ -57,7 +57,10 @@ class RestoreActivities:
                 refunded_before,
                 restored_before,
             )
-            detail = {"points": points, "user_id": order.user_id}
+            # The refund whose money completes the order takes the remainder; remember which it
+            # is, since that refund (and no other) releases the coupon.
+            completes = int(refunded_before + refund.amount >= order.paid_amount)
+            detail = {"points": points, "user_id": order.user_id, "completes_order": completes}
             await RefundRepository(session).claim_restoration(refund.refund_no, POINTS, detail)
             session.add(
                 PointsLedger(
@@ -136,14 +139,15 @@ class RestoreActivities:
             done = await RefundRepository(session).restoration(refund.refund_no, COUPON)
             if done is not None:
                 return RestoreResult(refund.refund_no, COUPON, False, dict(done.detail))
-            paid_back = await _amount_restored_for(session, order.order_no, POINTS)
+            points_step = await RefundRepository(session).restoration(refund.refund_no, POINTS)
+            completes = points_step is not None and points_step.detail.get("completes_order") == 1
             detail: dict[str, str | int | None] = {"coupon_code": order.coupon_code, "released": 0}
             coupon = (
                 await session.get(Coupon, order.coupon_code, with_for_update=True)
                 if order.coupon_code
                 else None
             )
-            if coupon is not None and paid_back >= order.paid_amount and coupon.status == "used":
+            if coupon is not None and completes and coupon.status == "used":
                 coupon.status = "available"
                 coupon.released_by_refund_no = refund.refund_no
                 coupon.updated_at = datetime.now(UTC)

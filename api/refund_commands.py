@@ -68,6 +68,7 @@ def build_request(
         source=source,
         items=[RefundItem(i.sku, i.quantity) for i in body.items],
         timings=settings.refund_timings(),
+        auto_approve_limit=settings.auto_approve_limit_for(order.currency),
     )
 
 

@@ -79,6 +79,8 @@ class RefundRequest:
     source: RefundSource
     items: list[RefundItem] = field(default_factory=list)
     timings: RefundTimings = field(default_factory=RefundTimings)
+    # Admin refunds up to this (the order currency's REFUNDS_AUTO_APPROVE_LIMIT) skip approval.
+    auto_approve_limit: int = 0
     # Set only when a finished refund is reopened by a late gateway failure (SPEC §4).
     reopened_by: GatewayNotification | None = None
 

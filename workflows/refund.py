@@ -181,7 +181,6 @@ class RefundWorkflow:
             gateway_refund_id=refund.gateway_refund_id,
         )
         self._observe(self._as_notification(refund, "create"))
-        await self._act_on_gateway()
 
     async def _gateway_call_failed(self, err: ActivityError) -> None:
         cause = _domain_error(err)

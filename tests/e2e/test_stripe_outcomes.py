@@ -1,0 +1,169 @@
+"""Outcomes past the happy path on Stripe: deadline → abnormal → ops, late failure, auto-approve,
+duplicate and out-of-order events."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+
+from tests.factories import Shop, events, sandbox, uid
+
+
+async def test_no_terminal_answer_by_the_deadline_is_abnormal_until_ops_resolve(shop: Shop) -> None:
+    hasty = shop.stack.api(
+        shop.stack.settings.model_copy(update={"outcome_deadline": timedelta(seconds=3)})
+    )
+    order = await shop.order(amount=2000)
+    refund_no = uid("rf")
+    await sandbox(
+        shop.stack.stripe_url,
+        "POST",
+        "/_sandbox/faults",
+        json={"refund_no": refund_no, "action": "pending_forever"},
+    )
+    async with httpx.AsyncClient(base_url=hasty, timeout=30) as http:
+        response = await http.post(
+            "/v1/refunds",
+            headers=shop.customer,
+            json={"order_no": order["order_no"], "amount": 2000, "refund_no": refund_no},
+        )
+        assert response.status_code == 202, response.text
+    await shop.approve(refund_no)
+    abnormal = await shop.wait_status(refund_no, "abnormal", timeout=30)
+    assert "outcome_deadline_passed" in events(abnormal)
+    assert (await shop.get_order(order["order_no"]))["refundable_amount"] == 0
+
+    denied = await shop.http.post(
+        f"/v1/refunds/{refund_no}/resolve", headers=shop.approver, json={"outcome": "succeeded"}
+    )
+    assert denied.status_code == 403
+    resolved = await shop.http.post(
+        f"/v1/refunds/{refund_no}/resolve",
+        headers=shop.ops,
+        json={"outcome": "succeeded", "note": "paid by bank transfer"},
+    )
+    assert resolved.status_code == 200, resolved.text
+    done = await shop.wait_status(refund_no, "succeeded")
+    assert "resolved_succeeded" in events(done)
+    after = await shop.get_order(order["order_no"])
+    assert (after["refunded_amount"], after["status"]) == (2000, "refunded")
+    again = await shop.http.post(
+        f"/v1/refunds/{refund_no}/resolve", headers=shop.ops, json={"outcome": "failed"}
+    )
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "refund_not_abnormal"
+
+
+async def test_succeeded_refund_reported_failed_later_becomes_abnormal_for_ops(shop: Shop) -> None:
+    order = await shop.order(amount=3000)
+    refund_no = uid("rf")
+    await sandbox(
+        shop.stack.stripe_url,
+        "POST",
+        "/_sandbox/faults",
+        json={
+            "refund_no": refund_no,
+            "action": "fail_after_success",
+            "after": 3,
+            "failure_reason": "expired_or_canceled_card",
+        },
+    )
+    await shop.refund(order, 3000, refund_no=refund_no)
+    await shop.approve(refund_no)
+    await shop.wait_status(refund_no, "succeeded")
+    assert (await shop.get_order(order["order_no"]))["refunded_amount"] == 3000
+    abnormal = await shop.wait_status(refund_no, "abnormal", timeout=30)
+    late = [e for e in abnormal["timeline"] if e["event"] == "gateway_failed_after_success"]
+    assert late and late[0]["detail"]["failure_reason"] == "expired_or_canceled_card"
+    after = await shop.get_order(order["order_no"])
+    assert (after["refunded_amount"], after["status"]) == (0, "paid")
+    assert after["refundable_amount"] == 0  # still reserved until ops decide
+
+    resolved = await shop.http.post(
+        f"/v1/refunds/{refund_no}/resolve",
+        headers=shop.ops,
+        json={"outcome": "failed", "note": "card closed, retry"},
+    )
+    assert resolved.status_code == 200, resolved.text
+    await shop.wait_status(refund_no, "failed")
+    final = await shop.get_order(order["order_no"])
+    assert (final["refunded_amount"], final["refundable_amount"]) == (0, 3000)
+
+
+async def test_admin_refund_within_the_auto_approve_limit_needs_no_approver(shop: Shop) -> None:
+    lenient = shop.stack.api(
+        shop.stack.settings.model_copy(update={"auto_approve_limit": {"USD": 1000}})
+    )
+    order = await shop.order(amount=5000)
+    async with httpx.AsyncClient(base_url=lenient, timeout=30) as http:
+        small = await http.post(
+            "/v1/refunds", headers=shop.admin, json={"order_no": order["order_no"], "amount": 1000}
+        )
+        large = await http.post(
+            "/v1/refunds", headers=shop.admin, json={"order_no": order["order_no"], "amount": 1001}
+        )
+        by_customer = await http.post(
+            "/v1/refunds",
+            headers=shop.customer,
+            json={"order_no": order["order_no"], "amount": 500},
+        )
+    for response in (small, large, by_customer):
+        assert response.status_code == 202, response.text
+    done = await shop.wait_status(small.json()["refund_no"], "succeeded")
+    assert "auto_approved" in events(done)
+    assert (await shop.get_refund(large.json()["refund_no"]))["status"] == "pending_approval"
+    assert (await shop.get_refund(by_customer.json()["refund_no"]))["status"] == "pending_approval"
+
+
+async def test_duplicate_and_out_of_order_webhooks_move_the_refund_once(shop: Shop) -> None:
+    order = await shop.order(amount=4000)
+    refund_no = uid("rf")
+    for action in ("duplicate_webhook", "out_of_order_webhooks"):
+        await sandbox(
+            shop.stack.stripe_url,
+            "POST",
+            "/_sandbox/faults",
+            json={"refund_no": refund_no, "action": action},
+        )
+    await shop.refund(order, 4000, refund_no=refund_no)
+    await shop.approve(refund_no)
+    done = await shop.wait_status(refund_no, "succeeded")
+    assert events(done).count("succeeded") == 1
+    assert events(done).count("gateway_succeeded") == 1
+    sent = await sandbox(
+        shop.stack.stripe_url, "GET", "/_sandbox/events", params={"refund_no": refund_no}
+    )
+    deliveries = sum(len(record["deliveries"]) for record in sent["data"])
+    assert deliveries == 2 * len(sent["data"]) >= 8  # every event delivered twice
+    after = await shop.get_order(order["order_no"])
+    assert (after["refunded_amount"], after["status"]) == (4000, "refunded")
+    assert (await shop.get_refund(refund_no))["status"] == "succeeded"
+
+
+async def test_refund_list_filters_and_paginates_with_a_cursor(shop: Shop) -> None:
+    order = await shop.order(amount=9000)
+    made = [(await shop.refund(order, 1000))["refund_no"] for _ in range(3)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {
+            "order_no": order["order_no"],
+            "limit": 2,
+            **({"cursor": cursor} if cursor else {}),
+        }
+        page = await shop.http.get("/v1/refunds", params=params, headers=shop.approver)
+        assert page.status_code == 200, page.text
+        seen += [r["refund_no"] for r in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == made
+    pending = await shop.http.get(
+        "/v1/refunds",
+        headers=shop.ops,
+        params={"order_no": order["order_no"], "status": "succeeded"},
+    )
+    assert pending.json()["items"] == []
+    bad = await shop.http.get("/v1/refunds", headers=shop.ops, params={"cursor": "zzz"})
+    assert bad.status_code == 422
