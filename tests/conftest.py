@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,12 +20,16 @@ from tests.stack import Stack, start_stack
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), durable=False)
+def database_url() -> Iterator[str]:
+    # Outside pytest-of-root: each pytest run resets that dir to 0700, which would lock the
+    # unprivileged postgres user out of another run's data dir.
+    root = Path(tempfile.mkdtemp(prefix="refunds-test-pg-"))
+    pg = EmbeddedPostgres(root / "data", free_port(), durable=False)
     url = pg.start()
     upgrade(url)
     yield url
     pg.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
