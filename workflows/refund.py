@@ -77,6 +77,7 @@ class RefundWorkflow:
         self._late_failure: GatewayNotification | None = None
         self._resolution: Resolution | None = None
         self._timeline: list[dict[str, Any]] = []
+        self._records = 0
 
     # ---- the story of a refund -------------------------------------------------------------
 
@@ -431,7 +432,10 @@ class RefundWorkflow:
     async def _record(
         self, actor: str, event: str, detail: dict[str, Any], gateway_refund_id: str | None = None
     ) -> None:
-        key = f"{self._request.refund_no}:{event}:{workflow.info().run_id}:{len(self._timeline)}"
+        # Counted by _record calls alone: signals that arrive between a failed workflow task and
+        # its retry must not change the key, or the retried local activity writes twice.
+        self._records += 1
+        key = f"{self._request.refund_no}:{event}:{workflow.info().run_id}:{self._records}"
         await workflow.execute_local_activity_method(
             LedgerActivities.record_event,
             TimelineInput(self._request.refund_no, actor, event, key, detail, gateway_refund_id),

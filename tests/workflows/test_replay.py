@@ -1,0 +1,33 @@
+"""Stored histories of shipped RefundWorkflow runs replay against today's code.
+
+A change to the workflow that would break running refunds fails here (non-determinism). Add a
+history here whenever a new path ships; regenerate none of them to make a change pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from workflows.refund import RefundWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_stored_history_replays_deterministically(path: Path) -> None:
+    history = WorkflowHistory.from_json(f"refund-{path.stem}", path.read_text())
+    result = await Replayer(workflows=[RefundWorkflow]).replay_workflow(history)
+    assert result.replay_failure is None
+
+
+def test_histories_cover_the_main_paths() -> None:
+    assert {p.stem for p in HISTORIES} >= {
+        "succeeded_stripe",
+        "succeeded_wechatpay",
+        "rejected",
+        "apply_rejected_over_refundable",
+    }
