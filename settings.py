@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +36,7 @@ def parse_currency_limits(raw: object) -> dict[str, int]:
     """Accept `{"USD": 5000}` (JSON) or `USD=5000,CNY=10000`; amounts are minor units."""
     if raw in (None, "", 0, "0"):
         return {}
+    items: Iterable[Sequence[Any]]
     if isinstance(raw, dict):
         items = raw.items()
     else:

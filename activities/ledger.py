@@ -59,7 +59,7 @@ class LedgerActivities:
     @business_errors
     async def apply_refund(self, request: RefundRequest) -> ApplyResult:
         """Validate and reserve the amount in one transaction, under the order's row lock."""
-        run_id = activity.info().workflow_run_id
+        run_id = activity.info().workflow_run_id or ""
         async with self.sessionmaker.begin() as session:
             refunds = RefundRepository(session)
             existing = await refunds.find(request.refund_no)
@@ -113,8 +113,8 @@ class LedgerActivities:
         returned: dict[str, int] = {}
         for other in await OrderRepository(session).refunds(order.order_no):
             if other.status not in RELEASED_STATUSES:
-                for item in other.items:
-                    returned[item["sku"]] = returned.get(item["sku"], 0) + int(item["quantity"])
+                for line in other.items:
+                    returned[line["sku"]] = returned.get(line["sku"], 0) + int(line["quantity"])
         for item in request.items:
             if item.sku not in ordered:
                 raise InvalidRefundItems(f"sku {item.sku} is not in order {order.order_no}")

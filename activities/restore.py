@@ -60,7 +60,11 @@ class RestoreActivities:
             # The refund whose money completes the order takes the remainder; remember which it
             # is, since that refund (and no other) releases the coupon.
             completes = int(refunded_before + refund.amount >= order.paid_amount)
-            detail = {"points": points, "user_id": order.user_id, "completes_order": completes}
+            detail: dict[str, str | int | None] = {
+                "points": points,
+                "user_id": order.user_id,
+                "completes_order": completes,
+            }
             await RefundRepository(session).claim_restoration(refund.refund_no, POINTS, detail)
             session.add(
                 PointsLedger(

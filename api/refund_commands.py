@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -101,7 +100,7 @@ async def _update(
     client: Client,
     session: AsyncSession,
     refund_no: str,
-    update: Callable[..., Any],
+    update: Any,
     arg: Any,
     not_open: type[RefundNotPendingApproval] | type[RefundNotAbnormal],
 ) -> None:

@@ -15,7 +15,8 @@ def pay_with_stripe(api_base: str, api_key: str, amount: int, currency: str) -> 
             "currency": currency.lower(),
             "payment_method": "pm_card_visa",
             "confirm": True,
-            "payment_method_types": ["card"],
+            # No redirects: a server-side confirm with a card, as a test checkout does.
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
         }
     )
     if intent.status != "succeeded":

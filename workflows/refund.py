@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -456,7 +456,7 @@ class RefundWorkflow:
 
     def _publish(self, initial: bool) -> None:
         applied = self._require_applied()
-        pairs: list[SearchAttributePair[Any]] = [REFUND_STATUS.value_set(str(self._status))]
+        pairs: list[SearchAttributeUpdate[Any]] = [REFUND_STATUS.value_set(str(self._status))]
         if initial:
             pairs += [
                 REFUND_NO.value_set(applied.refund_no),

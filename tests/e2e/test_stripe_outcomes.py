@@ -7,8 +7,11 @@ import asyncio
 from datetime import timedelta
 
 import httpx
+from temporalio.client import Client
 
+from domain.messages import RefundStatus
 from tests.factories import Shop, events, sandbox, uid
+from workflows.refund import RefundWorkflow
 
 
 async def test_no_terminal_answer_by_the_deadline_is_abnormal_until_ops_resolve(shop: Shop) -> None:
@@ -173,3 +176,28 @@ async def test_refund_list_filters_and_paginates_with_a_cursor(shop: Shop) -> No
     assert pending.json()["items"] == []
     bad = await shop.http.get("/v1/refunds", headers=shop.ops, params={"cursor": "zzz"})
     assert bad.status_code == 422
+
+
+async def test_ops_can_filter_by_search_attributes_and_query_the_state(
+    shop: Shop, temporal: Client
+) -> None:
+    order = await shop.order(amount=1200)
+    refund = await shop.refund(order, 1200)
+    refund_no = refund["refund_no"]
+    await shop.approve(refund_no)
+    await shop.wait_status(refund_no, "succeeded")
+    handle = temporal.get_workflow_handle(f"refund-{refund_no}")
+    state = await handle.query(RefundWorkflow.state)
+    assert state.status == RefundStatus.SUCCEEDED
+    assert [e["event"] for e in state.timeline][:2] == ["requested", "approved"]
+    query = (
+        f'RefundNo = "{refund_no}" AND OrderNo = "{order["order_no"]}" AND '
+        f'RefundStatus = "succeeded" AND PaymentChannel = "stripe" AND RefundAmount = 1200'
+    )
+    found: list[str] = []
+    for _ in range(50):  # visibility is eventually consistent
+        found = [w.id async for w in temporal.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.2)
+    assert found == [f"refund-{refund_no}"]
