@@ -291,7 +291,7 @@ def test_charge_refunded_yields_each_of_our_refunds_in_the_charge(
 def test_refund_statuses_map_to_gateway_statuses(
     gateway: StripeGateway, stripe_stack: StripeStack, stripe_status: str, expected: GatewayStatus
 ):
-    event = {"id": "evt_s", "object": "event", "type": "refund.updated"}
+    event: dict[str, Any] = {"id": "evt_s", "object": "event", "type": "refund.updated"}
     event["data"] = {"object": refund_obj("R-s", stripe_status)}
     [note] = gateway.parse_notification(*signed(stripe_stack, event)).refunds
     assert note.status == expected
@@ -300,9 +300,9 @@ def test_refund_statuses_map_to_gateway_statuses(
 def test_refund_without_refund_no_and_other_event_types_carry_no_refunds(
     gateway: StripeGateway, stripe_stack: StripeStack
 ):
-    foreign = {"id": "evt_f", "object": "event", "type": "refund.updated"}
+    foreign: dict[str, Any] = {"id": "evt_f", "object": "event", "type": "refund.updated"}
     foreign["data"] = {"object": refund_obj(None, "succeeded")}
-    other = {"id": "evt_o", "object": "event", "type": "payment_intent.succeeded"}
+    other: dict[str, Any] = {"id": "evt_o", "object": "event", "type": "payment_intent.succeeded"}
     other["data"] = {"object": {"id": "pi_1", "object": "payment_intent"}}
     for event in (foreign, other):
         parsed = gateway.parse_notification(*signed(stripe_stack, event))
