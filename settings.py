@@ -12,10 +12,10 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.messages import RefundTimings
 
@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     approval_timeout: timedelta = timedelta(hours=72)
-    auto_approve_limit: dict[str, int] = {}
+    # NoDecode: our validator reads `USD=5000,CNY=100` as well as JSON.
+    auto_approve_limit: Annotated[dict[str, int], NoDecode] = {}
     outcome_poll_interval: timedelta = timedelta(seconds=30)
     outcome_poll_max_interval: timedelta = timedelta(minutes=30)
     outcome_deadline: timedelta = timedelta(days=3)
@@ -116,6 +117,26 @@ class Settings(BaseSettings):
             except ValueError:
                 return raw
         return raw
+
+    @field_validator(
+        "database_url",
+        "public_base_url",
+        "jwt_secret",
+        "stripe_api_key",
+        "stripe_api_base",
+        "stripe_webhook_secret",
+        "wechatpay_gateway",
+        "wechatpay_private_key_path",
+        "wechatpay_cert_serial_no",
+        "wechatpay_apiv3_key",
+        "wechatpay_public_key_path",
+        "wechatpay_public_key_id",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, raw: object) -> object:
+        """`VAR=` (as compose writes `${VAR:-}`) means unset, not an empty URL or key."""
+        return None if isinstance(raw, str) and not raw.strip() else raw
 
     @field_validator("auto_approve_limit", mode="before")
     @classmethod
