@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
+from domain.messages import RefundStatus
 from sandboxes.payments import pay_with_stripe
 from settings import Settings
 
@@ -28,6 +30,7 @@ def _pct(values: list[float], q: float) -> float:
 
 async def _one(
     api: httpx.AsyncClient,
+    temporal: Client,
     info: dict[str, Any],
     settings: Settings,
     timings: dict[str, list[float]],
@@ -66,11 +69,11 @@ async def _one(
         await api.post(f"/v1/refunds/{refund_no}/approve", json={}, headers=approver)
     ).raise_for_status()
     approved = time.perf_counter()
-    while (await api.get(f"/v1/refunds/{refund_no}", headers=admin)).json()[
-        "status"
-    ] != "succeeded":
-        await asyncio.sleep(0.05)
+    # Wait on the workflow itself: polling the API would load the very process being measured.
+    state = await temporal.get_workflow_handle(f"refund-{refund_no}").result()
     done = time.perf_counter()
+    if state.status != RefundStatus.SUCCEEDED:
+        raise RuntimeError(f"refund {refund_no} ended {state.status}")
     timings["apply"].append(applied - started)
     timings["approve"].append(approved - applied)
     timings["approve_to_succeeded"].append(done - approved)
@@ -79,10 +82,11 @@ async def _one(
 async def _bench(info: dict[str, Any], settings: Settings, count: int, concurrency: int) -> None:
     timings: dict[str, list[float]] = {"apply": [], "approve": [], "approve_to_succeeded": []}
     gate = asyncio.Semaphore(concurrency)
+    temporal = await Client.connect(info["temporal_address"])
 
     async def guarded(api: httpx.AsyncClient) -> None:
         async with gate:
-            await _one(api, info, settings, timings)
+            await _one(api, temporal, info, settings, timings)
 
     async with httpx.AsyncClient(base_url=info["api_url"], timeout=120) as api:
         started = time.perf_counter()

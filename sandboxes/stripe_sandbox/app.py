@@ -213,8 +213,11 @@ def create_app(config: StripeSandboxConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await sandbox.start()
+        sandbox.store.coalesce_writes(True)
         yield
         await sandbox.stop()
+        sandbox.store.coalesce_writes(False)
+        sandbox.store.flush()
 
     async def unknown(request: Request) -> Response:
         message = f"Unrecognized request URL ({request.method}: {request.url.path})."

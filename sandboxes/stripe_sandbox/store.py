@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandboxes.persistence import CoalescedWriter
+
 Obj = dict[str, Any]
 LIVE_REFUND_STATUSES = frozenset({"pending", "requires_action", "succeeded"})
 
@@ -44,6 +46,7 @@ class StateStore:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.state = self._load(path)
+        self._writer = CoalescedWriter(self._write)
 
     @staticmethod
     def _load(path: Path | None) -> SandboxState:
@@ -52,6 +55,18 @@ class StateStore:
         return SandboxState(**json.loads(path.read_text()))
 
     def save(self) -> None:
+        """Persist soon: changes within a moment share one write."""
+        if self.path is not None:
+            self._writer.request()
+
+    def flush(self) -> None:
+        if self.path is not None:
+            self._writer.flush()
+
+    def coalesce_writes(self, on: bool) -> None:
+        self._writer.coalescing = on
+
+    def _write(self) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -77,6 +77,7 @@ class WeChatPaySandbox:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=5.0) as client:
             self.notifier.client = client
+            self.state.coalesce_writes(True)
             # Refunds left PROCESSING by a previous run still finish (the state file survives).
             for refund in self.state.refunds.values():
                 if refund.status == "PROCESSING":
@@ -85,6 +86,8 @@ class WeChatPaySandbox:
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
+            self.state.coalesce_writes(False)
+            self.state.flush()
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

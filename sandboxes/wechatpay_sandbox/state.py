@@ -12,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from sandboxes.persistence import CoalescedWriter
+
 CHINA_TZ = timezone(timedelta(hours=8))
 TERMINAL = frozenset({"SUCCESS", "CLOSED", "ABNORMAL"})
 REQUEST_ACTIONS = frozenset({"http_500", "rate_limit", "timeout", "bad_signature"})
@@ -147,6 +149,10 @@ class SandboxState:
     request_faults: list[RequestFault] = field(default_factory=list)
     refund_faults: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     state_file: Path | None = None
+    _writer: CoalescedWriter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._writer = CoalescedWriter(self._write)
 
     # --- persistence -------------------------------------------------------------------------
 
@@ -163,6 +169,18 @@ class SandboxState:
         return state
 
     def save(self) -> None:
+        """Persist soon: changes within a moment share one write."""
+        if self.state_file is not None:
+            self._writer.request()
+
+    def flush(self) -> None:
+        if self.state_file is not None:
+            self._writer.flush()
+
+    def coalesce_writes(self, on: bool) -> None:
+        self._writer.coalescing = on
+
+    def _write(self) -> None:
         """Write atomically, so a crash mid-write never leaves a half file for the next start."""
         if self.state_file is None:
             return
