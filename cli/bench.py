@@ -21,6 +21,7 @@ from temporalio.client import Client
 from domain.messages import RefundStatus
 from sandboxes.payments import pay_with_stripe
 from settings import Settings
+from workflows.refund import RefundWorkflow
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -70,7 +71,8 @@ async def _one(
     ).raise_for_status()
     approved = time.perf_counter()
     # Wait on the workflow itself: polling the API would load the very process being measured.
-    state = await temporal.get_workflow_handle(f"refund-{refund_no}").result()
+    handle = temporal.get_workflow_handle_for(RefundWorkflow.run, f"refund-{refund_no}")
+    state = await handle.result()
     done = time.perf_counter()
     if state.status != RefundStatus.SUCCEEDED:
         raise RuntimeError(f"refund {refund_no} ended {state.status}")
