@@ -33,21 +33,25 @@ class RestoreActivities:
         self.sessionmaker = sessionmaker
         self.lock_timeout_ms = int(lock_timeout.total_seconds() * 1000)
 
-    async def _begin(self, session: AsyncSession, refund_no: str) -> tuple[Refund, Order]:
+    async def _begin(
+        self, session: AsyncSession, refund_no: str, kind: str
+    ) -> tuple[Refund, Order, RestoreResult | None]:
+        """Lock the order; the third item is the earlier result when this restore already ran."""
         # A lock we cannot get soon is a transient failure: fail and let Temporal retry.
         await session.execute(text(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}"))
         refund = await RefundRepository(session).get(refund_no)
         order = await OrderRepository(session).get(refund.order_no, lock=True)
-        return refund, order
+        done = await RefundRepository(session).restoration(refund_no, kind)
+        earlier = RestoreResult(refund_no, kind, False, dict(done.detail)) if done else None
+        return refund, order, earlier
 
     @activity.defn
     @business_errors
     async def restore_points(self, entry: RestoreInput) -> RestoreResult:
         async with self.sessionmaker.begin() as session:
-            refund, order = await self._begin(session, entry.refund_no)
-            done = await RefundRepository(session).restoration(refund.refund_no, POINTS)
-            if done is not None:
-                return RestoreResult(refund.refund_no, POINTS, False, dict(done.detail))
+            refund, order, earlier = await self._begin(session, entry.refund_no, POINTS)
+            if earlier is not None:
+                return earlier
             refunded_before = await _amount_restored_for(session, order.order_no, POINTS)
             restored_before = await OrderRepository(session).restored_points(order.order_no)
             points = prorated_points(
@@ -82,10 +86,9 @@ class RestoreActivities:
     @business_errors
     async def restore_inventory(self, entry: RestoreInput) -> RestoreResult:
         async with self.sessionmaker.begin() as session:
-            refund, order = await self._begin(session, entry.refund_no)
-            done = await RefundRepository(session).restoration(refund.refund_no, INVENTORY)
-            if done is not None:
-                return RestoreResult(refund.refund_no, INVENTORY, False, dict(done.detail))
+            refund, order, earlier = await self._begin(session, entry.refund_no, INVENTORY)
+            if earlier is not None:
+                return earlier
             if order.fulfillment != "unfulfilled":
                 detail = await self._flag_manual_return(session, refund, order)
             else:
@@ -139,10 +142,9 @@ class RestoreActivities:
     async def release_coupon(self, entry: RestoreInput) -> RestoreResult:
         """Released only when this refund's success completes the order (SPEC §3)."""
         async with self.sessionmaker.begin() as session:
-            refund, order = await self._begin(session, entry.refund_no)
-            done = await RefundRepository(session).restoration(refund.refund_no, COUPON)
-            if done is not None:
-                return RestoreResult(refund.refund_no, COUPON, False, dict(done.detail))
+            refund, order, earlier = await self._begin(session, entry.refund_no, COUPON)
+            if earlier is not None:
+                return earlier
             points_step = await RefundRepository(session).restoration(refund.refund_no, POINTS)
             completes = points_step is not None and points_step.detail.get("completes_order") == 1
             detail: dict[str, str | int | None] = {"coupon_code": order.coupon_code, "released": 0}

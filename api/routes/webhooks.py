@@ -17,6 +17,27 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 log = logging.getLogger("refunds.webhooks")
 
 
+async def _receive(
+    gateway: str,
+    request: Request,
+    session: SessionDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    gateways: GatewaysDep,
+) -> bool | InvalidNotification:
+    """True: accepted; False: a duplicate; an InvalidNotification: rejected, nothing changed."""
+    body = await request.body()
+    try:
+        parsed = gateways[gateway].parse_notification(dict(request.headers), body)
+    except InvalidNotification as exc:
+        WEBHOOKS.labels(gateway, "rejected").inc()
+        log.warning("webhook rejected", extra={"gateway": gateway, "code": exc.code})
+        return exc
+    fresh = await accept_notification(session, client, settings, gateway, parsed)
+    WEBHOOKS.labels(gateway, "accepted" if fresh else "duplicate").inc()
+    return fresh
+
+
 @router.post("/stripe")
 async def stripe_webhook(
     request: Request,
@@ -26,16 +47,10 @@ async def stripe_webhook(
     gateways: GatewaysDep,
 ) -> Response:
     """Stripe events carrying refund status, verified with the endpoint secret."""
-    body = await request.body()
-    try:
-        parsed = gateways["stripe"].parse_notification(dict(request.headers), body)
-    except InvalidNotification as exc:
-        WEBHOOKS.labels("stripe", "rejected").inc()
-        log.warning("stripe webhook rejected", extra={"code": exc.code})
-        return error_response(400, exc.code, exc.message)
-    fresh = await accept_notification(session, client, settings, "stripe", parsed)
-    WEBHOOKS.labels("stripe", "accepted" if fresh else "duplicate").inc()
-    return JSONResponse({"received": True, "duplicate": not fresh})
+    outcome = await _receive("stripe", request, session, client, settings, gateways)
+    if isinstance(outcome, InvalidNotification):
+        return error_response(400, outcome.code, outcome.message)
+    return JSONResponse({"received": True, "duplicate": not outcome})
 
 
 @router.post("/wechatpay")
@@ -46,15 +61,12 @@ async def wechatpay_webhook(
     settings: SettingsDep,
     gateways: GatewaysDep,
 ) -> Response:
-    """WeChat Pay v3 refund notifications: signed headers, AES-256-GCM resource."""
-    body = await request.body()
-    try:
-        parsed = gateways["wechatpay"].parse_notification(dict(request.headers), body)
-    except InvalidNotification as exc:
-        WEBHOOKS.labels("wechatpay", "rejected").inc()
-        log.warning("wechatpay notification rejected", extra={"code": exc.code})
-        status = 401 if exc.code in ("invalid_signature", "stale_timestamp") else 400
-        return JSONResponse({"code": "FAIL", "message": exc.message}, status_code=status)
-    fresh = await accept_notification(session, client, settings, "wechatpay", parsed)
-    WEBHOOKS.labels("wechatpay", "accepted" if fresh else "duplicate").inc()
+    """WeChat Pay v3 refund notifications: signed headers, AES-256-GCM resource.
+
+    Answered the way WeChat Pay expects: 204 on success, 4xx with `{"code", "message"}` else.
+    """
+    outcome = await _receive("wechatpay", request, session, client, settings, gateways)
+    if isinstance(outcome, InvalidNotification):
+        status = 401 if outcome.code in ("invalid_signature", "stale_timestamp") else 400
+        return JSONResponse({"code": "FAIL", "message": outcome.message}, status_code=status)
     return Response(status_code=204)
