@@ -10,10 +10,18 @@ from typing import IO
 
 
 class ChildProcess:
-    """Owns one server process; `stop()` sends SIGTERM to its group, then SIGKILL after a grace."""
+    """Owns one server process; `stop()` signals its group, then SIGKILL after a grace."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, **popen: object) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        stop_signal: signal.Signals = signal.SIGTERM,
+        **popen: object,
+    ) -> None:
         self.name = name
+        self.stop_signal = stop_signal
         self.argv = argv
         self.log_path = log_path
         self._popen_kwargs = popen
@@ -39,7 +47,7 @@ class ChildProcess:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self._signal_group(signal.SIGTERM)
+            self._signal_group(self.stop_signal)
             try:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
