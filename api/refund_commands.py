@@ -72,7 +72,11 @@ def build_request(
 
 
 async def submit_refund(
-    session: AsyncSession, client: Client, settings: Settings, request: RefundRequest
+    session: AsyncSession,
+    client: Client,
+    settings: Settings,
+    request: RefundRequest,
+    currency: str,
 ) -> bool:
     """Start the refund's workflow and wait for its apply answer. False: it already existed."""
     existing = await RefundRepository(session).find(request.refund_no)
@@ -86,6 +90,9 @@ async def submit_refund(
         id=workflow_id(request.refund_no),
         task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        # What ops read in the Temporal UI's list before opening a refund.
+        static_summary=f"{request.amount} {currency} of order {request.order_no} "
+        f"({request.source.value} {request.requested_by})",
     )
     try:
         await client.execute_update_with_start_workflow(

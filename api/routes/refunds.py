@@ -37,8 +37,9 @@ async def create_refund(
     order = await visible_order(session, principal, body.order_no)
     refund_no = refund_commands.choose_refund_no(principal, body, idempotency_key)
     request = refund_commands.build_request(principal, order, body, refund_no, settings)
+    currency = order.currency
     await session.rollback()  # no snapshot held across the workflow round trip
-    await refund_commands.submit_refund(session, client, settings, request)
+    await refund_commands.submit_refund(session, client, settings, request, currency)
     refund = await RefundRepository(session).get(refund_no)
     return await refund_with_timeline(session, refund)
 
