@@ -147,3 +147,13 @@ async def sandbox(http_url: str, method: str, path: str, **kwargs: Any) -> Any:
         response = await client.request(method, path, **kwargs)
         response.raise_for_status()
         return response.json() if response.content else None
+
+
+async def stripe_fault(stack: Stack, refund_no: str, action: str, **extra: Any) -> None:
+    """Arm a fault at the Stripe sandbox for one refund_no (see sandboxes/stripe_sandbox/faults)."""
+    await sandbox(
+        stack.stripe_url,
+        "POST",
+        "/_sandbox/faults",
+        json={"refund_no": refund_no, "action": action, **extra},
+    )

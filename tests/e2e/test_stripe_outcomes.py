@@ -10,7 +10,7 @@ import httpx
 from temporalio.client import Client
 
 from domain.messages import RefundStatus
-from tests.factories import Shop, events, sandbox, uid
+from tests.factories import Shop, events, sandbox, stripe_fault, uid
 from workflows.refund import RefundWorkflow
 
 
@@ -20,12 +20,7 @@ async def test_no_terminal_answer_by_the_deadline_is_abnormal_until_ops_resolve(
     )
     order = await shop.order(amount=2000)
     refund_no = uid("rf")
-    await sandbox(
-        shop.stack.stripe_url,
-        "POST",
-        "/_sandbox/faults",
-        json={"refund_no": refund_no, "action": "pending_forever"},
-    )
+    await stripe_fault(shop.stack, refund_no, "pending_forever")
     async with httpx.AsyncClient(base_url=hasty, timeout=30) as http:
         response = await http.post(
             "/v1/refunds",
@@ -62,16 +57,12 @@ async def test_no_terminal_answer_by_the_deadline_is_abnormal_until_ops_resolve(
 async def test_succeeded_refund_reported_failed_later_becomes_abnormal_for_ops(shop: Shop) -> None:
     order = await shop.order(amount=3000)
     refund_no = uid("rf")
-    await sandbox(
-        shop.stack.stripe_url,
-        "POST",
-        "/_sandbox/faults",
-        json={
-            "refund_no": refund_no,
-            "action": "fail_after_success",
-            "after": 3,
-            "failure_reason": "expired_or_canceled_card",
-        },
+    await stripe_fault(
+        shop.stack,
+        refund_no,
+        "fail_after_success",
+        after=3,
+        failure_reason="expired_or_canceled_card",
     )
     await shop.refund(order, 3000, refund_no=refund_no)
     await shop.approve(refund_no)
@@ -124,12 +115,7 @@ async def test_duplicate_and_out_of_order_webhooks_move_the_refund_once(shop: Sh
     order = await shop.order(amount=4000)
     refund_no = uid("rf")
     for action in ("duplicate_webhook", "out_of_order_webhooks"):
-        await sandbox(
-            shop.stack.stripe_url,
-            "POST",
-            "/_sandbox/faults",
-            json={"refund_no": refund_no, "action": action},
-        )
+        await stripe_fault(shop.stack, refund_no, action)
     await shop.refund(order, 4000, refund_no=refund_no)
     await shop.approve(refund_no)
     done = await shop.wait_status(refund_no, "succeeded")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from tests.factories import Shop, events, sandbox, uid, wait_event
+from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
 from tests.stack import Stack
 
 
@@ -163,12 +163,7 @@ async def test_same_request_twice_is_one_refund_one_workflow_one_gateway_refund(
 async def test_forged_webhook_is_rejected_and_changes_nothing(shop: Shop) -> None:
     order = await shop.order(amount=2000)
     refund_no = uid("rf")
-    await sandbox(
-        shop.stack.stripe_url,
-        "POST",
-        "/_sandbox/faults",
-        json={"refund_no": refund_no, "action": "pending_forever"},
-    )
+    await stripe_fault(shop.stack, refund_no, "pending_forever")
     refund = await shop.refund(order, 2000, refund_no=refund_no)
     await shop.approve(refund_no)
     submitted = await wait_event(shop, refund_no, "gateway_submitted")
@@ -206,12 +201,7 @@ async def test_forged_webhook_is_rejected_and_changes_nothing(shop: Shop) -> Non
 async def test_lost_webhook_is_caught_up_by_polling(shop: Shop) -> None:
     order = await shop.order(amount=2500)
     refund_no = uid("rf")
-    await sandbox(
-        shop.stack.stripe_url,
-        "POST",
-        "/_sandbox/faults",
-        json={"refund_no": refund_no, "action": "no_webhook"},
-    )
+    await stripe_fault(shop.stack, refund_no, "no_webhook")
     await shop.refund(order, 2500, refund_no=refund_no)
     await shop.approve(refund_no)
     done = await shop.wait_status(refund_no, "succeeded", timeout=30)
@@ -223,12 +213,7 @@ async def test_lost_webhook_is_caught_up_by_polling(shop: Shop) -> None:
 async def test_gateway_5xx_twice_then_success_is_one_refund_at_stripe(shop: Shop) -> None:
     order = await shop.order(amount=1500)
     refund_no = uid("rf")
-    await sandbox(
-        shop.stack.stripe_url,
-        "POST",
-        "/_sandbox/faults",
-        json={"refund_no": refund_no, "action": "http_500", "times": 2},
-    )
+    await stripe_fault(shop.stack, refund_no, "http_500", times=2)
     await shop.refund(order, 1500, refund_no=refund_no)
     await shop.approve(refund_no)
     await shop.wait_status(refund_no, "succeeded", timeout=30)
@@ -240,12 +225,7 @@ async def test_gateway_5xx_twice_then_success_is_one_refund_at_stripe(shop: Shop
 async def test_permanent_gateway_error_fails_and_frees_the_amount(shop: Shop) -> None:
     order = await shop.order(amount=1800)
     refund_no = uid("rf")
-    await sandbox(
-        shop.stack.stripe_url,
-        "POST",
-        "/_sandbox/faults",
-        json={"refund_no": refund_no, "action": "permanent_error"},
-    )
+    await stripe_fault(shop.stack, refund_no, "permanent_error")
     await shop.refund(order, 1800, refund_no=refund_no)
     await shop.approve(refund_no)
     failed = await shop.wait_status(refund_no, "failed", timeout=30)
@@ -264,12 +244,7 @@ async def test_worker_killed_mid_refund_completes_exactly_once(shop: Shop) -> No
     order = await shop.order(amount=2200)
     refund_no = uid("rf")
     # The create call is slow: the worker dies while it is in flight at the gateway.
-    await sandbox(
-        shop.stack.stripe_url,
-        "POST",
-        "/_sandbox/faults",
-        json={"refund_no": refund_no, "action": "timeout", "delay": 2.0},
-    )
+    await stripe_fault(shop.stack, refund_no, "timeout", delay=2.0)
     await shop.refund(order, 2200, refund_no=refund_no)
     await shop.approve(refund_no)
     await asyncio.sleep(0.8)
