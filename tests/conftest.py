@@ -16,6 +16,7 @@ from db.migrate import upgrade
 from embedded.ports import free_port
 from embedded.postgres import EmbeddedPostgres
 from embedded.temporal import EmbeddedTemporal
+from tests.sandboxes.stripe_support import StripeStack, running_sandbox
 from tests.stack import Stack, start_stack
 
 
@@ -59,3 +60,16 @@ async def sessionmaker(database_url: str) -> AsyncIterator[async_sessionmaker[As
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def stripe_session() -> Iterator[StripeStack]:
+    """One Stripe sandbox for the adapter and sandbox tests (the e2e stack has its own)."""
+    with running_sandbox() as stack:
+        yield stack
+
+
+@pytest.fixture
+def stripe_stack(stripe_session: StripeStack) -> Iterator[StripeStack]:
+    yield stripe_session
+    stripe_session.control.delete("/_sandbox/faults").raise_for_status()

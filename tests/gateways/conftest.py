@@ -1,25 +1,11 @@
-"""A Stripe sandbox for the session and a `StripeGateway` pointed at it."""
+"""A `StripeGateway` pointed at the session's Stripe sandbox (tests/conftest.py)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 
 from gateways.stripe_gateway import StripeConfig, StripeGateway
-from tests.sandboxes.stripe_support import StripeStack, running_sandbox
-
-
-@pytest.fixture(scope="session")
-def stripe_session() -> Iterator[StripeStack]:
-    with running_sandbox() as stack:
-        yield stack
-
-
-@pytest.fixture
-def stripe_stack(stripe_session: StripeStack) -> Iterator[StripeStack]:
-    yield stripe_session
-    stripe_session.control.delete("/_sandbox/faults").raise_for_status()
+from tests.sandboxes.stripe_support import StripeStack
 
 
 def gateway_for(stack: StripeStack, timeout_seconds: float = 5.0) -> StripeGateway:
