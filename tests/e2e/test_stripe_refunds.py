@@ -247,13 +247,19 @@ async def test_worker_killed_mid_refund_completes_exactly_once(shop: Shop) -> No
     await stripe_fault(shop.stack, refund_no, "timeout", delay=2.0)
     await shop.refund(order, 2200, refund_no=refund_no)
     await shop.approve(refund_no)
-    await asyncio.sleep(0.8)
+    for _ in range(100):  # kill exactly while the create call is held at the gateway
+        if (await gateway_refunds(shop.stack, refund_no))[1] >= 1:
+            break
+        await asyncio.sleep(0.05)
     shop.stack.kill_worker()
-    await asyncio.sleep(2.5)
+    assert (await gateway_refunds(shop.stack, refund_no))[1] == 1
+    await asyncio.sleep(2.5)  # meanwhile the gateway finishes the refund nobody waits for
     shop.stack.restart_worker()
     done = await shop.wait_status(refund_no, "succeeded", timeout=60)
-    at_gateway, _ = await gateway_refunds(shop.stack, refund_no)
+    at_gateway, creates = await gateway_refunds(shop.stack, refund_no)
+    # The retry found the refund by its refund_no instead of creating a second one.
     assert [(r["amount"], r["status"]) for r in at_gateway] == [(2200, "succeeded")]
+    assert creates == 1
     assert events(done).count("succeeded") == 1
     after = await shop.get_order(order["order_no"])
     assert (after["refunded_amount"], after["status"]) == (2200, "refunded")
