@@ -135,12 +135,15 @@ class RefundWorkflow:
                 {"limit_policy": "REFUNDS_AUTO_APPROVE_LIMIT"},
             )
             return True
+        # A decision counts from the moment its handler takes it, not when it is recorded: the
+        # timer must not expire a refund whose approval is being written.
         try:
             await workflow.wait_condition(
-                lambda: self._decision_recorded,
+                lambda: self._decision is not None,
                 timeout=timedelta(seconds=self._timings.approval_timeout),
             )
         except TimeoutError:
+            self._decision = ("expire", Decision("system"))  # validators now refuse decisions
             await self._move(
                 RefundStatus.EXPIRED,
                 "system",
@@ -148,6 +151,7 @@ class RefundWorkflow:
                 {"after_seconds": int(self._timings.approval_timeout)},
             )
             return False
+        await workflow.wait_condition(lambda: self._decision_recorded)
         return self._status == RefundStatus.PROCESSING
 
     async def _refund_at_gateway(self) -> None:
