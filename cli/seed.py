@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -54,7 +55,7 @@ DEMO_ORDERS: list[dict[str, Any]] = [
 
 
 def demo_tokens(env: dict[str, str]) -> dict[str, str]:
-    settings = Settings(_env_file=None, **_settings_kwargs(env))  # type: ignore[call-arg]
+    settings = _settings(env)
     assert settings.jwt_secret is not None
     return {
         role: issue_token(settings.jwt_secret, sub, [role], ttl_seconds=30 * 86400)
@@ -62,13 +63,14 @@ def demo_tokens(env: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _settings_kwargs(env: dict[str, str]) -> dict[str, Any]:
-    return {"data_dir": env["REFUNDS_DATA_DIR"]}
+def _settings(env: dict[str, str]) -> Settings:
+    """The settings `refunds dev` gave its children: same data dir, same generated secrets."""
+    return Settings(data_dir=Path(env["REFUNDS_DATA_DIR"]))
 
 
 def seed_demo_orders(env: dict[str, str], api_url: str, admin_token: str) -> list[str]:
     """Register the demo orders once; a second `refunds dev` keeps those it finds."""
-    settings = Settings(_env_file=None, **_settings_kwargs(env))  # type: ignore[call-arg]
+    settings = _settings(env)
     headers = {"Authorization": f"Bearer {admin_token}"}
     seeded = []
     with httpx.Client(base_url=api_url, headers=headers, timeout=30) as api:

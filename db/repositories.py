@@ -29,7 +29,8 @@ class OrderRepository:
     async def find(self, order_no: str, *, lock: bool = False) -> Order | None:
         stmt = select(Order).where(Order.order_no == order_no).options(selectinload(Order.items))
         if lock:
-            stmt = stmt.with_for_update(of=Order)
+            # A locked read must see the row as it is now, not as this session last loaded it.
+            stmt = stmt.with_for_update(of=Order).execution_options(populate_existing=True)
         return (await self.session.scalars(stmt)).one_or_none()
 
     async def get(self, order_no: str, *, lock: bool = False) -> Order:
@@ -69,7 +70,7 @@ class RefundRepository:
     async def find(self, refund_no: str, *, lock: bool = False) -> Refund | None:
         stmt = select(Refund).where(Refund.refund_no == refund_no)
         if lock:
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return (await self.session.scalars(stmt)).one_or_none()
 
     async def get(self, refund_no: str, *, lock: bool = False) -> Refund:

@@ -38,6 +38,4 @@ async def cancel(order_no: str, principal: PrincipalDep, session: SessionDep) ->
     order = await visible_order(session, principal, order_no)
     if not principal.has("admin") and order.user_id != principal.sub:
         principal.require("admin")
-    order = await cancel_order(session, order)
-    session.expire_all()
-    return await order_out(session, await visible_order(session, principal, order_no))
+    return await order_out(session, await cancel_order(session, order))
