@@ -16,6 +16,7 @@ from db.migrate import upgrade
 from embedded.ports import free_port
 from embedded.postgres import EmbeddedPostgres
 from embedded.temporal import EmbeddedTemporal
+from tests.gateways.wechatpay_support import WeChatEnv, start_env, stop_env
 from tests.sandboxes.stripe_support import StripeStack, running_sandbox
 from tests.stack import Stack, start_stack
 
@@ -73,3 +74,17 @@ def stripe_session() -> Iterator[StripeStack]:
 def stripe_stack(stripe_session: StripeStack) -> Iterator[StripeStack]:
     yield stripe_session
     stripe_session.control.delete("/_sandbox/faults").raise_for_status()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def wechat_session(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WeChatEnv]:
+    """One WeChat Pay sandbox and notify receiver for the adapter and sandbox tests."""
+    environment = start_env(tmp_path_factory.mktemp("wechat"))
+    yield environment
+    await stop_env(environment)
+
+
+@pytest.fixture
+async def wechat_env(wechat_session: WeChatEnv) -> AsyncIterator[WeChatEnv]:
+    yield wechat_session
+    await wechat_session.clear_faults()

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +26,7 @@ from gateways.wechatpay_crypto import (
 from gateways.wechatpay_gateway import WeChatPayGateway, failure_response, success_response
 from gateways.wechatpay_keys import ensure_dev_keys, resolve_wechatpay_config
 from settings import Settings
-from tests.gateways.wechatpay_support import WeChatEnv, refund_input, start_env, stop_env
-
-
-@pytest.fixture(scope="module")
-async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WeChatEnv]:
-    environment = start_env(tmp_path_factory.mktemp("wechat-gw"))
-    yield environment
-    await stop_env(environment)
-
-
-@pytest.fixture(autouse=True)
-async def no_faults(env: WeChatEnv) -> AsyncIterator[None]:
-    yield
-    await env.clear_faults()
+from tests.gateways.wechatpay_support import WeChatEnv, refund_input
 
 
 def lookup(refund_no: str) -> GatewayLookup:
@@ -47,21 +34,21 @@ def lookup(refund_no: str) -> GatewayLookup:
 
 
 def sign_notification(
-    env: WeChatEnv, envelope: Mapping[str, object], **headers: str
+    wechat_env: WeChatEnv, envelope: Mapping[str, object], **headers: str
 ) -> tuple[dict[str, str], bytes]:
     """A notification signed with the platform key, optionally at another timestamp."""
     body = json.dumps(envelope, separators=(",", ":"))
-    key = load_private_key(env.keys.platform_private_key_pem())
-    signed = platform_headers(key, env.keys.platform_public_key_id, body, **headers)
+    key = load_private_key(wechat_env.keys.platform_private_key_pem())
+    signed = platform_headers(key, wechat_env.keys.platform_public_key_id, body, **headers)
     return signed, body.encode()
 
 
 def envelope_for(
-    env: WeChatEnv, resource: Mapping[str, object], ciphertext: str | None = None
+    wechat_env: WeChatEnv, resource: Mapping[str, object], ciphertext: str | None = None
 ) -> dict[str, Any]:
     nonce = "abcdefghijkl"
     sealed = aes_gcm_encrypt(
-        env.settings.wechatpay_apiv3_key or "", nonce, "refund", json.dumps(resource)
+        wechat_env.settings.wechatpay_apiv3_key or "", nonce, "refund", json.dumps(resource)
     )
     return {
         "id": "EV-test",
@@ -86,13 +73,13 @@ RESOURCE = {"out_refund_no": "R-x", "refund_id": "50x", "refund_status": "SUCCES
 
 
 async def test_refund_is_processing_then_success_with_a_verified_notification(
-    env: WeChatEnv,
+    wechat_env: WeChatEnv,
 ) -> None:
-    txn = await env.paid_transaction(1000)
-    refund = await env.gateway.create_refund(refund_input(txn, 300))
+    txn = await wechat_env.paid_transaction(1000)
+    refund = await wechat_env.gateway.create_refund(refund_input(txn, 300))
     assert (refund.status, refund.amount, refund.currency) == (GatewayStatus.PROCESSING, 300, "CNY")
 
-    [(received, parsed)] = await env.wait_notifications(refund.refund_no)
+    [(received, parsed)] = await wechat_env.wait_notifications(refund.refund_no)
     assert received.path == "/v1/webhooks/wechatpay"
     assert parsed.event_type == "REFUND.SUCCESS"
     [note] = parsed.refunds
@@ -106,131 +93,135 @@ async def test_refund_is_processing_then_success_with_a_verified_notification(
         "payer_total": 1000,
         "payer_refund": 300,
     }
-    later = await env.gateway.get_refund(lookup(refund.refund_no))
+    later = await wechat_env.gateway.get_refund(lookup(refund.refund_no))
     assert later is not None and later.status == GatewayStatus.SUCCEEDED
 
 
-async def test_same_refund_no_twice_is_one_refund_at_the_gateway(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
+async def test_same_refund_no_twice_is_one_refund_at_the_gateway(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
     request = refund_input(txn, 400)
-    first = await env.gateway.create_refund(request)
-    second = await env.gateway.create_refund(request)
+    first = await wechat_env.gateway.create_refund(request)
+    second = await wechat_env.gateway.create_refund(request)
     assert second.gateway_refund_id == first.gateway_refund_id
-    seen = await env.sandbox_refunds(request.refund_no)
+    seen = await wechat_env.sandbox_refunds(request.refund_no)
     assert len(seen["refunds"]) == 1
     # The second call found the refund by lookup and never sent a create.
     assert seen["create_requests"] == {request.refund_no: 1}
 
 
-async def test_refund_created_behind_a_timeout_is_found_not_repeated(env: WeChatEnv) -> None:
-    gateway = WeChatPayGateway(dataclasses.replace(env.gateway.config, timeout_seconds=0.3))
-    txn = await env.paid_transaction(1000)
+async def test_refund_created_behind_a_timeout_is_found_not_repeated(wechat_env: WeChatEnv) -> None:
+    gateway = WeChatPayGateway(dataclasses.replace(wechat_env.gateway.config, timeout_seconds=0.3))
+    txn = await wechat_env.paid_transaction(1000)
     request = refund_input(txn, 250)
-    await env.fault(method="POST", path_prefix="/v3/refund", action="timeout", times=1, delay=0.8)
+    await wechat_env.fault(
+        method="POST", path_prefix="/v3/refund", action="timeout", times=1, delay=0.8
+    )
     with pytest.raises(GatewayTransientError):
         await gateway.create_refund(request)
-    await _wait_refund_exists(env, request.refund_no)
+    await _wait_refund_exists(wechat_env, request.refund_no)
     again = await gateway.create_refund(request)
     assert again.amount == 250
-    seen = await env.sandbox_refunds(request.refund_no)
+    seen = await wechat_env.sandbox_refunds(request.refund_no)
     assert len(seen["refunds"]) == 1 and seen["create_requests"] == {request.refund_no: 1}
 
 
-async def _wait_refund_exists(env: WeChatEnv, refund_no: str) -> None:
+async def _wait_refund_exists(wechat_env: WeChatEnv, refund_no: str) -> None:
     deadline = time.monotonic() + 3
-    while not (await env.sandbox_refunds(refund_no))["refunds"]:
+    while not (await wechat_env.sandbox_refunds(refund_no))["refunds"]:
         assert time.monotonic() < deadline, "sandbox never created the refund"
         await asyncio.sleep(0.05)
 
 
-async def test_unknown_refund_lookup_is_none(env: WeChatEnv) -> None:
-    assert await env.gateway.get_refund(lookup("R-never-created")) is None
+async def test_unknown_refund_lookup_is_none(wechat_env: WeChatEnv) -> None:
+    assert await wechat_env.gateway.get_refund(lookup("R-never-created")) is None
 
 
 @pytest.mark.parametrize("action", ["http_500", "rate_limit"])
-async def test_server_errors_and_rate_limits_are_transient(env: WeChatEnv, action: str) -> None:
-    txn = await env.paid_transaction(1000)
+async def test_server_errors_and_rate_limits_are_transient(
+    wechat_env: WeChatEnv, action: str
+) -> None:
+    txn = await wechat_env.paid_transaction(1000)
     request = refund_input(txn, 100)
-    await env.fault(method="POST", path_prefix="/v3/refund", action=action, times=1)
+    await wechat_env.fault(method="POST", path_prefix="/v3/refund", action=action, times=1)
     with pytest.raises(GatewayTransientError):
-        await env.gateway.create_refund(request)
-    assert (await env.gateway.create_refund(request)).amount == 100  # the retry goes through
-    assert len((await env.sandbox_refunds(request.refund_no))["refunds"]) == 1
+        await wechat_env.gateway.create_refund(request)
+    assert (await wechat_env.gateway.create_refund(request)).amount == 100  # the retry goes through
+    assert len((await wechat_env.sandbox_refunds(request.refund_no))["refunds"]) == 1
 
 
-async def test_unreachable_gateway_is_transient(env: WeChatEnv) -> None:
-    config = dataclasses.replace(env.gateway.config, gateway_url="http://127.0.0.1:9")
+async def test_unreachable_gateway_is_transient(wechat_env: WeChatEnv) -> None:
+    config = dataclasses.replace(wechat_env.gateway.config, gateway_url="http://127.0.0.1:9")
     with pytest.raises(GatewayTransientError):
         await WeChatPayGateway(config).get_refund(lookup("R-any"))
 
 
 @pytest.mark.parametrize("code", ["NOT_ENOUGH", "INVALID_REQUEST"])
-async def test_refused_refund_is_permanent(env: WeChatEnv, code: str) -> None:
-    txn = await env.paid_transaction(1000)
+async def test_refused_refund_is_permanent(wechat_env: WeChatEnv, code: str) -> None:
+    txn = await wechat_env.paid_transaction(1000)
     request = refund_input(txn, 100)
-    await env.fault(refund_no=request.refund_no, action="permanent_error", code=code)
+    await wechat_env.fault(refund_no=request.refund_no, action="permanent_error", code=code)
     with pytest.raises(GatewayPermanentError, match=code):
-        await env.gateway.create_refund(request)
-    assert (await env.sandbox_refunds(request.refund_no))["refunds"] == []
+        await wechat_env.gateway.create_refund(request)
+    assert (await wechat_env.sandbox_refunds(request.refund_no))["refunds"] == []
 
 
-async def test_refund_over_the_remaining_amount_is_permanent(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
-    await env.gateway.create_refund(refund_input(txn, 700))
+async def test_refund_over_the_remaining_amount_is_permanent(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
+    await wechat_env.gateway.create_refund(refund_input(txn, 700))
     with pytest.raises(GatewayPermanentError, match="INVALID_REQUEST"):
-        await env.gateway.create_refund(refund_input(txn, 301))
-    assert (await env.gateway.create_refund(refund_input(txn, 300))).amount == 300
+        await wechat_env.gateway.create_refund(refund_input(txn, 301))
+    assert (await wechat_env.gateway.create_refund(refund_input(txn, 300))).amount == 300
 
 
-async def test_total_other_than_the_paid_amount_is_permanent(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
+async def test_total_other_than_the_paid_amount_is_permanent(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
     request = dataclasses.replace(refund_input(txn, 100), total_amount=999)
     with pytest.raises(GatewayPermanentError, match="PARAM_ERROR"):
-        await env.gateway.create_refund(request)
+        await wechat_env.gateway.create_refund(request)
 
 
-async def test_refund_without_a_transaction_id_is_permanent(env: WeChatEnv) -> None:
+async def test_refund_without_a_transaction_id_is_permanent(wechat_env: WeChatEnv) -> None:
     txn = {"transaction_id": "", "out_trade_no": "o", "amount": 100}
     with pytest.raises(GatewayPermanentError, match="transaction_id"):
-        await env.gateway.create_refund(refund_input(txn, 100))
+        await wechat_env.gateway.create_refund(refund_input(txn, 100))
 
 
-async def test_unknown_transaction_is_permanent(env: WeChatEnv) -> None:
+async def test_unknown_transaction_is_permanent(wechat_env: WeChatEnv) -> None:
     txn = {"transaction_id": "4200000000000000000000000000", "out_trade_no": "o", "amount": 100}
     with pytest.raises(GatewayPermanentError, match="RESOURCE_NOT_EXISTS"):
-        await env.gateway.create_refund(refund_input(txn, 100))
+        await wechat_env.gateway.create_refund(refund_input(txn, 100))
 
 
-async def test_abnormal_refund_notifies_abnormal(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
+async def test_abnormal_refund_notifies_abnormal(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
     request = refund_input(txn, 500)
-    await env.fault(refund_no=request.refund_no, action="abnormal")
-    await env.gateway.create_refund(request)
-    [(_, parsed)] = await env.wait_notifications(request.refund_no)
+    await wechat_env.fault(refund_no=request.refund_no, action="abnormal")
+    await wechat_env.gateway.create_refund(request)
+    [(_, parsed)] = await wechat_env.wait_notifications(request.refund_no)
     assert parsed.event_type == "REFUND.ABNORMAL"
     assert parsed.refunds[0].status == GatewayStatus.ABNORMAL
     assert parsed.refunds[0].failure_reason
-    polled = await env.gateway.get_refund(lookup(request.refund_no))
+    polled = await wechat_env.gateway.get_refund(lookup(request.refund_no))
     assert polled is not None and polled.status == GatewayStatus.ABNORMAL
 
 
-async def test_closed_refund_is_failed(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
+async def test_closed_refund_is_failed(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
     request = refund_input(txn, 1000)
-    await env.fault(refund_no=request.refund_no, action="closed")
-    await env.gateway.create_refund(request)
-    [(_, parsed)] = await env.wait_notifications(request.refund_no)
+    await wechat_env.fault(refund_no=request.refund_no, action="closed")
+    await wechat_env.gateway.create_refund(request)
+    [(_, parsed)] = await wechat_env.wait_notifications(request.refund_no)
     assert (parsed.event_type, parsed.refunds[0].status) == ("REFUND.CLOSED", GatewayStatus.FAILED)
     # A closed refund gives its amount back: the payment is refundable again under a new number.
-    assert (await env.gateway.create_refund(refund_input(txn, 1000))).amount == 1000
+    assert (await wechat_env.gateway.create_refund(refund_input(txn, 1000))).amount == 1000
 
 
-async def test_duplicate_notify_sends_the_same_id_twice(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
+async def test_duplicate_notify_sends_the_same_id_twice(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
     request = refund_input(txn, 100)
-    await env.fault(refund_no=request.refund_no, action="duplicate_notify")
-    await env.gateway.create_refund(request)
-    first, second = await env.wait_notifications(request.refund_no, count=2)
+    await wechat_env.fault(refund_no=request.refund_no, action="duplicate_notify")
+    await wechat_env.gateway.create_refund(request)
+    first, second = await wechat_env.wait_notifications(request.refund_no, count=2)
     assert first[1].notification_id == second[1].notification_id
     assert first[0].body == second[0].body
 
@@ -238,81 +229,93 @@ async def test_duplicate_notify_sends_the_same_id_twice(env: WeChatEnv) -> None:
 # --- security ------------------------------------------------------------------------------------
 
 
-async def test_request_signed_with_another_merchant_key_is_refused(env: WeChatEnv) -> None:
+async def test_request_signed_with_another_merchant_key_is_refused(wechat_env: WeChatEnv) -> None:
     stranger = private_key_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    gateway = WeChatPayGateway(dataclasses.replace(env.gateway.config, private_key_pem=stranger))
+    gateway = WeChatPayGateway(
+        dataclasses.replace(wechat_env.gateway.config, private_key_pem=stranger)
+    )
     with pytest.raises(GatewayPermanentError, match="SIGN_ERROR"):
         await gateway.get_refund(lookup("R-any"))
 
 
-async def test_response_with_a_bad_platform_signature_is_not_trusted(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
+async def test_response_with_a_bad_platform_signature_is_not_trusted(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
     request = refund_input(txn, 100)
-    await env.gateway.create_refund(request)
-    await env.fault(method="GET", path_prefix="/v3/refund", action="bad_signature", times=1)
+    await wechat_env.gateway.create_refund(request)
+    await wechat_env.fault(method="GET", path_prefix="/v3/refund", action="bad_signature", times=1)
     with pytest.raises(GatewayTransientError, match="signature"):
-        await env.gateway.get_refund(lookup(request.refund_no))
+        await wechat_env.gateway.get_refund(lookup(request.refund_no))
 
 
-async def test_response_signed_by_another_platform_key_is_not_trusted(env: WeChatEnv) -> None:
+async def test_response_signed_by_another_platform_key_is_not_trusted(
+    wechat_env: WeChatEnv,
+) -> None:
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
-    config = dataclasses.replace(env.gateway.config, public_key_pem=public_key_pem(other))
+    config = dataclasses.replace(wechat_env.gateway.config, public_key_pem=public_key_pem(other))
     with pytest.raises(GatewayTransientError, match="signature"):
-        await WeChatPayGateway(config).create_refund(refund_input(await env.paid_transaction(), 1))
+        await WeChatPayGateway(config).create_refund(
+            refund_input(await wechat_env.paid_transaction(), 1)
+        )
 
 
-async def test_notification_with_a_bad_signature_is_invalid_signature(env: WeChatEnv) -> None:
-    headers, body = sign_notification(env, envelope_for(env, RESOURCE))
+async def test_notification_with_a_bad_signature_is_invalid_signature(
+    wechat_env: WeChatEnv,
+) -> None:
+    headers, body = sign_notification(wechat_env, envelope_for(wechat_env, RESOURCE))
     forged = body.replace(b"EV-test", b"EV-forg")
     with pytest.raises(InvalidNotification) as err:
-        env.gateway.parse_notification(headers, forged)
+        wechat_env.gateway.parse_notification(headers, forged)
     assert err.value.code == "invalid_signature"
 
 
-async def test_stale_notification_is_rejected(env: WeChatEnv) -> None:
+async def test_stale_notification_is_rejected(wechat_env: WeChatEnv) -> None:
     old = str(int(time.time()) - 301)
-    headers, body = sign_notification(env, envelope_for(env, RESOURCE), timestamp=old)
+    headers, body = sign_notification(wechat_env, envelope_for(wechat_env, RESOURCE), timestamp=old)
     with pytest.raises(InvalidNotification) as err:
-        env.gateway.parse_notification(headers, body)
+        wechat_env.gateway.parse_notification(headers, body)
     assert err.value.code == "stale_timestamp"
 
 
-async def test_notification_from_the_future_is_rejected(env: WeChatEnv) -> None:
+async def test_notification_from_the_future_is_rejected(wechat_env: WeChatEnv) -> None:
     # Two seconds past the 300 s tolerance: the header has whole seconds, the clock does not.
     ahead = str(int(time.time()) + 302)
-    headers, body = sign_notification(env, envelope_for(env, RESOURCE), timestamp=ahead)
+    headers, body = sign_notification(
+        wechat_env, envelope_for(wechat_env, RESOURCE), timestamp=ahead
+    )
     with pytest.raises(InvalidNotification) as err:
-        env.gateway.parse_notification(headers, body)
+        wechat_env.gateway.parse_notification(headers, body)
     assert err.value.code == "stale_timestamp"
 
 
-async def test_tampered_ciphertext_fails_to_decrypt(env: WeChatEnv) -> None:
-    sealed = envelope_for(env, RESOURCE)["resource"]["ciphertext"]
+async def test_tampered_ciphertext_fails_to_decrypt(wechat_env: WeChatEnv) -> None:
+    sealed = envelope_for(wechat_env, RESOURCE)["resource"]["ciphertext"]
     tampered = ("A" if sealed[0] != "A" else "B") + sealed[1:]
-    headers, body = sign_notification(env, envelope_for(env, RESOURCE, ciphertext=tampered))
+    headers, body = sign_notification(
+        wechat_env, envelope_for(wechat_env, RESOURCE, ciphertext=tampered)
+    )
     with pytest.raises(InvalidNotification) as err:
-        env.gateway.parse_notification(headers, body)
+        wechat_env.gateway.parse_notification(headers, body)
     assert err.value.code == "decrypt_failed"
 
 
-async def test_notification_with_another_serial_is_rejected(env: WeChatEnv) -> None:
-    headers, body = sign_notification(env, envelope_for(env, RESOURCE))
+async def test_notification_with_another_serial_is_rejected(wechat_env: WeChatEnv) -> None:
+    headers, body = sign_notification(wechat_env, envelope_for(wechat_env, RESOURCE))
     headers["Wechatpay-Serial"] = "PUB_KEY_ID_SOMEONE_ELSE"
     with pytest.raises(InvalidNotification) as err:
-        env.gateway.parse_notification(headers, body)
+        wechat_env.gateway.parse_notification(headers, body)
     assert err.value.code == "unknown_serial"
 
 
-async def test_notification_without_signature_headers_is_rejected(env: WeChatEnv) -> None:
-    _, body = sign_notification(env, envelope_for(env, RESOURCE))
+async def test_notification_without_signature_headers_is_rejected(wechat_env: WeChatEnv) -> None:
+    _, body = sign_notification(wechat_env, envelope_for(wechat_env, RESOURCE))
     with pytest.raises(InvalidNotification) as err:
-        env.gateway.parse_notification({"content-type": "application/json"}, body)
+        wechat_env.gateway.parse_notification({"content-type": "application/json"}, body)
     assert err.value.code == "missing_headers"
 
 
-async def test_notification_headers_are_case_insensitive(env: WeChatEnv) -> None:
-    headers, body = sign_notification(env, envelope_for(env, RESOURCE))
-    parsed = env.gateway.parse_notification({k.upper(): v for k, v in headers.items()}, body)
+async def test_notification_headers_are_case_insensitive(wechat_env: WeChatEnv) -> None:
+    headers, body = sign_notification(wechat_env, envelope_for(wechat_env, RESOURCE))
+    parsed = wechat_env.gateway.parse_notification({k.upper(): v for k, v in headers.items()}, body)
     assert parsed.notification_id == "EV-test"
     assert parsed.refunds[0].refund_no == "R-x" and parsed.refunds[0].event_id == "EV-test"
 

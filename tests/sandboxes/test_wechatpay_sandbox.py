@@ -7,7 +7,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,26 +31,13 @@ from sandboxes.wechatpay_sandbox import (
     sandbox_config_from_settings,
 )
 from settings import Settings
-from tests.gateways.wechatpay_support import WeChatEnv, start_env, stop_env, wait_for
+from tests.gateways.wechatpay_support import WeChatEnv, wait_for
 
 REFUNDS = "/v3/refund/domestic/refunds"
 
 
-@pytest.fixture(scope="module")
-async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WeChatEnv]:
-    environment = start_env(tmp_path_factory.mktemp("wechat-sb"))
-    yield environment
-    await stop_env(environment)
-
-
-@pytest.fixture(autouse=True)
-async def no_faults(env: WeChatEnv) -> AsyncIterator[None]:
-    yield
-    await env.clear_faults()
-
-
 async def signed_call(
-    env: WeChatEnv,
+    wechat_env: WeChatEnv,
     method: str,
     path: str,
     payload: dict[str, Any] | None = None,
@@ -64,14 +50,16 @@ async def signed_call(
         "method": method,
         "url": path,
         "body": sign_body,
-        "mchid": env.settings.wechatpay_mchid,
-        "serial_no": env.keys.merchant_cert_serial_no,
-        "private_key": load_private_key(env.keys.merchant_private_key_pem()),
+        "mchid": wechat_env.settings.wechatpay_mchid,
+        "serial_no": wechat_env.keys.merchant_cert_serial_no,
+        "private_key": load_private_key(wechat_env.keys.merchant_private_key_pem()),
     }
     options.update(auth)
     headers = {"Authorization": build_authorization(**options)}
     headers["Content-Type"] = "application/json"
-    return await env.http.request(method, env.sandbox_url + path, content=body, headers=headers)
+    return await wechat_env.http.request(
+        method, wechat_env.sandbox_url + path, content=body, headers=headers
+    )
 
 
 def refund_body(txn: dict[str, Any], amount: int, notify_url: str, **extra: Any) -> dict:
@@ -85,96 +73,96 @@ def refund_body(txn: dict[str, Any], amount: int, notify_url: str, **extra: Any)
     }
 
 
-def notify_url(env: WeChatEnv, fail: int = 0) -> str:
-    return f"{env.receiver_server.url}/notify?fail={fail}&key={uuid.uuid4().hex}"
+def notify_url(wechat_env: WeChatEnv, fail: int = 0) -> str:
+    return f"{wechat_env.receiver_server.url}/notify?fail={fail}&key={uuid.uuid4().hex}"
 
 
-def received_at(env: WeChatEnv, url: str) -> list[Any]:
+def received_at(wechat_env: WeChatEnv, url: str) -> list[Any]:
     suffix = url.split("/notify", 1)[1]
-    return [r for r in env.receiver.received if r.path == "/notify" + suffix]
+    return [r for r in wechat_env.receiver.received if r.path == "/notify" + suffix]
 
 
 # --- who may call --------------------------------------------------------------------------------
 
 
-async def test_unsigned_request_is_401_sign_error(env: WeChatEnv) -> None:
-    response = await env.http.get(f"{env.sandbox_url}{REFUNDS}/R1")
+async def test_unsigned_request_is_401_sign_error(wechat_env: WeChatEnv) -> None:
+    response = await wechat_env.http.get(f"{wechat_env.sandbox_url}{REFUNDS}/R1")
     assert response.status_code == 401 and response.json()["code"] == "SIGN_ERROR"
 
 
-async def test_request_signed_with_another_merchant_key_is_401(env: WeChatEnv) -> None:
+async def test_request_signed_with_another_merchant_key_is_401(wechat_env: WeChatEnv) -> None:
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    response = await signed_call(env, "GET", f"{REFUNDS}/R1", private_key=stranger)
+    response = await signed_call(wechat_env, "GET", f"{REFUNDS}/R1", private_key=stranger)
     assert response.status_code == 401 and response.json()["code"] == "SIGN_ERROR"
 
 
-async def test_request_for_another_mchid_is_401(env: WeChatEnv) -> None:
-    response = await signed_call(env, "GET", f"{REFUNDS}/R1", mchid="1999999999")
+async def test_request_for_another_mchid_is_401(wechat_env: WeChatEnv) -> None:
+    response = await signed_call(wechat_env, "GET", f"{REFUNDS}/R1", mchid="1999999999")
     assert response.status_code == 401
 
 
-async def test_request_with_another_merchant_serial_is_401(env: WeChatEnv) -> None:
-    response = await signed_call(env, "GET", f"{REFUNDS}/R1", serial_no="ABCDEF")
+async def test_request_with_another_merchant_serial_is_401(wechat_env: WeChatEnv) -> None:
+    response = await signed_call(wechat_env, "GET", f"{REFUNDS}/R1", serial_no="ABCDEF")
     assert response.status_code == 401
 
 
-async def test_request_older_than_five_minutes_is_401(env: WeChatEnv) -> None:
+async def test_request_older_than_five_minutes_is_401(wechat_env: WeChatEnv) -> None:
     old = str(int(time.time()) - 301)
-    response = await signed_call(env, "GET", f"{REFUNDS}/R1", timestamp=old)
+    response = await signed_call(wechat_env, "GET", f"{REFUNDS}/R1", timestamp=old)
     assert response.status_code == 401 and "timestamp" in response.json()["message"]
 
 
-async def test_body_other_than_the_signed_one_is_401(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
-    payload = refund_body(txn, 100, notify_url(env))
+async def test_body_other_than_the_signed_one_is_401(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
+    payload = refund_body(txn, 100, notify_url(wechat_env))
     signed = json.dumps({**payload, "amount": {"refund": 1, "total": 1000, "currency": "CNY"}})
-    response = await signed_call(env, "POST", REFUNDS, payload, sign_body=signed)
+    response = await signed_call(wechat_env, "POST", REFUNDS, payload, sign_body=signed)
     assert response.status_code == 401
-    assert (await env.sandbox_refunds(payload["out_refund_no"]))["refunds"] == []
+    assert (await wechat_env.sandbox_refunds(payload["out_refund_no"]))["refunds"] == []
 
 
-async def test_every_answer_is_signed_by_the_platform_key(env: WeChatEnv) -> None:
-    platform = load_public_key(env.keys.platform_public_key_pem())
+async def test_every_answer_is_signed_by_the_platform_key(wechat_env: WeChatEnv) -> None:
+    platform = load_public_key(wechat_env.keys.platform_public_key_pem())
     for response in (
-        await signed_call(env, "GET", f"{REFUNDS}/R-none"),
-        await env.http.get(f"{env.sandbox_url}{REFUNDS}/R-none"),
+        await signed_call(wechat_env, "GET", f"{REFUNDS}/R-none"),
+        await wechat_env.http.get(f"{wechat_env.sandbox_url}{REFUNDS}/R-none"),
     ):
         headers = response.headers
         message = response_message(
             headers["wechatpay-timestamp"], headers["wechatpay-nonce"], response.text
         )
         assert rsa_verify(platform, message, headers["wechatpay-signature"])
-        assert headers["wechatpay-serial"] == env.keys.platform_public_key_id
+        assert headers["wechatpay-serial"] == wechat_env.keys.platform_public_key_id
         assert headers["request-id"]
 
 
 # --- refunds -------------------------------------------------------------------------------------
 
 
-def official_client(env: WeChatEnv) -> WeChatPay:
+def official_client(wechat_env: WeChatEnv) -> WeChatPay:
     client = WeChatPay(
         wechatpay_type=WeChatPayType.NATIVE,
-        mchid=env.settings.wechatpay_mchid,
-        private_key=env.keys.merchant_private_key_pem(),
-        cert_serial_no=env.keys.merchant_cert_serial_no,
-        appid=env.settings.wechatpay_appid,
-        apiv3_key=env.settings.wechatpay_apiv3_key,
-        public_key=env.keys.platform_public_key_pem(),
-        public_key_id=env.keys.platform_public_key_id,
+        mchid=wechat_env.settings.wechatpay_mchid,
+        private_key=wechat_env.keys.merchant_private_key_pem(),
+        cert_serial_no=wechat_env.keys.merchant_cert_serial_no,
+        appid=wechat_env.settings.wechatpay_appid,
+        apiv3_key=wechat_env.settings.wechatpay_apiv3_key,
+        public_key=wechat_env.keys.platform_public_key_pem(),
+        public_key_id=wechat_env.keys.platform_public_key_id,
     )
-    client._core._gate_way = env.sandbox_url
+    client._core._gate_way = wechat_env.sandbox_url
     return client
 
 
-async def test_official_client_creates_and_queries_a_refund(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(888)
-    client = official_client(env)
+async def test_official_client_creates_and_queries_a_refund(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(888)
+    client = official_client(wechat_env)
     code, text = await asyncio.to_thread(
         client.refund,
         out_refund_no="R-official-" + uuid.uuid4().hex[:8],
         amount={"refund": 88, "total": 888, "currency": "CNY"},
         transaction_id=txn["transaction_id"],
-        notify_url=notify_url(env),
+        notify_url=notify_url(wechat_env),
     )
     created = json.loads(text)
     assert code == 200 and created["status"] == "PROCESSING"
@@ -184,35 +172,37 @@ async def test_official_client_creates_and_queries_a_refund(env: WeChatEnv) -> N
     assert code == 200 and json.loads(text)["refund_id"] == created["refund_id"]
 
 
-async def test_create_by_out_trade_no_works_too(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(500)
-    payload = refund_body(txn, 500, notify_url(env), out_trade_no=txn["out_trade_no"])
+async def test_create_by_out_trade_no_works_too(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(500)
+    payload = refund_body(txn, 500, notify_url(wechat_env), out_trade_no=txn["out_trade_no"])
     del payload["transaction_id"]
-    response = await signed_call(env, "POST", REFUNDS, payload)
+    response = await signed_call(wechat_env, "POST", REFUNDS, payload)
     assert (
         response.status_code == 200 and response.json()["transaction_id"] == txn["transaction_id"]
     )
 
 
-async def test_same_out_refund_no_twice_returns_the_same_refund_once(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
-    payload = refund_body(txn, 600, notify_url(env))
-    first = await signed_call(env, "POST", REFUNDS, payload)
-    second = await signed_call(env, "POST", REFUNDS, payload)
+async def test_same_out_refund_no_twice_returns_the_same_refund_once(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
+    payload = refund_body(txn, 600, notify_url(wechat_env))
+    first = await signed_call(wechat_env, "POST", REFUNDS, payload)
+    second = await signed_call(wechat_env, "POST", REFUNDS, payload)
     assert first.json()["refund_id"] == second.json()["refund_id"]
-    seen = await env.sandbox_refunds(payload["out_refund_no"])
+    seen = await wechat_env.sandbox_refunds(payload["out_refund_no"])
     assert len(seen["refunds"]) == 1 and seen["create_requests"] == {payload["out_refund_no"]: 2}
     # Only 400 of 1000 is left: the repeat did not consume a second 600.
-    other = await signed_call(env, "POST", REFUNDS, refund_body(txn, 400, notify_url(env)))
+    other = await signed_call(
+        wechat_env, "POST", REFUNDS, refund_body(txn, 400, notify_url(wechat_env))
+    )
     assert other.status_code == 200
 
 
-async def test_same_out_refund_no_with_another_amount_is_400(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
-    payload = refund_body(txn, 600, notify_url(env))
-    await signed_call(env, "POST", REFUNDS, payload)
+async def test_same_out_refund_no_with_another_amount_is_400(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
+    payload = refund_body(txn, 600, notify_url(wechat_env))
+    await signed_call(wechat_env, "POST", REFUNDS, payload)
     payload["amount"]["refund"] = 500
-    response = await signed_call(env, "POST", REFUNDS, payload)
+    response = await signed_call(wechat_env, "POST", REFUNDS, payload)
     assert response.status_code == 400 and response.json()["code"] == "INVALID_REQUEST"
 
 
@@ -226,131 +216,137 @@ async def test_same_out_refund_no_with_another_amount_is_400(env: WeChatEnv) -> 
     ],
 )
 async def test_invalid_amounts_are_refused(
-    env: WeChatEnv, amount: dict[str, Any], status: int, code: str
+    wechat_env: WeChatEnv, amount: dict[str, Any], status: int, code: str
 ) -> None:
-    txn = await env.paid_transaction(1000)
-    payload = {**refund_body(txn, 1, notify_url(env)), "amount": amount}
-    response = await signed_call(env, "POST", REFUNDS, payload)
+    txn = await wechat_env.paid_transaction(1000)
+    payload = {**refund_body(txn, 1, notify_url(wechat_env)), "amount": amount}
+    response = await signed_call(wechat_env, "POST", REFUNDS, payload)
     assert (response.status_code, response.json()["code"]) == (status, code)
 
 
-async def test_unknown_transaction_is_404_resource_not_exists(env: WeChatEnv) -> None:
+async def test_unknown_transaction_is_404_resource_not_exists(wechat_env: WeChatEnv) -> None:
     txn = {"transaction_id": "4200000000000000000000000001", "amount": 100}
-    response = await signed_call(env, "POST", REFUNDS, refund_body(txn, 100, notify_url(env)))
+    response = await signed_call(
+        wechat_env, "POST", REFUNDS, refund_body(txn, 100, notify_url(wechat_env))
+    )
     assert response.status_code == 404 and response.json()["code"] == "RESOURCE_NOT_EXISTS"
 
 
-async def test_unknown_refund_query_is_404(env: WeChatEnv) -> None:
-    response = await signed_call(env, "GET", f"{REFUNDS}/R-nobody")
+async def test_unknown_refund_query_is_404(wechat_env: WeChatEnv) -> None:
+    response = await signed_call(wechat_env, "GET", f"{REFUNDS}/R-nobody")
     assert response.status_code == 404 and response.json()["code"] == "RESOURCE_NOT_EXISTS"
 
 
 # --- notifications -------------------------------------------------------------------------------
 
 
-async def test_notification_is_retried_until_the_receiver_accepts(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
-    url = notify_url(env, fail=2)
+async def test_notification_is_retried_until_the_receiver_accepts(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
+    url = notify_url(wechat_env, fail=2)
     payload = refund_body(txn, 100, url)
-    await signed_call(env, "POST", REFUNDS, payload)
-    deliveries = await wait_for(lambda: received_at(env, url), 3, timeout=5)
+    await signed_call(wechat_env, "POST", REFUNDS, payload)
+    deliveries = await wait_for(lambda: received_at(wechat_env, url), 3, timeout=5)
     assert [d.answered for d in deliveries] == [500, 500, 204]
     assert len({json.loads(d.body)["id"] for d in deliveries}) == 1
-    [record] = await env.sandbox_notifications(payload["out_refund_no"])
+    [record] = await wechat_env.sandbox_notifications(payload["out_refund_no"])
     assert record["delivered"] and [a["status"] for a in record["attempts"]] == [500, 500, 204]
 
 
-async def test_no_notify_never_notifies_but_the_query_shows_success(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
-    payload = refund_body(txn, 100, notify_url(env))
-    await env.fault(refund_no=payload["out_refund_no"], action="no_notify")
-    await signed_call(env, "POST", REFUNDS, payload)
+async def test_no_notify_never_notifies_but_the_query_shows_success(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
+    payload = refund_body(txn, 100, notify_url(wechat_env))
+    await wechat_env.fault(refund_no=payload["out_refund_no"], action="no_notify")
+    await signed_call(wechat_env, "POST", REFUNDS, payload)
     await asyncio.sleep(0.5)
-    assert await env.sandbox_notifications(payload["out_refund_no"]) == []
-    queried = await signed_call(env, "GET", f"{REFUNDS}/{payload['out_refund_no']}")
+    assert await wechat_env.sandbox_notifications(payload["out_refund_no"]) == []
+    queried = await signed_call(wechat_env, "GET", f"{REFUNDS}/{payload['out_refund_no']}")
     assert queried.json()["status"] == "SUCCESS" and queried.json()["success_time"]
 
 
 async def test_notify_before_response_delivers_success_before_create_answers(
-    env: WeChatEnv,
+    wechat_env: WeChatEnv,
 ) -> None:
-    txn = await env.paid_transaction(1000)
-    url = notify_url(env)
+    txn = await wechat_env.paid_transaction(1000)
+    url = notify_url(wechat_env)
     payload = refund_body(txn, 100, url)
-    await env.fault(refund_no=payload["out_refund_no"], action="notify_before_response")
-    response = await signed_call(env, "POST", REFUNDS, payload)
+    await wechat_env.fault(refund_no=payload["out_refund_no"], action="notify_before_response")
+    response = await signed_call(wechat_env, "POST", REFUNDS, payload)
     assert response.json()["status"] == "PROCESSING"  # the answer was computed before
-    [delivery] = received_at(env, url)  # ...but the notification was already delivered
+    [delivery] = received_at(wechat_env, url)  # ...but the notification was already delivered
     assert json.loads(delivery.body)["event_type"] == "REFUND.SUCCESS"
 
 
 async def test_out_of_order_sends_a_stale_notification_after_the_terminal_one(
-    env: WeChatEnv,
+    wechat_env: WeChatEnv,
 ) -> None:
-    txn = await env.paid_transaction(1000)
-    url = notify_url(env)
+    txn = await wechat_env.paid_transaction(1000)
+    url = notify_url(wechat_env)
     payload = refund_body(txn, 100, url)
-    await env.fault(refund_no=payload["out_refund_no"], action="out_of_order")
-    await signed_call(env, "POST", REFUNDS, payload)
-    first, stale = await wait_for(lambda: received_at(env, url), 2, timeout=5)
-    parsed = [env.gateway.parse_notification(d.headers, d.body) for d in (first, stale)]
+    await wechat_env.fault(refund_no=payload["out_refund_no"], action="out_of_order")
+    await signed_call(wechat_env, "POST", REFUNDS, payload)
+    first, stale = await wait_for(lambda: received_at(wechat_env, url), 2, timeout=5)
+    parsed = [wechat_env.gateway.parse_notification(d.headers, d.body) for d in (first, stale)]
     assert [p.event_type for p in parsed] == ["REFUND.SUCCESS", "REFUND.PROCESSING"]
     assert parsed[0].notification_id != parsed[1].notification_id
     assert parsed[1].payload["refund_status"] == "PROCESSING"
 
 
-async def test_out_of_order_can_send_a_stale_abnormal(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
-    url = notify_url(env)
+async def test_out_of_order_can_send_a_stale_abnormal(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
+    url = notify_url(wechat_env)
     payload = refund_body(txn, 100, url)
     rno = payload["out_refund_no"]
-    await env.fault(refund_no=rno, action="out_of_order", stale_status="ABNORMAL")
-    await signed_call(env, "POST", REFUNDS, payload)
-    deliveries = await wait_for(lambda: received_at(env, url), 2, timeout=5)
+    await wechat_env.fault(refund_no=rno, action="out_of_order", stale_status="ABNORMAL")
+    await signed_call(wechat_env, "POST", REFUNDS, payload)
+    deliveries = await wait_for(lambda: received_at(wechat_env, url), 2, timeout=5)
     events = [json.loads(d.body)["event_type"] for d in deliveries]
     assert events == ["REFUND.SUCCESS", "REFUND.ABNORMAL"]
 
 
-async def test_resend_replays_the_same_notification(env: WeChatEnv) -> None:
-    txn = await env.paid_transaction(1000)
-    url = notify_url(env)
+async def test_resend_replays_the_same_notification(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
+    url = notify_url(wechat_env)
     payload = refund_body(txn, 100, url)
-    await signed_call(env, "POST", REFUNDS, payload)
-    [first] = await wait_for(lambda: received_at(env, url), 1, timeout=5)
+    await signed_call(wechat_env, "POST", REFUNDS, payload)
+    [first] = await wait_for(lambda: received_at(wechat_env, url), 1, timeout=5)
     sent_id = json.loads(first.body)["id"]
-    resent = await env.http.post(
-        f"{env.sandbox_url}/sandbox/notifications/resend", json={"id": sent_id}
+    resent = await wechat_env.http.post(
+        f"{wechat_env.sandbox_url}/sandbox/notifications/resend", json={"id": sent_id}
     )
     assert resent.json() == {"id": sent_id, "delivered": True}
-    assert [r.body for r in received_at(env, url)] == [first.body, first.body]
+    assert [r.body for r in received_at(wechat_env, url)] == [first.body, first.body]
 
 
 # --- request faults ------------------------------------------------------------------------------
 
 
-async def test_request_faults_match_method_and_prefix_and_run_out(env: WeChatEnv) -> None:
-    await env.fault(method="POST", path_prefix="/v3/refund", action="http_500", times=2)
-    assert (await signed_call(env, "GET", f"{REFUNDS}/R-x")).status_code == 404
-    txn = await env.paid_transaction(1000)
-    payload = refund_body(txn, 100, notify_url(env))
-    statuses = [(await signed_call(env, "POST", REFUNDS, payload)).status_code for _ in range(3)]
+async def test_request_faults_match_method_and_prefix_and_run_out(wechat_env: WeChatEnv) -> None:
+    await wechat_env.fault(method="POST", path_prefix="/v3/refund", action="http_500", times=2)
+    assert (await signed_call(wechat_env, "GET", f"{REFUNDS}/R-x")).status_code == 404
+    txn = await wechat_env.paid_transaction(1000)
+    payload = refund_body(txn, 100, notify_url(wechat_env))
+    statuses = [
+        (await signed_call(wechat_env, "POST", REFUNDS, payload)).status_code for _ in range(3)
+    ]
     assert statuses == [500, 500, 200]
 
 
-async def test_rate_limit_fault_is_429_frequency_limited(env: WeChatEnv) -> None:
-    await env.fault(path_prefix="/v3/", action="rate_limit")
-    response = await signed_call(env, "GET", f"{REFUNDS}/R-x")
+async def test_rate_limit_fault_is_429_frequency_limited(wechat_env: WeChatEnv) -> None:
+    await wechat_env.fault(path_prefix="/v3/", action="rate_limit")
+    response = await signed_call(wechat_env, "GET", f"{REFUNDS}/R-x")
     assert response.status_code == 429 and response.json()["code"] == "FREQUENCY_LIMITED"
 
 
-async def test_deleted_faults_no_longer_apply(env: WeChatEnv) -> None:
-    await env.fault(action="http_500", times=5)
-    await env.clear_faults()
-    assert (await signed_call(env, "GET", f"{REFUNDS}/R-x")).status_code == 404
+async def test_deleted_faults_no_longer_apply(wechat_env: WeChatEnv) -> None:
+    await wechat_env.fault(action="http_500", times=5)
+    await wechat_env.clear_faults()
+    assert (await signed_call(wechat_env, "GET", f"{REFUNDS}/R-x")).status_code == 404
 
 
-async def test_unknown_fault_action_is_400(env: WeChatEnv) -> None:
-    response = await env.http.post(f"{env.sandbox_url}/sandbox/faults", json={"action": "boom"})
+async def test_unknown_fault_action_is_400(wechat_env: WeChatEnv) -> None:
+    response = await wechat_env.http.post(
+        f"{wechat_env.sandbox_url}/sandbox/faults", json={"action": "boom"}
+    )
     assert response.status_code == 400
 
 
