@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -25,29 +26,36 @@ from settings import Settings, get_settings
 from workflows.refund import RefundWorkflow
 
 
+def activities(
+    sessionmaker: async_sessionmaker[AsyncSession], gateways: Mapping[Channel, Gateway]
+) -> list[Callable[..., Any]]:
+    """Every activity the workflow schedules (by the names in `domain.activity_names`)."""
+    ledger = LedgerActivities(sessionmaker)
+    restore = RestoreActivities(sessionmaker)
+    gateway = GatewayActivities(gateways)
+    return [
+        ledger.apply_refund,
+        ledger.transition,
+        ledger.record_event,
+        restore.restore_points,
+        restore.restore_inventory,
+        restore.release_coupon,
+        gateway.create_gateway_refund,
+        gateway.get_gateway_refund,
+    ]
+
+
 def build_worker(
     client: Client,
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
     gateways: Mapping[Channel, Gateway],
 ) -> Worker:
-    ledger = LedgerActivities(sessionmaker)
-    restore = RestoreActivities(sessionmaker)
-    gateway = GatewayActivities(gateways)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[RefundWorkflow],
-        activities=[
-            ledger.apply_refund,
-            ledger.transition,
-            ledger.record_event,
-            restore.restore_points,
-            restore.restore_inventory,
-            restore.release_coupon,
-            gateway.create_gateway_refund,
-            gateway.get_gateway_refund,
-        ],
+        activities=activities(sessionmaker, gateways),
         max_concurrent_activities=200,
     )
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from temporalio import activity
 
 from activities.errors import business_errors
+from domain import activity_names as names
 from domain.messages import Channel, GatewayLookup, GatewayRefund, GatewayRefundInput
 from gateways.base import Gateway
 
@@ -15,7 +16,7 @@ class GatewayActivities:
     def __init__(self, gateways: Mapping[Channel, Gateway]) -> None:
         self.gateways = gateways
 
-    @activity.defn
+    @activity.defn(name=names.CREATE_GATEWAY_REFUND)
     @business_errors
     async def create_gateway_refund(self, refund: GatewayRefundInput) -> GatewayRefund:
         """Look up, then create: the gateway's own idempotency keys expire, our lookup does not."""
@@ -24,7 +25,7 @@ class GatewayActivities:
         )
         return await self.gateways[refund.channel].create_refund(refund)
 
-    @activity.defn
+    @activity.defn(name=names.GET_GATEWAY_REFUND)
     @business_errors
     async def get_gateway_refund(self, lookup: GatewayLookup) -> GatewayRefund | None:
         """Poll the gateway when no notification came in time."""

@@ -18,6 +18,7 @@ from temporalio import activity
 from activities.errors import business_errors
 from db.models import Order, Refund
 from db.repositories import OrderRepository, RefundRepository
+from domain import activity_names as names
 from domain.errors import (
     InvalidRefundItems,
     OrderNotFound,
@@ -55,7 +56,7 @@ class LedgerActivities:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessionmaker = sessionmaker
 
-    @activity.defn
+    @activity.defn(name=names.APPLY_REFUND)
     @business_errors
     async def apply_refund(self, request: RefundRequest) -> ApplyResult:
         """Validate and reserve the amount in one transaction, under the order's row lock."""
@@ -172,7 +173,7 @@ class LedgerActivities:
             owned=owned,
         )
 
-    @activity.defn
+    @activity.defn(name=names.TRANSITION)
     @business_errors
     async def transition(self, move: TransitionInput) -> RefundStatus:
         """Move the refund and the order's money together; a repeat of the same move is a no-op."""
@@ -214,7 +215,7 @@ class LedgerActivities:
         if move.to_status == RefundStatus.SUCCEEDED or move.to_status in RELEASED_STATUSES:
             refund.completed_at = refund.updated_at
 
-    @activity.defn
+    @activity.defn(name=names.RECORD_EVENT)
     @business_errors
     async def record_event(self, entry: TimelineInput) -> bool:
         """Append a timeline event once (keyed by dedupe_key); remember the gateway's refund id."""

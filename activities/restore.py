@@ -18,6 +18,7 @@ from activities.errors import business_errors
 from db.models import Coupon, InventoryMovement, InventoryStock, Order, PointsLedger, Refund
 from db.models import Restoration as RestorationRow
 from db.repositories import OrderRepository, RefundRepository
+from domain import activity_names as names
 from domain.messages import RestoreInput, RestoreResult
 from domain.money import prorated_points
 
@@ -45,7 +46,7 @@ class RestoreActivities:
         earlier = RestoreResult(refund_no, kind, False, dict(done.detail)) if done else None
         return refund, order, earlier
 
-    @activity.defn
+    @activity.defn(name=names.RESTORE_POINTS)
     @business_errors
     async def restore_points(self, entry: RestoreInput) -> RestoreResult:
         async with self.sessionmaker.begin() as session:
@@ -82,7 +83,7 @@ class RestoreActivities:
             await _timeline(session, refund.refund_no, "points_restored", detail)
             return RestoreResult(refund.refund_no, POINTS, True, detail)
 
-    @activity.defn
+    @activity.defn(name=names.RESTORE_INVENTORY)
     @business_errors
     async def restore_inventory(self, entry: RestoreInput) -> RestoreResult:
         async with self.sessionmaker.begin() as session:
@@ -137,7 +138,7 @@ class RestoreActivities:
             await _timeline(session, refund.refund_no, "inventory_restocked", detail)
         return detail
 
-    @activity.defn
+    @activity.defn(name=names.RELEASE_COUPON)
     @business_errors
     async def release_coupon(self, entry: RestoreInput) -> RestoreResult:
         """Released only when this refund's success completes the order (SPEC §3)."""

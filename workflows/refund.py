@@ -7,16 +7,14 @@ idempotent by refund_no, so a replay or a retry after a crash does nothing twice
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.gateway import GatewayActivities
-    from activities.ledger import LedgerActivities
-    from activities.restore import RestoreActivities
+    from domain import activity_names as names
     from domain.errors import NON_RETRYABLE_TYPES
     from domain.messages import (
         ApplyResult,
@@ -118,9 +116,10 @@ class RefundWorkflow:
         return result.status == RefundStatus.PENDING_APPROVAL
 
     async def _apply_activity(self) -> ApplyResult:
-        return await workflow.execute_local_activity_method(
-            LedgerActivities.apply_refund,
+        return await workflow.execute_local_activity(
+            names.APPLY_REFUND,
             self._request,
+            result_type=ApplyResult,
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=LEDGER_RETRY,
         )
@@ -157,8 +156,8 @@ class RefundWorkflow:
     async def _refund_at_gateway(self) -> None:
         applied = self._require_applied()
         try:
-            refund = await workflow.execute_activity_method(
-                GatewayActivities.create_gateway_refund,
+            refund = await workflow.execute_activity(
+                names.CREATE_GATEWAY_REFUND,
                 GatewayRefundInput(
                     refund_no=applied.refund_no,
                     order_no=applied.order_no,
@@ -172,6 +171,7 @@ class RefundWorkflow:
                 start_to_close_timeout=timedelta(seconds=self._timings.gateway_call_timeout),
                 schedule_to_close_timeout=timedelta(seconds=self._timings.outcome_deadline),
                 retry_policy=self._gateway_retry(),
+                result_type=GatewayRefund,
             )
         except ActivityError as err:
             await self._gateway_call_failed(err)
@@ -229,11 +229,13 @@ class RefundWorkflow:
 
     async def _poll(self) -> None:
         applied = self._require_applied()
-        found = await workflow.execute_activity_method(
-            GatewayActivities.get_gateway_refund,
+        found = await workflow.execute_activity(
+            names.GET_GATEWAY_REFUND,
             GatewayLookup(applied.refund_no, applied.channel, applied.payment_ref),
             start_to_close_timeout=timedelta(seconds=self._timings.gateway_call_timeout),
             retry_policy=self._gateway_retry(),
+            # The SDK takes any type hint here; its stub says `type`, a union is one too.
+            result_type=cast(type, GatewayRefund | None),
         )
         if found is not None:
             self._observe(self._as_notification(found, "poll"))
@@ -266,12 +268,8 @@ class RefundWorkflow:
 
     async def _restore(self) -> None:
         entry = RestoreInput(self._require_applied().refund_no)
-        for step in (
-            RestoreActivities.restore_points,
-            RestoreActivities.restore_inventory,
-            RestoreActivities.release_coupon,
-        ):
-            await workflow.execute_local_activity_method(
+        for step in (names.RESTORE_POINTS, names.RESTORE_INVENTORY, names.RELEASE_COUPON):
+            await workflow.execute_local_activity(
                 step, entry, start_to_close_timeout=LEDGER_TIMEOUT, retry_policy=LEDGER_RETRY
             )
 
@@ -423,8 +421,8 @@ class RefundWorkflow:
 
     async def _move(self, to: RefundStatus, actor: str, event: str, detail: dict[str, Any]) -> None:
         refund_no = self._request.refund_no
-        await workflow.execute_local_activity_method(
-            LedgerActivities.transition,
+        await workflow.execute_local_activity(
+            names.TRANSITION,
             TransitionInput(refund_no, to, actor, event, detail),
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=LEDGER_RETRY,
@@ -440,8 +438,8 @@ class RefundWorkflow:
         # its retry must not change the key, or the retried local activity writes twice.
         self._records += 1
         key = f"{self._request.refund_no}:{event}:{workflow.info().run_id}:{self._records}"
-        await workflow.execute_local_activity_method(
-            LedgerActivities.record_event,
+        await workflow.execute_local_activity(
+            names.RECORD_EVENT,
             TimelineInput(self._request.refund_no, actor, event, key, detail, gateway_refund_id),
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=LEDGER_RETRY,

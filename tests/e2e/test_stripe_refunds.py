@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -89,8 +90,6 @@ async def test_rejected_refund_releases_the_reservation_and_never_reaches_stripe
 
 
 async def test_no_decision_within_the_approval_timeout_expires_the_refund(shop: Shop) -> None:
-    from datetime import timedelta
-
     impatient = shop.stack.api(
         shop.stack.settings.model_copy(update={"approval_timeout": timedelta(seconds=1)})
     )

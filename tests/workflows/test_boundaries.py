@@ -1,0 +1,43 @@
+"""The workflow stays free of I/O code, and schedules only activities the worker registers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from domain import activity_names
+from worker import activities
+
+IO_PACKAGES = (
+    *("activities", "db", "gateways", "sandboxes", "api", "settings"),
+    *("stripe", "wechatpayv3", "sqlalchemy", "psycopg", "httpx"),
+)
+
+
+def test_importing_the_workflow_loads_no_io_package(repo_root: Path) -> None:
+    probe = (
+        "import sys, workflows.refund\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "workflows" in loaded
+    assert [name for name in IO_PACKAGES if name in loaded] == []
+
+
+def test_every_scheduled_name_is_a_registered_activity(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    registered = {
+        activity._Definition.must_from_callable(fn).name for fn in activities(sessionmaker, {})
+    }
+    scheduled = {
+        value for key, value in vars(activity_names).items() if key.isupper() and key[0] != "_"
+    }
+    assert len(scheduled) == 8
+    assert scheduled == registered
