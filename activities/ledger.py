@@ -6,8 +6,6 @@ the second time.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -26,6 +24,7 @@ from domain.errors import (
     RefundConflict,
     RefundExceedsPaid,
 )
+from domain.idempotency import request_fingerprint
 from domain.messages import (
     RELEASED_STATUSES,
     ApplyResult,
@@ -37,19 +36,6 @@ from domain.messages import (
     TransitionInput,
 )
 from domain.transitions import can_move, money_effect
-
-
-def request_fingerprint(request: RefundRequest) -> str:
-    """What makes two requests 'the same': a repeat with another body is a conflict."""
-    body = {
-        "order_no": request.order_no,
-        "amount": request.amount,
-        "reason": request.reason,
-        "items": sorted((i.sku, i.quantity) for i in request.items),
-        "requested_by": request.requested_by,
-        "source": str(request.source),
-    }
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 class LedgerActivities:

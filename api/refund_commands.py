@@ -15,7 +15,6 @@ from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdate
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.ledger import request_fingerprint
 from api.auth import Principal
 from api.errors import domain_error_from_temporal
 from api.schemas import RefundIn
@@ -28,6 +27,7 @@ from domain.errors import (
     RefundNotFound,
     RefundNotPendingApproval,
 )
+from domain.idempotency import request_fingerprint
 from domain.messages import Decision, RefundItem, RefundRequest, RefundSource, Resolution
 from settings import Settings
 from workflows.refund import RefundWorkflow

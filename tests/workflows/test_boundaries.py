@@ -1,4 +1,5 @@
-"""The workflow stays free of I/O code, and schedules only activities the worker registers."""
+"""Layer boundaries: the workflow stays free of I/O code and schedules only activities the worker
+registers; the API starts and signals workflows but never runs an activity's code itself."""
 
 from __future__ import annotations
 
@@ -18,16 +19,28 @@ IO_PACKAGES = (
 )
 
 
-def test_importing_the_workflow_loads_no_io_package(repo_root: Path) -> None:
+def packages_loaded_by(module: str, repo_root: Path) -> set[str]:
+    """Top-level packages a fresh interpreter has loaded after importing `module`."""
     probe = (
-        "import sys, workflows.refund\n"
-        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+        f"import sys, {module}\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))\n"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True, check=True
-    ).stdout.split()
+    return set(
+        subprocess.run(
+            [sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+
+
+def test_importing_the_workflow_loads_no_io_package(repo_root: Path) -> None:
+    loaded = packages_loaded_by("workflows.refund", repo_root)
     assert "workflows" in loaded
     assert [name for name in IO_PACKAGES if name in loaded] == []
+
+
+def test_the_api_does_not_load_the_activities(repo_root: Path) -> None:
+    loaded = packages_loaded_by("api.main", repo_root)
+    assert {"api", "workflows"} <= loaded
+    assert {"activities", "worker"}.isdisjoint(loaded)
 
 
 def test_every_scheduled_name_is_a_registered_activity(
