@@ -1,4 +1,5 @@
-"""Session fixtures: one real PostgreSQL, one real Temporal dev server, one stack per run."""
+"""Session fixtures: one real PostgreSQL, one real Temporal dev server, one stack per run; per
+test, an HTTP client and a shop of fresh identities."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
 from embedded.ports import free_port
 from embedded.postgres import EmbeddedPostgres
 from embedded.temporal import EmbeddedTemporal
+from tests.factories import Shop
 from tests.gateways.wechatpay_support import WeChatEnv, start_env, stop_env
 from tests.sandboxes.stripe_support import StripeStack, running_sandbox
 from tests.stack import Stack, start_stack
@@ -88,3 +92,19 @@ async def wechat_session(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
 async def wechat_env(wechat_session: WeChatEnv) -> AsyncIterator[WeChatEnv]:
     yield wechat_session
     await wechat_session.clear_faults()
+
+
+@pytest_asyncio.fixture
+async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as client:
+        yield client
+
+
+@pytest_asyncio.fixture
+async def shop(stack: Stack, http: httpx.AsyncClient) -> Shop:
+    return Shop.open(stack, http)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal(stack: Stack) -> Client:
+    return await Client.connect(stack.settings.temporal_address)
