@@ -23,6 +23,7 @@ from domain.messages import RestoreInput, RestoreResult
 from domain.money import prorated_points
 
 POINTS, INVENTORY, COUPON = "points", "inventory", "coupon"
+REVERSAL = "reversal"  # written by activities.restore_reversal
 
 
 class RestoreActivities:
@@ -165,12 +166,17 @@ class RestoreActivities:
 
 
 async def _amount_restored_for(session: AsyncSession, order_no: str, kind: str) -> int:
-    """Sum of the refunds of this order that have passed the `kind` restore: the money that has
-    come back so far, whatever order the refunds finalize in."""
+    """Sum of the refunds of this order that have passed the `kind` restore and were not taken
+    back since: the money that has come back so far, whatever order the refunds finalize in."""
+    reversed_refunds = select(RestorationRow.refund_no).where(RestorationRow.kind == REVERSAL)
     stmt = (
         select(func.coalesce(func.sum(Refund.amount), 0))
         .join(RestorationRow, RestorationRow.refund_no == Refund.refund_no)
-        .where(Refund.order_no == order_no, RestorationRow.kind == kind)
+        .where(
+            Refund.order_no == order_no,
+            RestorationRow.kind == kind,
+            Refund.refund_no.not_in(reversed_refunds),
+        )
     )
     return int((await session.execute(stmt)).scalar_one())
 

@@ -54,6 +54,7 @@ class OrderRepository:
             select(InventoryMovement.sku, func.sum(InventoryMovement.quantity))
             .where(InventoryMovement.order_no == order_no)
             .group_by(InventoryMovement.sku)
+            .having(func.sum(InventoryMovement.quantity) != 0)  # restocked, then taken back
         )
         return {sku: int(qty) for sku, qty in (await self.session.execute(stmt)).all()}
 

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         Resolution,
         ResolveOutcome,
         RestoreInput,
+        RestoreResult,
         TimelineInput,
         TransitionInput,
     )
@@ -309,6 +310,16 @@ class RefundWorkflow:
                 "resolved_succeeded",
                 {"note": self._resolution.note},
             )
+        elif workflow.patched("reverse-restores-after-late-failure"):
+            # No money went back after all: take back the points, stock and coupon it restored.
+            taken_back = await workflow.execute_local_activity(
+                names.REVERSE_RESTORES,
+                RestoreInput(self._request.refund_no),
+                start_to_close_timeout=LEDGER_TIMEOUT,
+                retry_policy=LEDGER_RETRY,
+                result_type=RestoreResult,
+            )
+            self._note("system", "restores_reversed", dict(taken_back.detail))
 
     # ---- messages ---------------------------------------------------------------------------
 

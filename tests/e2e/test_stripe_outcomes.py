@@ -10,7 +10,7 @@ import httpx
 from temporalio.client import Client
 
 from domain.messages import RefundStatus
-from tests.factories import Shop, events, sandbox, stripe_fault, uid
+from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
 from workflows.refund import RefundWorkflow
 
 
@@ -55,7 +55,8 @@ async def test_no_terminal_answer_by_the_deadline_is_abnormal_until_ops_resolve(
 
 
 async def test_succeeded_refund_reported_failed_later_becomes_abnormal_for_ops(shop: Shop) -> None:
-    order = await shop.order(amount=3000)
+    order = await shop.order(amount=3000, points_used=90, coupon_code=uid("cpn"))
+    sku = order["items"][0]["sku"]
     refund_no = uid("rf")
     await stripe_fault(
         shop.stack,
@@ -67,13 +68,16 @@ async def test_succeeded_refund_reported_failed_later_becomes_abnormal_for_ops(s
     await shop.refund(order, 3000, refund_no=refund_no)
     await shop.approve(refund_no)
     await shop.wait_status(refund_no, "succeeded")
-    assert (await shop.get_order(order["order_no"]))["refunded_amount"] == 3000
+    restored = await shop.get_order(order["order_no"])
+    assert (restored["refunded_amount"], restored["restored_points"]) == (3000, 90)
+    assert (restored["restocked_items"], restored["coupon"]["status"]) == ({sku: 2}, "available")
     abnormal = await shop.wait_status(refund_no, "abnormal", timeout=30)
     late = [e for e in abnormal["timeline"] if e["event"] == "gateway_failed_after_success"]
     assert late and late[0]["detail"]["failure_reason"] == "expired_or_canceled_card"
     after = await shop.get_order(order["order_no"])
     assert (after["refunded_amount"], after["status"]) == (0, "paid")
     assert after["refundable_amount"] == 0  # still reserved until ops decide
+    assert after["restored_points"] == 90  # nothing is taken back before ops decide
 
     resolved = await shop.http.post(
         f"/v1/refunds/{refund_no}/resolve",
@@ -81,9 +85,29 @@ async def test_succeeded_refund_reported_failed_later_becomes_abnormal_for_ops(s
         json={"outcome": "failed", "note": "card closed, retry"},
     )
     assert resolved.status_code == 200, resolved.text
-    await shop.wait_status(refund_no, "failed")
+    failed = await shop.wait_status(refund_no, "failed")
     final = await shop.get_order(order["order_no"])
     assert (final["refunded_amount"], final["refundable_amount"]) == (0, 3000)
+    # No money went back: the points, stock and coupon it restored are taken back.
+    reversed_ = await wait_event(shop, refund_no, "restores_reversed")
+    [taken] = [e["detail"] for e in reversed_["timeline"] if e["event"] == "restores_reversed"]
+    assert (taken["points_taken_back"], taken["unstocked"]) == (90, 2)
+    assert taken["coupon_taken_back"] == 1
+    assert "resolved_failed" in events(failed)
+    final = await shop.get_order(order["order_no"])
+    assert (final["restored_points"], final["restocked_items"]) == (0, {})
+    assert final["coupon"]["status"] == "used"
+
+    retry = await shop.refund(order, 3000)  # a new refund pays back and restores, once
+    await shop.approve(retry["refund_no"])
+    await shop.wait_status(retry["refund_no"], "succeeded")
+    done = await shop.get_order(order["order_no"])
+    assert (done["refunded_amount"], done["status"], done["restored_points"]) == (
+        3000,
+        "refunded",
+        90,
+    )
+    assert (done["restocked_items"], done["coupon"]["status"]) == ({sku: 2}, "available")
 
 
 async def test_admin_refund_within_the_auto_approve_limit_needs_no_approver(shop: Shop) -> None:

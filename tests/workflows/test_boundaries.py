@@ -52,5 +52,5 @@ def test_every_scheduled_name_is_a_registered_activity(
     scheduled = {
         value for key, value in vars(activity_names).items() if key.isupper() and key[0] != "_"
     }
-    assert len(scheduled) == 8
+    assert len(scheduled) == 9
     assert scheduled == registered

@@ -30,4 +30,9 @@ def test_histories_cover_the_main_paths() -> None:
         "succeeded_wechatpay",
         "rejected",
         "apply_rejected_over_refundable",
+        "abnormal_resolved_succeeded",
+        # Recorded before restores were reversed after a late failure, and after: the
+        # `reverse-restores-after-late-failure` patch keeps the first replaying.
+        "late_failure_resolved_failed_before_reversal",
+        "late_failure_resolved_failed",
     }

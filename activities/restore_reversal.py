@@ -1,0 +1,127 @@
+"""Taking restores back when a refund that had succeeded ends `failed` after all (SPEC §4: the
+gateway reports it failed days later, ops resolve it as failed). The customer got no money back,
+so the points, stock and coupon the refund gave back are taken back, and a new refund of the
+same order restores them again, exactly once.
+
+One transaction claims the (refund_no, "reversal") ledger row together with every effect, so a
+retry changes nothing. What cannot be taken back (stock sold again, a coupon used again) is
+taken back as far as it goes and named on the timeline for ops.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities.errors import business_errors
+from activities.restore import REVERSAL
+from db.models import Coupon, InventoryMovement, InventoryStock, Order, PointsLedger, Refund
+from db.repositories import OrderRepository, RefundRepository
+from domain import activity_names as names
+from domain.messages import RestoreInput, RestoreResult
+
+Detail = dict[str, str | int | None]
+
+
+class RestoreReversalActivities:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
+
+    @activity.defn(name=names.REVERSE_RESTORES)
+    @business_errors
+    async def reverse_restores(self, entry: RestoreInput) -> RestoreResult:
+        async with self.sessionmaker.begin() as session:
+            await session.execute(text("SET LOCAL lock_timeout = 5000"))
+            refunds = RefundRepository(session)
+            refund = await refunds.get(entry.refund_no)
+            order = await OrderRepository(session).get(refund.order_no, lock=True)
+            done = await refunds.restoration(refund.refund_no, REVERSAL)
+            if done is not None:
+                return RestoreResult(refund.refund_no, REVERSAL, False, dict(done.detail))
+            detail: Detail = {
+                **await _take_back_points(session, refund, order),
+                **await _take_back_stock(session, refund),
+                **await _take_back_coupon(session, refund, order),
+            }
+            await refunds.claim_restoration(refund.refund_no, REVERSAL, detail)
+            await refunds.add_event(
+                refund.refund_no,
+                "system",
+                "restores_reversed",
+                dict(detail),
+                dedupe_key=f"{refund.refund_no}:restores_reversed",
+            )
+            return RestoreResult(refund.refund_no, REVERSAL, True, detail)
+
+
+async def _take_back_points(session: AsyncSession, refund: Refund, order: Order) -> Detail:
+    restored = await session.scalar(
+        select(PointsLedger.points).where(
+            PointsLedger.refund_no == refund.refund_no, PointsLedger.kind == "refund_restore"
+        )
+    )
+    if not restored:
+        return {"points_taken_back": 0}
+    session.add(
+        PointsLedger(
+            user_id=order.user_id,
+            order_no=order.order_no,
+            refund_no=refund.refund_no,
+            kind="refund_reversal",
+            points=-restored,
+        )
+    )
+    return {"points_taken_back": restored}
+
+
+async def _take_back_stock(session: AsyncSession, refund: Refund) -> Detail:
+    """Unstock what the refund restocked; units sold again since cannot be, and are counted."""
+    restocked = (
+        await session.execute(
+            select(InventoryMovement.sku, InventoryMovement.quantity)
+            .where(
+                InventoryMovement.refund_no == refund.refund_no,
+                InventoryMovement.kind == "refund_restock",
+            )
+            .order_by(InventoryMovement.sku)
+        )
+    ).all()
+    unstocked = 0
+    shortfalls: dict[str, int] = {}
+    for sku, quantity in restocked:
+        stock = await session.get(InventoryStock, sku, with_for_update=True)
+        taken = min(quantity, stock.on_hand if stock is not None else 0)
+        if stock is not None and taken:
+            stock.on_hand -= taken
+            stock.updated_at = datetime.now(UTC)
+            session.add(
+                InventoryMovement(
+                    sku=sku,
+                    order_no=refund.order_no,
+                    refund_no=refund.refund_no,
+                    kind="refund_reversal",
+                    quantity=-taken,
+                )
+            )
+        unstocked += taken
+        if quantity > taken:
+            shortfalls[f"shortfall:{sku}"] = quantity - taken
+    return {"unstocked": unstocked, "unstock_shortfall": sum(shortfalls.values()), **shortfalls}
+
+
+async def _take_back_coupon(session: AsyncSession, refund: Refund, order: Order) -> Detail:
+    if not order.coupon_code:
+        return {}
+    coupon = await session.get(Coupon, order.coupon_code, with_for_update=True)
+    if coupon is None or coupon.released_by_refund_no != refund.refund_no:
+        return {"coupon_code": order.coupon_code, "coupon_taken_back": 0}
+    if coupon.status != "available":  # used again since: only ops can settle that
+        return {"coupon_code": coupon.code, "coupon_taken_back": 0, "coupon_used_again": 1}
+    coupon.status = "used"
+    coupon.order_no = order.order_no
+    coupon.released_by_refund_no = None
+    coupon.updated_at = datetime.now(UTC)
+    return {"coupon_code": coupon.code, "coupon_taken_back": 1}
