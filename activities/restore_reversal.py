@@ -10,7 +10,7 @@ taken back as far as it goes and named on the timeline for ops.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,14 +27,20 @@ Detail = dict[str, str | int | None]
 
 
 class RestoreReversalActivities:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        lock_timeout: timedelta = timedelta(seconds=5),
+    ) -> None:
         self.sessionmaker = sessionmaker
+        self.lock_timeout_ms = int(lock_timeout.total_seconds() * 1000)
 
     @activity.defn(name=names.REVERSE_RESTORES)
     @business_errors
     async def reverse_restores(self, entry: RestoreInput) -> RestoreResult:
         async with self.sessionmaker.begin() as session:
-            await session.execute(text("SET LOCAL lock_timeout = 5000"))
+            # A lock we cannot get soon is a transient failure: fail and let Temporal retry.
+            await session.execute(text(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}"))
             refunds = RefundRepository(session)
             refund = await refunds.get(entry.refund_no)
             order = await OrderRepository(session).get(refund.order_no, lock=True)
