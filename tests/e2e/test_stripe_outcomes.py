@@ -62,7 +62,7 @@ async def test_succeeded_refund_reported_failed_later_becomes_abnormal_for_ops(s
         shop.stack,
         refund_no,
         "fail_after_success",
-        after=3,
+        after=6,  # seconds after success: room to observe "succeeded" first, even under load
         failure_reason="expired_or_canceled_card",
     )
     await shop.refund(order, 3000, refund_no=refund_no)
