@@ -6,6 +6,7 @@ the second time.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -36,6 +37,8 @@ from domain.messages import (
     TransitionInput,
 )
 from domain.transitions import can_move, money_effect
+
+log = logging.getLogger("refunds.ledger")
 
 
 class LedgerActivities:
@@ -71,6 +74,16 @@ class LedgerActivities:
                     "source": str(request.source),
                 },
                 dedupe_key=f"{refund.refund_no}:requested",
+            )
+            log.info(
+                "refund_applied",
+                extra={
+                    "refund_no": refund.refund_no,
+                    "order_no": order.order_no,
+                    "amount": request.amount,
+                    "currency": order.currency,
+                    "source": str(request.source),
+                },
             )
             return self._result(order, refund, request, owned=True)
 
@@ -178,6 +191,18 @@ class LedgerActivities:
                 move.actor,
                 move.event,
                 {**move.detail, "from": current.value, "to": move.to_status.value},
+            )
+            log.info(
+                "refund_moved",
+                extra={
+                    "refund_no": refund.refund_no,
+                    "order_no": refund.order_no,
+                    "from_status": current.value,
+                    "to_status": move.to_status.value,
+                    "event": move.event,
+                    "actor": move.actor,
+                    "amount": refund.amount,
+                },
             )
             return move.to_status
 

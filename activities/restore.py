@@ -7,6 +7,7 @@ refunds of one order restore one at a time, which is what makes the proration ex
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, text
@@ -24,6 +25,7 @@ from domain.money import prorated_points
 
 POINTS, INVENTORY, COUPON = "points", "inventory", "coupon"
 REVERSAL = "reversal"  # written by activities.restore_reversal
+log = logging.getLogger("refunds.restore")
 
 
 class RestoreActivities:
@@ -71,7 +73,7 @@ class RestoreActivities:
                 "user_id": order.user_id,
                 "completes_order": completes,
             }
-            await RefundRepository(session).claim_restoration(refund.refund_no, POINTS, detail)
+            await _claim(session, refund.refund_no, POINTS, detail)
             session.add(
                 PointsLedger(
                     user_id=order.user_id,
@@ -95,7 +97,7 @@ class RestoreActivities:
                 detail = await self._flag_manual_return(session, refund, order)
             else:
                 detail = await self._restock(session, refund, order)
-            await RefundRepository(session).claim_restoration(refund.refund_no, INVENTORY, detail)
+            await _claim(session, refund.refund_no, INVENTORY, detail)
             return RestoreResult(refund.refund_no, INVENTORY, True, detail)
 
     async def _flag_manual_return(
@@ -161,7 +163,7 @@ class RestoreActivities:
                 coupon.updated_at = datetime.now(UTC)
                 detail["released"] = 1
                 await _timeline(session, refund.refund_no, "coupon_released", detail)
-            await RefundRepository(session).claim_restoration(refund.refund_no, COUPON, detail)
+            await _claim(session, refund.refund_no, COUPON, detail)
             return RestoreResult(refund.refund_no, COUPON, True, detail)
 
 
@@ -179,6 +181,14 @@ async def _amount_restored_for(session: AsyncSession, order_no: str, kind: str) 
         )
     )
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def _claim(
+    session: AsyncSession, refund_no: str, kind: str, detail: dict[str, str | int | None]
+) -> None:
+    """The (refund_no, kind) guard row; the caller's transaction commits it with the effect."""
+    await RefundRepository(session).claim_restoration(refund_no, kind, detail)
+    log.info("restore_done", extra={"refund_no": refund_no, "kind": kind, "detail": detail})
 
 
 async def _timeline(

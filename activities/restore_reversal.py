@@ -10,6 +10,7 @@ taken back as far as it goes and named on the timeline for ops.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
@@ -24,6 +25,7 @@ from domain import activity_names as names
 from domain.messages import RestoreInput, RestoreResult
 
 Detail = dict[str, str | int | None]
+log = logging.getLogger("refunds.restore")
 
 
 class RestoreReversalActivities:
@@ -59,6 +61,10 @@ class RestoreReversalActivities:
                 "restores_reversed",
                 dict(detail),
                 dedupe_key=f"{refund.refund_no}:restores_reversed",
+            )
+            # Ops should see this one: the customer keeps nothing the failed refund gave back.
+            log.warning(
+                "restores_reversed", extra={"refund_no": refund.refund_no, "detail": detail}
             )
             return RestoreResult(refund.refund_no, REVERSAL, True, detail)
 

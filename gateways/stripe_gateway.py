@@ -95,7 +95,10 @@ class StripeGateway:
         # Idempotency keys live ~24h at Stripe: the metadata lookup covers later retries.
         existing = await self._find(refund.payment_ref, refund.refund_no)
         if existing is not None:
-            log.info("stripe refund exists refund_no=%s id=%s", refund.refund_no, existing.id)
+            log.info(
+                "gateway_refund_found",
+                extra={"gateway": "stripe", "refund_no": refund.refund_no, "id": existing.id},
+            )
             return _to_gateway_refund(refund.refund_no, existing)
         params: dict[str, Any] = {
             "payment_intent": refund.payment_ref,
@@ -107,7 +110,10 @@ class StripeGateway:
             params=params,
             options={"idempotency_key": refund.refund_no},
         )
-        log.info("stripe refund created refund_no=%s id=%s", refund.refund_no, created.id)
+        log.info(
+            "gateway_refund_created",
+            extra={"gateway": "stripe", "refund_no": refund.refund_no, "id": created.id},
+        )
         return _to_gateway_refund(refund.refund_no, created)
 
     async def get_refund(self, lookup: GatewayLookup) -> GatewayRefund | None:

@@ -138,8 +138,16 @@ class WeChatPayGateway:
         )
         if status != 200:
             self._raise_for(status, data, refund.refund_no)
-        log.info("wechatpay_refund_created refund_no=%s", refund.refund_no)
-        return self._to_refund(data)
+        created = self._to_refund(data)
+        log.info(
+            "gateway_refund_created",
+            extra={
+                "gateway": "wechatpay",
+                "refund_no": refund.refund_no,
+                "id": created.gateway_refund_id,
+            },
+        )
+        return created
 
     async def get_refund(self, lookup: GatewayLookup) -> GatewayRefund | None:
         status, data = await self._call(self._client.query_refund, out_refund_no=lookup.refund_no)

@@ -31,10 +31,21 @@ async def _receive(
         parsed = gateways[gateway].parse_notification(dict(request.headers), body)
     except InvalidNotification as exc:
         WEBHOOKS.labels(gateway, "rejected").inc()
-        log.warning("webhook rejected", extra={"gateway": gateway, "code": exc.code})
+        log.warning("webhook_rejected", extra={"gateway": gateway, "code": exc.code})
         return exc
     fresh = await accept_notification(session, client, settings, gateway, parsed)
     WEBHOOKS.labels(gateway, "accepted" if fresh else "duplicate").inc()
+    for refund in parsed.refunds:
+        log.info(
+            "webhook_accepted" if fresh else "webhook_duplicate",
+            extra={
+                "gateway": gateway,
+                "refund_no": refund.refund_no,
+                "event_id": parsed.notification_id,
+                "event_type": parsed.event_type,
+                "gateway_status": refund.status.value,
+            },
+        )
     return fresh
 
 
