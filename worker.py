@@ -17,7 +17,6 @@ from temporalio.worker import Worker
 from activities.gateway import GatewayActivities
 from activities.ledger import LedgerActivities
 from activities.restore import RestoreActivities
-from activities.restore_reversal import RestoreReversalActivities
 from db.engine import make_engine, make_sessionmaker
 from domain.messages import Channel
 from gateways.base import Gateway
@@ -41,7 +40,7 @@ def activities(
         restore.restore_points,
         restore.restore_inventory,
         restore.release_coupon,
-        RestoreReversalActivities(sessionmaker).reverse_restores,
+        restore.reverse_restores,
         gateway.create_gateway_refund,
         gateway.get_gateway_refund,
     ]

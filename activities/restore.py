@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.errors import business_errors
+from activities.restore_reversal import take_back
 from db.models import Coupon, InventoryMovement, InventoryStock, Order, PointsLedger, Refund
 from db.models import Restoration as RestorationRow
 from db.repositories import OrderRepository, RefundRepository
@@ -24,7 +25,7 @@ from domain.messages import RestoreInput, RestoreResult
 from domain.money import prorated_points
 
 POINTS, INVENTORY, COUPON = "points", "inventory", "coupon"
-REVERSAL = "reversal"  # written by activities.restore_reversal
+REVERSAL = "reversal"  # the restores of a refund that failed after all, taken back
 log = logging.getLogger("refunds.restore")
 
 
@@ -165,6 +166,23 @@ class RestoreActivities:
                 await _timeline(session, refund.refund_no, "coupon_released", detail)
             await _claim(session, refund.refund_no, COUPON, detail)
             return RestoreResult(refund.refund_no, COUPON, True, detail)
+
+    @activity.defn(name=names.REVERSE_RESTORES)
+    @business_errors
+    async def reverse_restores(self, entry: RestoreInput) -> RestoreResult:
+        """Take back what this refund restored: it ended failed after succeeding (SPEC §4)."""
+        async with self.sessionmaker.begin() as session:
+            refund, order, earlier = await self._begin(session, entry.refund_no, REVERSAL)
+            if earlier is not None:
+                return earlier
+            detail = await take_back(session, refund, order)
+            await _claim(session, refund.refund_no, REVERSAL, detail)
+            await _timeline(session, refund.refund_no, "restores_reversed", detail)
+            # Ops should see this one: the customer keeps nothing the failed refund gave back.
+            log.warning(
+                "restores_reversed", extra={"refund_no": refund.refund_no, "detail": detail}
+            )
+            return RestoreResult(refund.refund_no, REVERSAL, True, detail)
 
 
 async def _amount_restored_for(session: AsyncSession, order_no: str, kind: str) -> int:

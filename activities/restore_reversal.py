@@ -3,70 +3,31 @@ gateway reports it failed days later, ops resolve it as failed). The customer go
 so the points, stock and coupon the refund gave back are taken back, and a new refund of the
 same order restores them again, exactly once.
 
-One transaction claims the (refund_no, "reversal") ledger row together with every effect, so a
-retry changes nothing. What cannot be taken back (stock sold again, a coupon used again) is
-taken back as far as it goes and named on the timeline for ops.
+The activity (`RestoreActivities.reverse_restores`) claims the (refund_no, "reversal") ledger
+row in the same transaction as these effects, so a retry changes nothing. What cannot be taken
+back (stock sold again, a coupon used again) is taken back as far as it goes and named on the
+timeline for ops.
 """
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio import activity
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.errors import business_errors
-from activities.restore import REVERSAL
 from db.models import Coupon, InventoryMovement, InventoryStock, Order, PointsLedger, Refund
-from db.repositories import OrderRepository, RefundRepository
-from domain import activity_names as names
-from domain.messages import RestoreInput, RestoreResult
 
 Detail = dict[str, str | int | None]
-log = logging.getLogger("refunds.restore")
 
 
-class RestoreReversalActivities:
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        lock_timeout: timedelta = timedelta(seconds=5),
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.lock_timeout_ms = int(lock_timeout.total_seconds() * 1000)
-
-    @activity.defn(name=names.REVERSE_RESTORES)
-    @business_errors
-    async def reverse_restores(self, entry: RestoreInput) -> RestoreResult:
-        async with self.sessionmaker.begin() as session:
-            # A lock we cannot get soon is a transient failure: fail and let Temporal retry.
-            await session.execute(text(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}"))
-            refunds = RefundRepository(session)
-            refund = await refunds.get(entry.refund_no)
-            order = await OrderRepository(session).get(refund.order_no, lock=True)
-            done = await refunds.restoration(refund.refund_no, REVERSAL)
-            if done is not None:
-                return RestoreResult(refund.refund_no, REVERSAL, False, dict(done.detail))
-            detail: Detail = {
-                **await _take_back_points(session, refund, order),
-                **await _take_back_stock(session, refund),
-                **await _take_back_coupon(session, refund, order),
-            }
-            await refunds.claim_restoration(refund.refund_no, REVERSAL, detail)
-            await refunds.add_event(
-                refund.refund_no,
-                "system",
-                "restores_reversed",
-                dict(detail),
-                dedupe_key=f"{refund.refund_no}:restores_reversed",
-            )
-            # Ops should see this one: the customer keeps nothing the failed refund gave back.
-            log.warning(
-                "restores_reversed", extra={"refund_no": refund.refund_no, "detail": detail}
-            )
-            return RestoreResult(refund.refund_no, REVERSAL, True, detail)
+async def take_back(session: AsyncSession, refund: Refund, order: Order) -> Detail:
+    """Every effect of the reversal, in the caller's transaction (which claims its ledger row)."""
+    return {
+        **await _take_back_points(session, refund, order),
+        **await _take_back_stock(session, refund),
+        **await _take_back_coupon(session, refund, order),
+    }
 
 
 async def _take_back_points(session: AsyncSession, refund: Refund, order: Order) -> Detail:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from activities.restore import RestoreActivities
-from activities.restore_reversal import RestoreReversalActivities
 from db.models import Coupon, InventoryStock, Order, Refund
 from domain.messages import RestoreInput
 from tests.activities.ledger_support import (
@@ -22,7 +21,7 @@ from tests.factories import uid
 
 
 async def test_reversal_takes_back_points_stock_and_coupon_once(
-    sessionmaker: Sessions, restore: RestoreActivities, reversal: RestoreReversalActivities
+    sessionmaker: Sessions, restore: RestoreActivities
 ) -> None:
     sku = uid("sku")
     order = await seed_order(
@@ -32,9 +31,9 @@ async def test_reversal_takes_back_points_stock_and_coupon_once(
     await run_all(restore, refund_no)
     assert (await ledgers(sessionmaker, order))["stock"] == [(sku, 7)]
 
-    first = await reversal.reverse_restores(RestoreInput(refund_no))
+    first = await restore.reverse_restores(RestoreInput(refund_no))
     after_one = await ledgers(sessionmaker, order)
-    second = await reversal.reverse_restores(RestoreInput(refund_no))
+    second = await restore.reverse_restores(RestoreInput(refund_no))
     assert (first.applied, second.applied) == (True, False)
     assert second.detail == first.detail
     assert first.detail == {
@@ -55,7 +54,7 @@ async def test_reversal_takes_back_points_stock_and_coupon_once(
 
 
 async def test_stock_sold_again_is_taken_back_only_as_far_as_it_goes(
-    sessionmaker: Sessions, restore: RestoreActivities, reversal: RestoreReversalActivities
+    sessionmaker: Sessions, restore: RestoreActivities
 ) -> None:
     sku = uid("sku")
     order = await seed_order(sessionmaker, items=[(sku, 3)], stock={sku: 0})
@@ -65,7 +64,7 @@ async def test_stock_sold_again_is_taken_back_only_as_far_as_it_goes(
         await session.execute(
             update(InventoryStock).where(InventoryStock.sku == sku).values(on_hand=1)
         )
-    result = await reversal.reverse_restores(RestoreInput(refund_no))
+    result = await restore.reverse_restores(RestoreInput(refund_no))
     assert result.detail["unstocked"] == 1
     assert (result.detail["unstock_shortfall"], result.detail[f"shortfall:{sku}"]) == (2, 2)
     state = await ledgers(sessionmaker, order)
@@ -74,7 +73,7 @@ async def test_stock_sold_again_is_taken_back_only_as_far_as_it_goes(
 
 
 async def test_coupon_used_again_since_is_left_with_its_new_order(
-    sessionmaker: Sessions, restore: RestoreActivities, reversal: RestoreReversalActivities
+    sessionmaker: Sessions, restore: RestoreActivities
 ) -> None:
     order = await seed_order(sessionmaker, coupon=True)
     refund_no = await seed_refund(sessionmaker, order, 10000)
@@ -87,7 +86,7 @@ async def test_coupon_used_again_since_is_left_with_its_new_order(
             .where(Coupon.code == order.coupon_code)
             .values(status="used", order_no=other_order)
         )
-    result = await reversal.reverse_restores(RestoreInput(refund_no))
+    result = await restore.reverse_restores(RestoreInput(refund_no))
     assert (result.detail["coupon_taken_back"], result.detail["coupon_used_again"]) == (0, 1)
     async with sessionmaker() as session:
         coupon = await session.get(Coupon, order.coupon_code)
@@ -96,12 +95,12 @@ async def test_coupon_used_again_since_is_left_with_its_new_order(
 
 
 async def test_after_a_reversal_the_next_refunds_restore_exactly_what_is_left(
-    sessionmaker: Sessions, restore: RestoreActivities, reversal: RestoreReversalActivities
+    sessionmaker: Sessions, restore: RestoreActivities
 ) -> None:
     order = await seed_order(sessionmaker, points=101, coupon=True)
     failed_later = await seed_refund(sessionmaker, order, 5000)
     await run_all(restore, failed_later)
-    await reversal.reverse_restores(RestoreInput(failed_later))
+    await restore.reverse_restores(RestoreInput(failed_later))
     async with sessionmaker.begin() as session:  # resolved failed: the workflow releases it
         await session.execute(
             update(Refund).where(Refund.refund_no == failed_later).values(status="failed")
