@@ -48,6 +48,11 @@ LEDGER_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE_TYPES,
 )
 LEDGER_TIMEOUT = timedelta(seconds=15)
+WAITING_FOR: dict[RefundStatus | None, str] = {
+    RefundStatus.PENDING_APPROVAL: "an approver: `POST /v1/refunds/{refund_no}/approve` or reject",
+    RefundStatus.PROCESSING: "the gateway's answer (notification, else polling)",
+    RefundStatus.ABNORMAL: "ops: `POST /v1/refunds/{refund_no}/resolve`",
+}
 TERMINAL_GATEWAY = (GatewayStatus.SUCCEEDED, GatewayStatus.FAILED, GatewayStatus.ABNORMAL)
 
 
@@ -112,7 +117,11 @@ class RefundWorkflow:
         if not result.owned:
             return False  # another run owns this refund_no: answer with it, do nothing else
         self._status = result.status
-        self._note("system", "requested", {"amount": result.amount, "currency": result.currency})
+        self._note(
+            self._request.requested_by,
+            "requested",
+            {"amount": result.amount, "currency": result.currency},
+        )
         self._publish(initial=True)
         return result.status == RefundStatus.PENDING_APPROVAL
 
@@ -458,13 +467,18 @@ class RefundWorkflow:
         self._note(actor, event, detail)
 
     def _note(self, actor: str, event: str, detail: dict[str, Any]) -> None:
+        at = workflow.now().isoformat()
         self._timeline.append(
-            {
-                "at": workflow.now().isoformat(),
-                "actor": actor,
-                "event": event,
-                **{k: v for k, v in detail.items() if v is not None},
-            }
+            {"at": at, "actor": actor, "event": event}
+            | {k: v for k, v in detail.items() if v is not None}
+        )
+        # What ops read on the workflow's page in the Temporal UI; no command, replay-safe.
+        status = self._status.value if self._status is not None else "applying"
+        waiting = WAITING_FOR.get(self._status, "nothing: finished").format(
+            refund_no=self._request.refund_no
+        )
+        workflow.set_current_details(
+            f"**{status}** after `{event}` by {actor} at {at}\n\nWaiting for {waiting}"
         )
 
     def _publish(self, initial: bool) -> None:

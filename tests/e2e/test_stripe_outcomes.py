@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import httpx
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
 from domain.messages import RefundStatus
@@ -14,7 +15,17 @@ from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
 from workflows.refund import RefundWorkflow
 
 
-async def test_no_terminal_answer_by_the_deadline_is_abnormal_until_ops_resolve(shop: Shop) -> None:
+async def current_details(temporal: Client, refund_no: str) -> str:
+    """The workflow's current details, as the UI fetches them (the built-in metadata query)."""
+    metadata = await temporal.get_workflow_handle(f"refund-{refund_no}").query(
+        "__temporal_workflow_metadata", result_type=WorkflowMetadata
+    )
+    return metadata.current_details
+
+
+async def test_no_terminal_answer_by_the_deadline_is_abnormal_until_ops_resolve(
+    shop: Shop, temporal: Client
+) -> None:
     hasty = shop.stack.api(
         shop.stack.settings.model_copy(update={"outcome_deadline": timedelta(seconds=3)})
     )
@@ -32,6 +43,10 @@ async def test_no_terminal_answer_by_the_deadline_is_abnormal_until_ops_resolve(
     abnormal = await shop.wait_status(refund_no, "abnormal", timeout=30)
     assert "outcome_deadline_passed" in events(abnormal)
     assert (await shop.get_order(order["order_no"]))["refundable_amount"] == 0
+    # What ops read on the workflow's page in the Temporal UI.
+    details = await current_details(temporal, refund_no)
+    assert details.startswith("**abnormal** after `outcome_deadline_passed` by system")
+    assert f"`POST /v1/refunds/{refund_no}/resolve`" in details
 
     denied = await shop.http.post(
         f"/v1/refunds/{refund_no}/resolve", headers=shop.approver, json={"outcome": "succeeded"}
