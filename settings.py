@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     jwt_secret: str | None = None
     log_level: str = "INFO"
+    # Prometheus metrics of the Temporal SDK in `refunds worker` (task slots, latencies,
+    # failures per activity type); off when unset.
+    worker_metrics_port: int | None = None
 
     approval_timeout: timedelta = timedelta(hours=72)
     # NoDecode: our validator reads `USD=5000,CNY=100` as well as JSON.

@@ -66,7 +66,7 @@ async def run_worker(settings: Settings) -> None:
 
     if settings.database_url is None:
         raise SystemExit("REFUNDS_DATABASE_URL is not set (refunds dev sets it for you)")
-    client = await connect(settings)
+    client = await connect(settings, metrics_port=settings.worker_metrics_port)
     await ensure_search_attributes(client, settings.temporal_namespace)
     engine = make_engine(settings.database_url)
     worker = build_worker(client, settings, make_sessionmaker(engine), build_gateways(settings))

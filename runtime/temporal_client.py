@@ -8,6 +8,7 @@ import logging
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from settings import Settings
@@ -23,18 +24,29 @@ SEARCH_ATTRIBUTE_TYPES = {
 }
 
 
-async def connect(settings: Settings, attempts: int = 30) -> Client:
-    """Connect, waiting for a server that is still starting (compose starts everything at once)."""
+async def connect(
+    settings: Settings, attempts: int = 30, metrics_port: int | None = None
+) -> Client:
+    """Connect, waiting for a server that is still starting (compose starts everything at once).
+    With `metrics_port`, the SDK serves its Prometheus metrics there (one runtime per process)."""
+    runtime = _runtime_with_metrics(metrics_port) if metrics_port else None
     for attempt in range(1, attempts + 1):
         try:
             return await Client.connect(
-                settings.temporal_address, namespace=settings.temporal_namespace
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                runtime=runtime,
             )
         except RuntimeError:
             if attempt == attempts:
                 raise
             await asyncio.sleep(1)
     raise AssertionError("unreachable")
+
+
+def _runtime_with_metrics(port: int) -> Runtime:
+    metrics = PrometheusConfig(bind_address=f"0.0.0.0:{port}")
+    return Runtime(telemetry=TelemetryConfig(metrics=metrics))
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:

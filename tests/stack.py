@@ -100,6 +100,7 @@ def start_stack(tmp: Path, database_url: str, temporal_address: str) -> Stack:
         api_port=api_port,
         stripe_api_base=f"http://127.0.0.1:{stripe_port}",
         wechatpay_gateway=f"http://127.0.0.1:{wechat_port}",
+        worker_metrics_port=free_port(),
         **TEST_TIMINGS,
     )
     assert settings.stripe_api_key is not None
