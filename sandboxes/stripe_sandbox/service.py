@@ -226,6 +226,10 @@ class StripeSandbox:
         self.state.refunds[refund["id"]] = refund
         self.state.plans[refund["id"]] = self._plan(charge, refund_no)
         self._emit("refund.created", refund)
+        # As at Stripe, the charge counts as refunded from the moment a refund is created (its
+        # amount_refunded includes pending refunds), not when the refund succeeds.
+        charge_now = self._render_charge(self.state.charges[refund["charge"]])
+        self._emit("charge.refunded", charge_now, refund=refund)
         self.store.save()
         self._drive(refund["id"])
         return refund
@@ -342,8 +346,6 @@ class StripeSandbox:
             plan["fail_at"] = time.time() + plan["after"]
         self._emit("refund.updated", refund, previous)
         self._emit("charge.refund.updated", refund, previous)
-        charge = self._render_charge(self.state.charges[refund["charge"]])
-        self._emit("charge.refunded", charge, refund=refund)
         self._release_held(refund_id)
         self.store.save()
         return refund

@@ -210,14 +210,14 @@ async def test_each_success_event_from_the_sandbox_parses_to_its_status(
 ):
     pi, refund_no = stripe_stack.pay(1000), new_refund_no()
     created = await gateway.create_refund(refund_input(pi, refund_no, 100))
-    deliveries = await wait_webhooks(stripe_stack, refund_no, "charge.refunded")
+    deliveries = await wait_webhooks(stripe_stack, refund_no, "charge.refund.updated")
     parsed = [gateway.parse_notification(d.headers, d.body) for d in deliveries]
     statuses = {p.event_type: [n.status for n in p.refunds] for p in parsed}
     assert statuses == {
         "refund.created": [GatewayStatus.PROCESSING],
+        "charge.refunded": [GatewayStatus.PROCESSING],  # sent at creation, as Stripe does
         "refund.updated": [GatewayStatus.SUCCEEDED],
         "charge.refund.updated": [GatewayStatus.SUCCEEDED],
-        "charge.refunded": [GatewayStatus.SUCCEEDED],
     }
     for p, d in zip(parsed, deliveries, strict=True):
         [note] = p.refunds
