@@ -19,8 +19,6 @@ EVENTS = {
     "SUCCESS": ("REFUND.SUCCESS", "退款成功"),
     "ABNORMAL": ("REFUND.ABNORMAL", "退款异常"),
     "CLOSED": ("REFUND.CLOSED", "退款关闭"),
-    # Not a real WeChat event: only sent by the `out_of_order` fault as a stale, earlier state.
-    "PROCESSING": ("REFUND.PROCESSING", "退款处理中"),
 }
 
 
@@ -118,7 +116,9 @@ class Notifier:
         if "duplicate_notify" in faults:
             await self.send({**record, "attempts": [], "delivered": False, "duplicate": True})
         if "out_of_order" in faults:
-            stale_status = str(faults["out_of_order"].get("stale_status", "PROCESSING"))
-            stale_status = stale_status if stale_status in EVENTS else "PROCESSING"
+            # An earlier, non-final state arriving late: ABNORMAL is the one WeChat Pay can send
+            # before a refund finally succeeds (it sends no notification for PROCESSING).
+            stale_status = str(faults["out_of_order"].get("stale_status", "ABNORMAL"))
+            stale_status = stale_status if stale_status in EVENTS else "ABNORMAL"
             stale = self.build(refund, stale_status, create_time=refund.create_time)
             await self.send({**stale, "stale": True})

@@ -8,6 +8,7 @@ the test broke: the same notification, unbroken, is accepted.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -403,6 +404,30 @@ async def test_same_notification_delivered_twice_has_one_effect(
     assert money(after) == ("refunded", 2000, 2000, 0)
     [at_gateway], creates = await gateway_refunds(shop.stack, refund_no)
     assert (wire(at_gateway), creates) == ((2000, 2000, "CNY", "SUCCESS"), 1)
+
+
+async def test_stale_abnormal_arriving_after_success_never_moves_the_refund_back(
+    shop: Shop, temporal: Client
+) -> None:
+    order = await shop.order("wechatpay", amount=1800)
+    refund = await approved_refund(shop, order, 1800, "out_of_order")
+    refund_no = refund["refund_no"]
+    done = await shop.wait_status(refund_no, "succeeded")
+    for _ in range(50):  # the stale one leaves right after the success
+        sent = await sent_notifications(shop.stack, refund_no)
+        if len(sent) == 2 and all(n["delivered"] for n in sent):
+            break
+        await asyncio.sleep(0.1)
+    assert [(n["event_type"], n["delivered"]) for n in sent] == [
+        ("REFUND.SUCCESS", True),
+        ("REFUND.ABNORMAL", True),  # acknowledged, or WeChat Pay would retry it for a day
+    ]
+    final = await shop.get_refund(refund_no)
+    assert final["status"] == "succeeded"
+    assert "gateway_abnormal" not in events(final) and final["timeline"] == done["timeline"]
+    assert money(await shop.get_order(order["order_no"])) == ("refunded", 1800, 1800, 0)
+    [at_gateway], creates = await gateway_refunds(shop.stack, refund_no)
+    assert (wire(at_gateway), creates) == ((1800, 1800, "CNY", "SUCCESS"), 1)
 
 
 async def test_success_notified_before_the_create_answer_is_one_success(

@@ -276,7 +276,7 @@ async def test_notify_before_response_delivers_success_before_create_answers(
     assert json.loads(delivery.body)["event_type"] == "REFUND.SUCCESS"
 
 
-async def test_out_of_order_sends_a_stale_notification_after_the_terminal_one(
+async def test_out_of_order_sends_a_stale_abnormal_after_the_success(
     wechat_env: WeChatEnv,
 ) -> None:
     txn = await wechat_env.paid_transaction(1000)
@@ -286,21 +286,21 @@ async def test_out_of_order_sends_a_stale_notification_after_the_terminal_one(
     await signed_call(wechat_env, "POST", REFUNDS, payload)
     first, stale = await wait_for(lambda: received_at(wechat_env, url), 2, timeout=5)
     parsed = [wechat_env.gateway.parse_notification(d.headers, d.body) for d in (first, stale)]
-    assert [p.event_type for p in parsed] == ["REFUND.SUCCESS", "REFUND.PROCESSING"]
+    assert [p.event_type for p in parsed] == ["REFUND.SUCCESS", "REFUND.ABNORMAL"]
     assert parsed[0].notification_id != parsed[1].notification_id
-    assert parsed[1].payload["refund_status"] == "PROCESSING"
+    assert parsed[1].payload["refund_status"] == "ABNORMAL"
 
 
-async def test_out_of_order_can_send_a_stale_abnormal(wechat_env: WeChatEnv) -> None:
+async def test_out_of_order_can_send_a_stale_closed(wechat_env: WeChatEnv) -> None:
     txn = await wechat_env.paid_transaction(1000)
     url = notify_url(wechat_env)
     payload = refund_body(txn, 100, url)
     rno = payload["out_refund_no"]
-    await wechat_env.fault(refund_no=rno, action="out_of_order", stale_status="ABNORMAL")
+    await wechat_env.fault(refund_no=rno, action="out_of_order", stale_status="CLOSED")
     await signed_call(wechat_env, "POST", REFUNDS, payload)
     deliveries = await wait_for(lambda: received_at(wechat_env, url), 2, timeout=5)
     events = [json.loads(d.body)["event_type"] for d in deliveries]
-    assert events == ["REFUND.SUCCESS", "REFUND.ABNORMAL"]
+    assert events == ["REFUND.SUCCESS", "REFUND.CLOSED"]
 
 
 async def test_resend_replays_the_same_notification(wechat_env: WeChatEnv) -> None:
