@@ -96,3 +96,19 @@ async def test_expired_or_foreign_tokens_are_401(shop: Shop, http: httpx.AsyncCl
         response = await http.get("/v1/refunds", headers=bearer(token))
         assert response.status_code == 401, name
         assert response.json()["error"]["code"] == "unauthorized", name
+
+
+async def test_customers_see_and_cancel_only_their_own(shop: Shop) -> None:
+    order = await shop.order(amount=2500)
+    refund = await shop.refund(order, 500)
+    mine = await shop.http.get(f"/v1/refunds/{refund['refund_no']}", headers=shop.customer)
+    assert (mine.status_code, mine.json()["amount"]) == (200, 500)
+    stranger = shop.stack.token(uid("cust"), "customer")
+    theirs = await shop.http.get(f"/v1/refunds/{refund['refund_no']}", headers=stranger)
+    assert (theirs.status_code, theirs.json()["error"]["code"]) == (404, "refund_not_found")
+    cancel = await shop.http.post(f"/v1/orders/{order['order_no']}/cancel", headers=stranger)
+    assert (cancel.status_code, cancel.json()["error"]["code"]) == (404, "order_not_found")
+    approve = await shop.approve(refund["refund_no"], headers=stranger)
+    assert approve.status_code == 403
+    assert (await shop.get_refund(refund["refund_no"]))["status"] == "pending_approval"
+    assert (await shop.get_order(order["order_no"]))["status"] == "paid"
