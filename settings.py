@@ -134,6 +134,7 @@ class Settings(BaseSettings):
         "wechatpay_apiv3_key",
         "wechatpay_public_key_path",
         "wechatpay_public_key_id",
+        "worker_metrics_port",
         mode="before",
     )
     @classmethod

@@ -53,8 +53,11 @@ def test_auto_approve_limit_rejects_fractions_and_negatives(
 
 
 def test_empty_variable_means_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    settings = make(monkeypatch, tmp_path, stripe_api_base="", wechatpay_gateway=" ")
+    settings = make(
+        monkeypatch, tmp_path, stripe_api_base="", wechatpay_gateway=" ", worker_metrics_port=""
+    )
     assert settings.stripe_api_base is None and settings.wechatpay_gateway is None
+    assert settings.worker_metrics_port is None
 
 
 def test_unset_secrets_are_generated_once_into_the_data_dir(
