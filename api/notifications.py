@@ -12,7 +12,6 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.refund_commands import workflow_id
 from db.models import GatewayNotificationRow, Refund
 from db.repositories import RefundRepository
 from domain.messages import (
@@ -25,7 +24,7 @@ from domain.messages import (
 )
 from gateways.base import ParsedNotification
 from settings import Settings
-from workflows.refund import RefundWorkflow
+from workflows.refund import RefundWorkflow, workflow_id
 
 
 async def accept_notification(

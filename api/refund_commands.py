@@ -30,14 +30,10 @@ from domain.errors import (
 from domain.idempotency import request_fingerprint
 from domain.messages import Decision, RefundItem, RefundRequest, RefundSource, Resolution
 from settings import Settings
-from workflows.refund import RefundWorkflow
+from workflows.refund import RefundWorkflow, workflow_id
 
 # A refund command waits for its workflow's answer this long, then the caller gets a 503.
 RPC_TIMEOUT = timedelta(seconds=30)
-
-
-def workflow_id(refund_no: str) -> str:
-    return f"refund-{refund_no}"
 
 
 def choose_refund_no(principal: Principal, body: RefundIn, idempotency_key: str | None) -> str:

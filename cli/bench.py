@@ -21,7 +21,7 @@ from temporalio.client import Client
 from domain.messages import RefundStatus
 from sandboxes.payments import pay_with_stripe
 from settings import Settings
-from workflows.refund import RefundWorkflow
+from workflows.refund import RefundWorkflow, workflow_id
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -71,7 +71,7 @@ async def _one(
     ).raise_for_status()
     approved = time.perf_counter()
     # Wait on the workflow itself: polling the API would load the very process being measured.
-    handle = temporal.get_workflow_handle_for(RefundWorkflow.run, f"refund-{refund_no}")
+    handle = temporal.get_workflow_handle_for(RefundWorkflow.run, workflow_id(refund_no))
     state = await handle.result()
     done = time.perf_counter()
     if state.status != RefundStatus.SUCCEEDED:

@@ -66,6 +66,11 @@ def _domain_error(err: BaseException) -> ApplicationError | None:
     return None
 
 
+def workflow_id(refund_no: str) -> str:
+    """One workflow per refund (SPEC §4): the id every start, signal and update uses."""
+    return f"refund-{refund_no}"
+
+
 @workflow.defn
 class RefundWorkflow:
     @workflow.init
