@@ -368,18 +368,14 @@ class RefundWorkflow:
     @workflow.update
     async def resolve(self, resolution: Resolution) -> RefundState:
         """Ops decide an abnormal refund: paid back offline (succeeded) or failed."""
-        if self._status != RefundStatus.ABNORMAL or self._resolution is not None:
-            raise ApplicationError("refund is not abnormal", type="RefundNotAbnormal")
+        self._check_resolvable()
         self._resolution = resolution
         await workflow.wait_condition(lambda: self._status != RefundStatus.ABNORMAL)
         return self.state()
 
     @resolve.validator
     def _validate_resolve(self, resolution: Resolution) -> None:
-        if self._status != RefundStatus.ABNORMAL or self._resolution is not None:
-            raise ApplicationError(
-                f"refund is {self._status}, not abnormal", type="RefundNotAbnormal"
-            )
+        self._check_resolvable()
 
     @workflow.signal
     def gateway_notification(self, notification: GatewayNotification) -> None:
@@ -399,6 +395,12 @@ class RefundWorkflow:
         if four_eyes and decision.actor == self._request.requested_by:
             raise ApplicationError(
                 "the approver cannot be the requester", type="ApproverIsRequester"
+            )
+
+    def _check_resolvable(self) -> None:
+        if self._status != RefundStatus.ABNORMAL or self._resolution is not None:
+            raise ApplicationError(
+                f"refund is {self._status}, not abnormal", type="RefundNotAbnormal"
             )
 
     async def _decide(self, verb: str, decision: Decision) -> None:
