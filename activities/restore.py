@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 from temporalio import activity
 
 from activities.errors import business_errors
@@ -188,15 +189,14 @@ class RestoreActivities:
 async def _amount_restored_for(session: AsyncSession, order_no: str, kind: str) -> int:
     """Sum of the refunds of this order that have passed the `kind` restore and were not taken
     back since: the money that has come back so far, whatever order the refunds finalize in."""
-    reversed_refunds = select(RestorationRow.refund_no).where(RestorationRow.kind == REVERSAL)
+    reversal = aliased(RestorationRow)
+    taken_back = exists().where(
+        reversal.refund_no == Refund.refund_no, reversal.kind == REVERSAL
+    )  # by primary key, per refund of this order
     stmt = (
         select(func.coalesce(func.sum(Refund.amount), 0))
         .join(RestorationRow, RestorationRow.refund_no == Refund.refund_no)
-        .where(
-            Refund.order_no == order_no,
-            RestorationRow.kind == kind,
-            Refund.refund_no.not_in(reversed_refunds),
-        )
+        .where(Refund.order_no == order_no, RestorationRow.kind == kind, ~taken_back)
     )
     return int((await session.execute(stmt)).scalar_one())
 
