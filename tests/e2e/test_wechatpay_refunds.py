@@ -22,13 +22,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from gateways.wechatpay_crypto import (
-    aes_gcm_encrypt,
     load_private_key,
-    new_nonce,
     platform_headers,
 )
 from gateways.wechatpay_keys import ensure_dev_keys
 from tests.factories import Shop, events, sandbox, uid
+from tests.gateways.wechatpay_support import success_envelope
 from tests.stack import Stack
 
 WEBHOOK = "/v1/webhooks/wechatpay"
@@ -163,26 +162,11 @@ def envelope(
     """The JSON body: `resource` sealed with the APIv3 key; `tamper` flips one ciphertext bit."""
     apiv3_key = stack.settings.wechatpay_apiv3_key
     assert apiv3_key is not None
-    nonce = new_nonce(12)
-    ciphertext = aes_gcm_encrypt(apiv3_key, nonce, "refund", json.dumps(resource))
+    body = success_envelope(apiv3_key, resource, notification_id)
     if tamper:
-        sealed = bytearray(base64.b64decode(ciphertext))
+        sealed = bytearray(base64.b64decode(body["resource"]["ciphertext"]))
         sealed[len(sealed) // 3] ^= 0x01
-        ciphertext = base64.b64encode(bytes(sealed)).decode()
-    body = {
-        "id": notification_id,
-        "create_time": "2024-01-01T10:00:00+08:00",
-        "resource_type": "encrypt-resource",
-        "event_type": "REFUND.SUCCESS",
-        "summary": "退款成功",
-        "resource": {
-            "original_type": "refund",
-            "algorithm": "AEAD_AES_256_GCM",
-            "ciphertext": ciphertext,
-            "associated_data": "refund",
-            "nonce": nonce,
-        },
-    }
+        body["resource"]["ciphertext"] = base64.b64encode(bytes(sealed)).decode()
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 

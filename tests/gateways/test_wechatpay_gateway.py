@@ -17,7 +17,6 @@ from domain.errors import GatewayPermanentError, GatewayTransientError
 from domain.messages import Channel, GatewayLookup, GatewayStatus
 from gateways.base import InvalidNotification
 from gateways.wechatpay_crypto import (
-    aes_gcm_encrypt,
     load_private_key,
     platform_headers,
     private_key_pem,
@@ -26,7 +25,7 @@ from gateways.wechatpay_crypto import (
 from gateways.wechatpay_gateway import WeChatPayGateway, failure_response, success_response
 from gateways.wechatpay_keys import ensure_dev_keys, resolve_wechatpay_config
 from settings import Settings
-from tests.gateways.wechatpay_support import WeChatEnv, refund_input
+from tests.gateways.wechatpay_support import WeChatEnv, refund_input, success_envelope
 
 
 def lookup(refund_no: str) -> GatewayLookup:
@@ -46,24 +45,10 @@ def sign_notification(
 def envelope_for(
     wechat_env: WeChatEnv, resource: Mapping[str, object], ciphertext: str | None = None
 ) -> dict[str, Any]:
-    nonce = "abcdefghijkl"
-    sealed = aes_gcm_encrypt(
-        wechat_env.settings.wechatpay_apiv3_key or "", nonce, "refund", json.dumps(resource)
+    apiv3_key = wechat_env.settings.wechatpay_apiv3_key or ""
+    return success_envelope(
+        apiv3_key, resource, "EV-test", nonce="abcdefghijkl", ciphertext=ciphertext
     )
-    return {
-        "id": "EV-test",
-        "create_time": "2024-01-01T00:00:00+08:00",
-        "resource_type": "encrypt-resource",
-        "event_type": "REFUND.SUCCESS",
-        "summary": "退款成功",
-        "resource": {
-            "original_type": "refund",
-            "algorithm": "AEAD_AES_256_GCM",
-            "ciphertext": ciphertext or sealed,
-            "associated_data": "refund",
-            "nonce": nonce,
-        },
-    }
 
 
 RESOURCE = {"out_refund_no": "R-x", "refund_id": "50x", "refund_status": "SUCCESS"}

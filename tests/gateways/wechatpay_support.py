@@ -4,8 +4,9 @@ own port, plus an adapter built from settings exactly as the service builds it."
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from starlette.routing import Route
 from domain.messages import Channel, GatewayRefundInput
 from embedded.ports import free_port
 from gateways.base import ParsedNotification
+from gateways.wechatpay_crypto import aes_gcm_encrypt, new_nonce
 from gateways.wechatpay_gateway import WeChatPayGateway
 from gateways.wechatpay_keys import WeChatPayKeys, ensure_dev_keys
 from sandboxes.background import BackgroundServer
@@ -170,3 +172,31 @@ async def stop_env(env: WeChatEnv) -> None:
     await env.http.aclose()
     env.sandbox.stop()
     env.receiver_server.stop()
+
+
+def success_envelope(
+    apiv3_key: str,
+    resource: Mapping[str, object],
+    notification_id: str,
+    *,
+    nonce: str | None = None,
+    ciphertext: str | None = None,
+) -> dict[str, Any]:
+    """A REFUND.SUCCESS notification body as WeChat Pay sends it: `resource` sealed with the
+    APIv3 key, unless a test hands in its own (tampered) `ciphertext`."""
+    nonce = nonce or new_nonce(12)
+    sealed = aes_gcm_encrypt(apiv3_key, nonce, "refund", json.dumps(resource))
+    return {
+        "id": notification_id,
+        "create_time": "2024-01-01T10:00:00+08:00",
+        "resource_type": "encrypt-resource",
+        "event_type": "REFUND.SUCCESS",
+        "summary": "退款成功",
+        "resource": {
+            "original_type": "refund",
+            "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": ciphertext or sealed,
+            "associated_data": "refund",
+            "nonce": nonce,
+        },
+    }
