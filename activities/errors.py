@@ -26,6 +26,6 @@ def business_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
                 exc.message, type=type(exc).__name__, non_retryable=True
             ) from exc
         except GatewayTransientError as exc:
-            raise ApplicationError(str(exc), type="GatewayTransientError") from exc
+            raise ApplicationError(str(exc), type=type(exc).__name__) from exc
 
     return wrapper

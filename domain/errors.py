@@ -68,6 +68,17 @@ class RefundNotAbnormal(Conflict):
     code = "refund_not_abnormal"
 
 
+class GatewayReportedSuccess(Conflict):
+    """Ops may not resolve `failed` what the gateway says it paid back: the money went out."""
+
+    code = "gateway_reported_success"
+
+
+class InvalidRefundNo(DomainError):
+    code = "invalid_refund_no"
+    http_status = 422
+
+
 class OrderNotCancellable(Conflict):
     code = "order_not_cancellable_refund_first"
 
@@ -96,6 +107,11 @@ class GatewayPermanentError(DomainError):
 
 class GatewayTransientError(Exception):
     """Network, 5xx or rate limit: retried by the activity's retry policy."""
+
+
+class GatewayUnknownError(GatewayTransientError):
+    """The request may have reached the gateway and we cannot tell what it did (a timeout, an
+    answer we could not read or verify). Retried: the lookup-first create makes that safe."""
 
 
 ERRORS_BY_TYPE: dict[str, type[DomainError]] = {}

@@ -65,6 +65,8 @@ class RefundTimings:
     gateway_call_timeout: float = 30
     gateway_retry_initial: float = 1
     gateway_retry_max: float = 60
+    # An abnormal refund keeps asking the gateway at this slower pace until ops resolve it.
+    abnormal_poll_interval: float = 3600
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,10 @@ class GatewayNotification:
     event_id: str | None = None
     event_type: str | None = None
     failure_reason: str | None = None
+    # What the gateway says the refund is for, when the message carries it: a refund found under
+    # our refund_no is ours only if these match (a client-chosen refund_no can collide).
+    amount: int | None = None
+    payment_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,8 @@ class GatewayRefund:
     amount: int
     currency: str
     failure_reason: str | None = None
+    # The payment the gateway refunds (Stripe payment_intent, WeChat transaction_id), if known.
+    payment_ref: str | None = None
 
 
 @dataclass(frozen=True)
