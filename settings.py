@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     outcome_poll_interval: timedelta = timedelta(seconds=30)
     outcome_poll_max_interval: timedelta = timedelta(minutes=30)
     outcome_deadline: timedelta = timedelta(days=3)
+    # An abnormal refund keeps polling the gateway this often until ops resolve it.
+    abnormal_poll_interval: timedelta = timedelta(hours=1)
     gateway_call_timeout: timedelta = timedelta(seconds=30)
     gateway_retry_initial: timedelta = timedelta(seconds=1)
     gateway_retry_max: timedelta = timedelta(minutes=1)
@@ -105,6 +107,7 @@ class Settings(BaseSettings):
         "outcome_poll_interval",
         "outcome_poll_max_interval",
         "outcome_deadline",
+        "abnormal_poll_interval",
         "gateway_call_timeout",
         "gateway_retry_initial",
         "gateway_retry_max",
@@ -173,6 +176,7 @@ class Settings(BaseSettings):
             gateway_call_timeout=self.gateway_call_timeout.total_seconds(),
             gateway_retry_initial=self.gateway_retry_initial.total_seconds(),
             gateway_retry_max=self.gateway_retry_max.total_seconds(),
+            abnormal_poll_interval=self.abnormal_poll_interval.total_seconds(),
         )
 
     def auto_approve_limit_for(self, currency: str) -> int:

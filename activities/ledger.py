@@ -24,12 +24,15 @@ from domain.errors import (
     OrderNotPaid,
     RefundConflict,
     RefundExceedsPaid,
+    RefundNotFound,
 )
-from domain.idempotency import request_fingerprint
+from domain.idempotency import hidden_from, request_fingerprint
 from domain.messages import (
+    REFUNDABLE_ORDER_STATUSES,
     RELEASED_STATUSES,
     ApplyResult,
     Channel,
+    OrderStatus,
     RefundRequest,
     RefundSource,
     RefundStatus,
@@ -90,6 +93,8 @@ class LedgerActivities:
     async def _replay(
         self, session: AsyncSession, refund: Refund, request: RefundRequest, run_id: str
     ) -> ApplyResult:
+        if hidden_from(request, refund.requested_by):
+            raise RefundNotFound(f"refund {refund.refund_no} not found")  # not this caller's
         if refund.request_fingerprint != request_fingerprint(request):
             raise RefundConflict(f"refund {refund.refund_no} exists with a different request")
         order = await OrderRepository(session).get(refund.order_no)
@@ -103,7 +108,7 @@ class LedgerActivities:
         )
         if order is None or customer_mismatch:
             raise OrderNotFound(f"order {request.order_no} not found")
-        if order.status != "paid":
+        if order.status not in REFUNDABLE_ORDER_STATUSES or order.paid_amount == 0:
             raise OrderNotPaid(f"order {order.order_no} is {order.status}, not paid")
 
     async def _check_items(
@@ -210,11 +215,12 @@ class LedgerActivities:
     def _apply_money(order: Order, reserved_delta: int, refunded_delta: int) -> None:
         order.reserved_amount += reserved_delta
         order.refunded_amount += refunded_delta
+        # A cancelled order stays cancelled either way: it still takes refunds of what is owed.
         if order.paid_amount > 0 and order.refunded_amount == order.paid_amount:
-            if order.status == "paid":
-                order.status = "refunded"
-        elif order.status == "refunded":
-            order.status = "paid"
+            if order.status == OrderStatus.PAID:
+                order.status = OrderStatus.REFUNDED.value
+        elif order.status == OrderStatus.REFUNDED:
+            order.status = OrderStatus.PAID.value
         order.updated_at = datetime.now(UTC)
 
     @staticmethod

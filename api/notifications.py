@@ -57,17 +57,39 @@ async def accept_notification(
         await session.rollback()
         return False
     for notification in parsed.refunds:
-        await _deliver(session, client, settings, notification)
+        await _deliver(session, client, settings, gateway, notification)
     await session.commit()
     return True
 
 
 async def _deliver(
-    session: AsyncSession, client: Client, settings: Settings, notification: GatewayNotification
+    session: AsyncSession,
+    client: Client,
+    settings: Settings,
+    gateway: str,
+    notification: GatewayNotification,
 ) -> None:
-    refund = await RefundRepository(session).find(notification.refund_no)
+    refunds = RefundRepository(session)
+    refund = await refunds.find(notification.refund_no)
     if refund is None:
         return  # not one of ours: recorded, nothing to move
+    # Every gateway answer is on the refund's timeline, whatever the workflow makes of it: ops
+    # deciding an abnormal refund must see that the gateway said SUCCESS.
+    await refunds.add_event(
+        refund.refund_no,
+        "gateway",
+        "gateway_notification",
+        {
+            "gateway_status": notification.status.value,
+            "event_type": notification.event_type,
+            "event_id": notification.event_id,
+            "gateway_refund_id": notification.gateway_refund_id,
+            "amount": notification.amount,
+            "failure_reason": notification.failure_reason,
+            "via": "webhook",
+        },
+        dedupe_key=f"{refund.refund_no}:{gateway}:{notification.event_id}",
+    )
     handle = client.get_workflow_handle(workflow_id(refund.refund_no))
     try:
         await handle.signal(RefundWorkflow.gateway_notification, notification)

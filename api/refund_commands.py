@@ -27,7 +27,8 @@ from domain.errors import (
     RefundNotFound,
     RefundNotPendingApproval,
 )
-from domain.idempotency import request_fingerprint
+from domain.idempotency import hidden_from, request_fingerprint
+from domain.matching import check_refund_no
 from domain.messages import Decision, RefundItem, RefundRequest, RefundSource, Resolution
 from settings import Settings
 from workflows.refund import RefundWorkflow, workflow_id
@@ -38,8 +39,8 @@ RPC_TIMEOUT = timedelta(seconds=30)
 
 def choose_refund_no(principal: Principal, body: RefundIn, idempotency_key: str | None) -> str:
     """The caller's refund_no, else one derived from its Idempotency-Key, else a fresh one."""
-    if body.refund_no:
-        return body.refund_no
+    if body.refund_no is not None:
+        return check_refund_no(body.refund_no)
     if idempotency_key:
         digest = hashlib.sha256(f"{principal.sub}\0{idempotency_key}".encode()).hexdigest()
         return f"rf_{digest[:24]}"
@@ -77,6 +78,8 @@ async def submit_refund(
     """Start the refund's workflow and wait for its apply answer. False: it already existed."""
     existing = await RefundRepository(session).find(request.refund_no)
     if existing is not None:
+        if hidden_from(request, existing.requested_by):
+            raise RefundNotFound(f"refund {request.refund_no} not found")  # another customer's
         if existing.request_fingerprint != request_fingerprint(request):
             raise RefundConflict(f"refund {request.refund_no} exists with a different request")
         return False
@@ -91,8 +94,13 @@ async def submit_refund(
         f"({request.source.value} {request.requested_by})",
     )
     try:
+        # The update carries this caller's request: if another caller's workflow is already
+        # running under this refund_no, it refuses a different body or another customer.
         await client.execute_update_with_start_workflow(
-            RefundWorkflow.apply, start_workflow_operation=operation, rpc_timeout=RPC_TIMEOUT
+            RefundWorkflow.apply,
+            request,
+            start_workflow_operation=operation,
+            rpc_timeout=RPC_TIMEOUT,
         )
     except WorkflowUpdateFailedError as err:
         raise domain_error_from_temporal(err) or err from err

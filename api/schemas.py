@@ -54,7 +54,9 @@ class RefundIn(Strict):
     order_no: Identifier
     amount: Amount
     reason: Annotated[str, Field(max_length=500)] = ""
-    refund_no: Identifier | None = None
+    # Checked by domain.matching.check_refund_no: a stable `invalid_refund_no` code, not a
+    # generic validation error, since every gateway's own limit is behind it.
+    refund_no: Annotated[str, Field(max_length=255)] | None = None
     currency: Currency | None = None
     items: list[RefundItemIn] = Field(default_factory=list, max_length=500)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from domain.messages import RefundRequest
+from domain.messages import RefundRequest, RefundSource
 
 
 def request_fingerprint(request: RefundRequest) -> str:
@@ -21,3 +21,8 @@ def request_fingerprint(request: RefundRequest) -> str:
         "source": str(request.source),
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def hidden_from(request: RefundRequest, owner: str) -> bool:
+    """A customer reusing another customer's refund_no must not learn that refund exists."""
+    return request.source == RefundSource.CUSTOMER and request.requested_by != owner

@@ -37,6 +37,18 @@ class RefundSource(StrEnum):
     ADMIN = "admin"
 
 
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    REFUNDED = "refunded"
+    CANCELLED = "cancelled"
+
+
+# A cancelled order may still be owed money (a refund failed after it was cancelled): it takes
+# refunds up to what is unrefunded, like a paid one. `refunded` has nothing left to refund.
+REFUNDABLE_ORDER_STATUSES = frozenset({OrderStatus.PAID, OrderStatus.CANCELLED})
+
+
 class ResolveOutcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"

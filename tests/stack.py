@@ -26,6 +26,7 @@ TEST_TIMINGS: dict[str, Any] = {
     "outcome_poll_interval": timedelta(seconds=2),
     "outcome_poll_max_interval": timedelta(seconds=4),
     "outcome_deadline": timedelta(minutes=5),
+    "abnormal_poll_interval": timedelta(seconds=3),
     "gateway_call_timeout": timedelta(seconds=5),
     "gateway_retry_initial": timedelta(milliseconds=200),
     "gateway_retry_max": timedelta(seconds=1),

@@ -7,7 +7,7 @@ idempotent by refund_no, so a replay or a retry after a crash does nothing twice
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
@@ -16,6 +16,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from domain import activity_names as names
     from domain.errors import NON_RETRYABLE_TYPES
+    from domain.idempotency import hidden_from, request_fingerprint
+    from domain.matching import gateway_mismatch
     from domain.messages import (
         ApplyResult,
         Decision,
@@ -54,6 +56,12 @@ WAITING_FOR: dict[RefundStatus | None, str] = {
     RefundStatus.ABNORMAL: "ops: `POST /v1/refunds/{refund_no}/resolve`",
 }
 TERMINAL_GATEWAY = (GatewayStatus.SUCCEEDED, GatewayStatus.FAILED, GatewayStatus.ABNORMAL)
+FINAL_GATEWAY = (GatewayStatus.SUCCEEDED, GatewayStatus.FAILED)
+# A poll is one question: a few tries, then "no news" until the next one.
+POLL_ATTEMPTS = 3
+# Patches (issue 8): each keeps histories recorded before it replaying as they ran.
+POLL_ANSWERS_RECORDED = "poll-answers-recorded"
+ABNORMAL_KEEPS_LISTENING = "abnormal-keeps-listening"
 
 
 def _domain_error(err: BaseException) -> ApplicationError | None:
@@ -84,6 +92,8 @@ class RefundWorkflow:
         self._decision_recorded = False
         self._gateway: GatewayNotification | None = None
         self._late_failure: GatewayNotification | None = None
+        # Why the refund the gateway shows under our refund_no is not ours; never a success.
+        self._mismatch: str | None = None
         self._resolution: Resolution | None = None
         self._timeline: list[dict[str, Any]] = []
         self._records = 0
@@ -99,7 +109,7 @@ class RefundWorkflow:
             if self._status == RefundStatus.PROCESSING:
                 await self._await_outcome()
             if self._status == RefundStatus.ABNORMAL:
-                await self._await_resolution()
+                await self._await_resolution(listen=True)
             if self._gateway_succeeded():
                 await self._restore()
                 await self._finalize()
@@ -157,6 +167,8 @@ class RefundWorkflow:
                 timeout=timedelta(seconds=self._timings.approval_timeout),
             )
         except TimeoutError:
+            pass  # the timer and a decision may land in the same workflow task: look again
+        if self._decision is None:
             self._decision = ("expire", Decision("system"))  # validators now refuse decisions
             await self._move(
                 RefundStatus.EXPIRED,
@@ -223,7 +235,7 @@ class RefundWorkflow:
         """Wait for a notification; poll with backoff when none comes; give up to ops."""
         deadline = workflow.now() + timedelta(seconds=self._timings.outcome_deadline)
         interval = self._timings.poll_interval
-        while not self._gateway_terminal():
+        while not self._gateway_settled():
             remaining = (deadline - workflow.now()).total_seconds()
             if remaining <= 0:
                 await self._move(
@@ -235,7 +247,7 @@ class RefundWorkflow:
                 return
             try:
                 await workflow.wait_condition(
-                    self._gateway_terminal, timeout=timedelta(seconds=min(interval, remaining))
+                    self._gateway_settled, timeout=timedelta(seconds=min(interval, remaining))
                 )
             except TimeoutError:
                 await self._poll()
@@ -243,21 +255,60 @@ class RefundWorkflow:
         await self._act_on_gateway()
 
     async def _poll(self) -> None:
+        """Ask the gateway once. A failed lookup, whatever the error, is no news: the deadline
+        (or ops), never the gateway's answer, ends the wait."""
         applied = self._require_applied()
-        found = await workflow.execute_activity(
-            names.GET_GATEWAY_REFUND,
-            GatewayLookup(applied.refund_no, applied.channel, applied.payment_ref),
-            start_to_close_timeout=timedelta(seconds=self._timings.gateway_call_timeout),
-            retry_policy=self._gateway_retry(),
-            # The SDK takes any type hint here; its stub says `type`, a union is one too.
-            result_type=cast(type, GatewayRefund | None),
-        )
+        try:
+            found = await self._lookup_activity(applied)
+        except ActivityError as err:
+            if workflow.patched(POLL_ANSWERS_RECORDED):
+                await self._record(
+                    "gateway", "gateway_lookup_failed", {"error": str(err.cause or err)[:300]}
+                )
+            return
+        if workflow.patched(POLL_ANSWERS_RECORDED):
+            await self._record("gateway", "gateway_polled", self._polled_detail(found))
         if found is not None:
             self._observe(self._as_notification(found, "poll"))
 
+    async def _lookup_activity(self, applied: ApplyResult) -> GatewayRefund | None:
+        call_timeout = self._timings.gateway_call_timeout
+        result: GatewayRefund | None = await workflow.execute_activity(
+            names.GET_GATEWAY_REFUND,
+            GatewayLookup(applied.refund_no, applied.channel, applied.payment_ref),
+            start_to_close_timeout=timedelta(seconds=call_timeout),
+            # Bounded, so a lookup that keeps failing cannot hold the outcome deadline back.
+            schedule_to_close_timeout=timedelta(seconds=call_timeout * (POLL_ATTEMPTS + 1)),
+            retry_policy=self._gateway_retry(maximum_attempts=POLL_ATTEMPTS),
+            result_type=GatewayRefund,
+        )
+        return result
+
+    @staticmethod
+    def _polled_detail(found: GatewayRefund | None) -> dict[str, Any]:
+        if found is None:
+            return {"gateway_status": "not_found", "via": "poll"}
+        return {
+            "gateway_status": found.status.value,
+            "gateway_refund_id": found.gateway_refund_id,
+            "amount": found.amount,
+            "failure_reason": found.failure_reason,
+            "via": "poll",
+        }
+
     async def _act_on_gateway(self) -> None:
         """Turn the gateway's terminal answer into the refund's status."""
-        if self._gateway is None or self._status != RefundStatus.PROCESSING:
+        if self._status != RefundStatus.PROCESSING:
+            return
+        if self._mismatch is not None:
+            await self._move(
+                RefundStatus.ABNORMAL,
+                "gateway",
+                "gateway_refund_mismatch",
+                {"reason": self._mismatch},
+            )
+            return
+        if self._gateway is None:
             return
         answer = self._gateway
         detail = {
@@ -272,14 +323,38 @@ class RefundWorkflow:
         elif answer.status == GatewayStatus.SUCCEEDED:
             await self._record("gateway", "gateway_succeeded", detail)
 
-    async def _await_resolution(self) -> None:
-        await workflow.wait_condition(lambda: self._resolution is not None)
+    async def _await_resolution(self, listen: bool = False) -> None:
+        """Ops decide an abnormal refund; until they do, it keeps listening to the gateway, whose
+        final answer settles it (a late failure, already the gateway's last word, does not)."""
+        if listen and workflow.patched(ABNORMAL_KEEPS_LISTENING):
+            await self._listen_while_abnormal()
+        else:
+            await workflow.wait_condition(lambda: self._resolution is not None)
         resolution = self._resolution
-        assert resolution is not None
+        if resolution is None:
+            if self._gateway_final() == GatewayStatus.FAILED:
+                await self._move(
+                    RefundStatus.FAILED,
+                    "gateway",
+                    "gateway_failed",
+                    {"via": self._gateway.source if self._gateway else None, "after": "abnormal"},
+                )
+            return  # the gateway succeeded: restores and finalize follow
         if resolution.outcome == ResolveOutcome.FAILED:
             await self._move(
                 RefundStatus.FAILED, resolution.actor, "resolved_failed", {"note": resolution.note}
             )
+
+    async def _listen_while_abnormal(self) -> None:
+        interval = timedelta(seconds=self._timings.abnormal_poll_interval)
+        while self._resolution is None and self._gateway_final() is None:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._resolution is not None or self._gateway_final() is not None,
+                    timeout=interval,
+                )
+            except TimeoutError:
+                await self._poll()
 
     async def _restore(self) -> None:
         entry = RestoreInput(self._require_applied().refund_no)
@@ -338,7 +413,7 @@ class RefundWorkflow:
     # ---- messages ---------------------------------------------------------------------------
 
     @workflow.update
-    async def apply(self) -> ApplyResult:
+    async def apply(self, caller: RefundRequest | None = None) -> ApplyResult:
         """The caller's synchronous answer to its request (Update-with-Start)."""
         await workflow.wait_condition(
             lambda: self._applied is not None or self._apply_error is not None
@@ -346,6 +421,20 @@ class RefundWorkflow:
         if self._apply_error is not None:
             raise self._apply_error
         return self._require_applied()
+
+    @apply.validator
+    def _validate_apply(self, caller: RefundRequest | None = None) -> None:
+        """A second caller with the same refund_no attaches to this run (USE_EXISTING): it gets
+        this refund only if it asked for the same thing, and never sees another customer's."""
+        if caller is None:  # histories from before callers were checked
+            return
+        mine = self._request
+        if hidden_from(caller, mine.requested_by):
+            raise ApplicationError(f"refund {caller.refund_no} not found", type="RefundNotFound")
+        if request_fingerprint(caller) != request_fingerprint(mine):
+            raise ApplicationError(
+                f"refund {caller.refund_no} exists with a different request", type="RefundConflict"
+            )
 
     @workflow.update
     async def approve(self, decision: Decision) -> RefundState:
@@ -368,14 +457,14 @@ class RefundWorkflow:
     @workflow.update
     async def resolve(self, resolution: Resolution) -> RefundState:
         """Ops decide an abnormal refund: paid back offline (succeeded) or failed."""
-        self._check_resolvable()
+        self._check_resolvable(resolution)
         self._resolution = resolution
         await workflow.wait_condition(lambda: self._status != RefundStatus.ABNORMAL)
         return self.state()
 
     @resolve.validator
     def _validate_resolve(self, resolution: Resolution) -> None:
-        self._check_resolvable()
+        self._check_resolvable(resolution)
 
     @workflow.signal
     def gateway_notification(self, notification: GatewayNotification) -> None:
@@ -397,10 +486,16 @@ class RefundWorkflow:
                 "the approver cannot be the requester", type="ApproverIsRequester"
             )
 
-    def _check_resolvable(self) -> None:
+    def _check_resolvable(self, resolution: Resolution) -> None:
         if self._status != RefundStatus.ABNORMAL or self._resolution is not None:
             raise ApplicationError(
                 f"refund is {self._status}, not abnormal", type="RefundNotAbnormal"
+            )
+        if resolution.outcome == ResolveOutcome.FAILED and self._gateway_reported_success():
+            # The money went out: releasing the amount would let it be refunded twice.
+            raise ApplicationError(
+                "the gateway reported this refund succeeded; it cannot be resolved failed",
+                type="GatewayReportedSuccess",
             )
 
     async def _decide(self, verb: str, decision: Decision) -> None:
@@ -417,6 +512,15 @@ class RefundWorkflow:
         self._decision_recorded = True
 
     def _observe(self, notification: GatewayNotification) -> None:
+        mismatch = self._mismatch_of(notification)
+        if mismatch is not None:
+            self._mismatch = self._mismatch or mismatch
+            self._note(
+                "gateway",
+                "gateway_refund_mismatch",
+                {"reason": mismatch, "via": notification.source, "event_id": notification.event_id},
+            )
+            return
         current = self._gateway.status if self._gateway else None
         if is_late_failure(current, notification.status):
             self._late_failure = notification
@@ -434,17 +538,40 @@ class RefundWorkflow:
                 {"status": notification.status.value, "event_id": notification.event_id},
             )
 
+    def _mismatch_of(self, notification: GatewayNotification) -> str | None:
+        if self._applied is None:
+            return None
+        return gateway_mismatch(
+            self._applied.amount,
+            self._applied.payment_ref,
+            notification.amount,
+            notification.payment_ref,
+        )
+
     def _gateway_terminal(self) -> bool:
         return self._gateway is not None and self._gateway.status in TERMINAL_GATEWAY
+
+    def _gateway_settled(self) -> bool:
+        """Nothing more to wait for in `processing`: a terminal answer, or a refund not ours."""
+        return self._gateway_terminal() or self._mismatch is not None
+
+    def _gateway_final(self) -> GatewayStatus | None:
+        """The gateway's final word on our refund (succeeded or failed), if it has given one."""
+        if self._mismatch is not None or self._gateway is None:
+            return None
+        return self._gateway.status if self._gateway.status in FINAL_GATEWAY else None
+
+    def _gateway_reported_success(self) -> bool:
+        return self._gateway_final() == GatewayStatus.SUCCEEDED and self._late_failure is None
 
     def _gateway_succeeded(self) -> bool:
         if self._status == RefundStatus.PROCESSING:
             return self._gateway is not None and self._gateway.status == GatewayStatus.SUCCEEDED
-        return (
-            self._resolution is not None
-            and self._resolution.outcome == ResolveOutcome.SUCCEEDED
-            and self._status == RefundStatus.ABNORMAL
-        )
+        if self._status != RefundStatus.ABNORMAL:
+            return False
+        if self._resolution is not None:
+            return self._resolution.outcome == ResolveOutcome.SUCCEEDED
+        return self._gateway_reported_success()
 
     async def _move(self, to: RefundStatus, actor: str, event: str, detail: dict[str, Any]) -> None:
         refund_no = self._request.refund_no
@@ -500,10 +627,11 @@ class RefundWorkflow:
             ]
         workflow.upsert_search_attributes(pairs)
 
-    def _gateway_retry(self) -> RetryPolicy:
+    def _gateway_retry(self, maximum_attempts: int = 0) -> RetryPolicy:
         return RetryPolicy(
             initial_interval=timedelta(seconds=self._timings.gateway_retry_initial),
             maximum_interval=timedelta(seconds=self._timings.gateway_retry_max),
+            maximum_attempts=maximum_attempts,
             non_retryable_error_types=NON_RETRYABLE_TYPES,
         )
 
@@ -522,4 +650,6 @@ class RefundWorkflow:
             refund.gateway_refund_id,
             source=source,
             failure_reason=refund.failure_reason,
+            amount=refund.amount,
+            payment_ref=refund.payment_ref,
         )

@@ -112,3 +112,26 @@ async def test_customers_see_and_cancel_only_their_own(shop: Shop) -> None:
     assert approve.status_code == 403
     assert (await shop.get_refund(refund["refund_no"]))["status"] == "pending_approval"
     assert (await shop.get_order(order["order_no"]))["status"] == "paid"
+
+
+@pytest.mark.parametrize(
+    "refund_no",
+    ["", "ord.1", "a:b", "a b", "退款-1", "a|b", "x" * 65],
+    ids=["empty", "dot", "colon", "space", "non_ascii", "pipe", "too_long"],
+)
+async def test_refund_no_no_gateway_accepts_is_422_invalid_refund_no(
+    shop: Shop, refund_no: str
+) -> None:
+    order = await shop.order(amount=3000)
+    response = await shop.request_refund(order, 1000, refund_no=refund_no)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_refund_no"
+    after = await shop.get_order(order["order_no"])
+    assert (after["refunds"], after["reserved_amount"]) == ([], 0)
+
+
+async def test_refund_no_of_64_gateway_safe_characters_is_accepted(shop: Shop) -> None:
+    order = await shop.order(amount=3000)
+    refund_no = ("Rf_-" + uid("x").replace("-", "_")).ljust(64, "9")
+    refund = await shop.refund(order, 1000, refund_no=refund_no)
+    assert refund["refund_no"] == refund_no
