@@ -10,6 +10,7 @@ from api.schemas import CouponOut, OrderItemOut, OrderOut, RefundOut, TimelineEv
 from db.models import Order, Refund
 from db.repositories import OrderRepository, RefundRepository
 from domain.errors import OrderNotFound, RefundNotFound
+from domain.messages import REFUNDABLE_ORDER_STATUSES
 
 
 def can_see_order(principal: Principal, order: Order) -> bool:
@@ -86,7 +87,7 @@ async def order_out(session: AsyncSession, order: Order) -> OrderOut:
         refunded_amount=order.refunded_amount,
         reserved_amount=order.reserved_amount,
         refundable_amount=order.paid_amount - order.reserved_amount
-        if order.status == "paid"
+        if order.status in REFUNDABLE_ORDER_STATUSES
         else 0,
         restored_points=await repo.restored_points(order.order_no),
         restocked_items=await repo.restocked(order.order_no),
