@@ -38,8 +38,19 @@ class ParsedNotification:
 
 
 class Gateway(Protocol):
-    """Calls raise `domain.errors.GatewayTransientError` (network, 5xx, rate limit: retry) or
-    `domain.errors.GatewayPermanentError` (refused for good: do not retry)."""
+    """Each adapter reads every failed call as one of three answer kinds (`gateways.answers`,
+    with a table per gateway) and raises:
+
+    - `domain.errors.GatewayPermanentError` only for an explicit business refusal (a non-2xx
+      answer with a refusal code the table knows): nothing was done, the refund may fail;
+    - `domain.errors.GatewayTransientError` when known not done but worth retrying (rate limit,
+      balance short, a config error ops must fix);
+    - `domain.errors.GatewayUnknownError` (a transient error) for anything after the request may
+      have left: timeouts, resets, 5xx, unknown codes, answers it cannot read or verify. Retried;
+      never a reason to fail a refund, as the gateway may be paying it out.
+
+    A refund found under `refund_no` is reported as the gateway has it (its amount and
+    `payment_ref`), never judged here: the caller compares it with its own."""
 
     channel: Channel
 

@@ -2,7 +2,8 @@
 
 The client is synchronous; each call runs in a worker thread behind our rate limiter. The
 client never retries (`max_network_retries=0`): Temporal's retry policy owns retries, and the
-`GatewayTransientError` / `GatewayPermanentError` split tells it which ones to make.
+answer table in `gateways.stripe_answers` tells it which failures are refusals (permanent) and
+which are transient or unknown (retried behind the lookup-first create).
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import stripe
 
-from domain.errors import GatewayPermanentError, GatewayTransientError
 from domain.messages import (
     Channel,
     GatewayLookup,
@@ -27,6 +28,7 @@ from domain.messages import (
 )
 from gateways.base import InvalidNotification, ParsedNotification
 from gateways.rate_limit import RateLimiter
+from gateways.stripe_answers import stripe_gateway_error
 from settings import Settings
 
 log = logging.getLogger("gateways.stripe")
@@ -44,6 +46,8 @@ REFUND_EVENTS = frozenset(
 )
 CHARGE_EVENTS = frozenset({"charge.refunded"})
 LIST_PAGE_SIZE = 100
+# Stripe's limit on a metadata value; the full reason stays in our ledger.
+METADATA_VALUE_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -92,38 +96,35 @@ class StripeGateway:
         )
 
     async def create_refund(self, refund: GatewayRefundInput) -> GatewayRefund:
-        # Idempotency keys live ~24h at Stripe: the metadata lookup covers later retries.
-        existing = await self._find(refund.payment_ref, refund.refund_no)
-        if existing is not None:
-            log.info(
-                "gateway_refund_found",
-                extra={"gateway": "stripe", "refund_no": refund.refund_no, "id": existing.id},
+        with _answers():
+            # Idempotency keys live ~24h at Stripe: the metadata lookup covers later retries.
+            existing = await self._find(refund.payment_ref, refund.refund_no)
+            if existing is not None:
+                log.info(
+                    "gateway_refund_found",
+                    extra={"gateway": "stripe", "refund_no": refund.refund_no, "id": existing.id},
+                )
+                return _to_gateway_refund(refund.refund_no, existing)
+            created = await self._call(
+                self._client.v1.refunds.create,
+                params=_create_params(refund),
+                options={"idempotency_key": refund.refund_no},
             )
-            return _to_gateway_refund(refund.refund_no, existing)
-        params: dict[str, Any] = {
-            "payment_intent": refund.payment_ref,
-            "amount": refund.amount,
-            "metadata": {"refund_no": refund.refund_no, "order_no": refund.order_no},
-        }
-        created = await self._call(
-            self._client.v1.refunds.create,
-            params=params,
-            options={"idempotency_key": refund.refund_no},
-        )
-        log.info(
-            "gateway_refund_created",
-            extra={"gateway": "stripe", "refund_no": refund.refund_no, "id": created.id},
-        )
-        return _to_gateway_refund(refund.refund_no, created)
+            log.info(
+                "gateway_refund_created",
+                extra={"gateway": "stripe", "refund_no": refund.refund_no, "id": created.id},
+            )
+            return _to_gateway_refund(refund.refund_no, created)
 
     async def get_refund(self, lookup: GatewayLookup) -> GatewayRefund | None:
-        try:
-            found = await self._find(lookup.payment_ref, lookup.refund_no)
-        except GatewayPermanentError as exc:
-            if "resource_missing" in exc.message:
+        with _answers():
+            try:
+                found = await self._find(lookup.payment_ref, lookup.refund_no)
+            except stripe.InvalidRequestError as exc:
+                if exc.code != "resource_missing":
+                    raise
                 return None  # an unknown payment has no refunds
-            raise
-        return None if found is None else _to_gateway_refund(lookup.refund_no, found)
+            return None if found is None else _to_gateway_refund(lookup.refund_no, found)
 
     async def _find(self, payment_ref: str, refund_no: str) -> stripe.Refund | None:
         """Walk the payment's refunds page by page (each page a rate-limited call)."""
@@ -139,10 +140,7 @@ class StripeGateway:
 
     async def _call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         await self._limiter.acquire()
-        try:
-            return await asyncio.to_thread(fn, **kwargs)
-        except stripe.StripeError as exc:
-            raise _classify(exc) from exc
+        return await asyncio.to_thread(fn, **kwargs)
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> ParsedNotification:
         signature = _header(headers, "stripe-signature")
@@ -169,22 +167,22 @@ class StripeGateway:
         )
 
 
-def _classify(exc: stripe.StripeError) -> Exception:
-    """Retry what time can fix; refuse for good what Stripe refused for good."""
-    code = getattr(exc, "code", None)
-    message = f"stripe {type(exc).__name__} ({code or exc.http_status}): {exc.user_message}"
-    transient = (
-        stripe.APIConnectionError,
-        stripe.RateLimitError,
-        stripe.IdempotencyError,  # a concurrent or mismatched replay: ask again later
-        stripe.APIError,
-        # A wrong key or missing permission is an ops fix, not a reason to fail refunds for good.
-        stripe.AuthenticationError,
-        stripe.PermissionError,
-    )
-    if isinstance(exc, transient) or (exc.http_status or 0) >= 500:
-        return GatewayTransientError(message)
-    return GatewayPermanentError(message)
+@contextmanager
+def _answers() -> Iterator[None]:
+    """Whatever a call raises (the client's errors, an answer we cannot read) leaves as the
+    domain error `gateways.stripe_answers` gives it: only a known refusal is permanent."""
+    try:
+        yield
+    except Exception as exc:
+        raise stripe_gateway_error(exc) from exc
+
+
+def _create_params(refund: GatewayRefundInput) -> dict[str, Any]:
+    metadata = {"refund_no": refund.refund_no, "order_no": refund.order_no}
+    if refund.reason:
+        # Stripe's own `reason` is an enum (duplicate, fraudulent, ...): free text goes here.
+        metadata["reason"] = refund.reason[:METADATA_VALUE_LIMIT]
+    return {"payment_intent": refund.payment_ref, "amount": refund.amount, "metadata": metadata}
 
 
 def _to_gateway_refund(refund_no: str, refund: stripe.Refund) -> GatewayRefund:
@@ -195,7 +193,17 @@ def _to_gateway_refund(refund_no: str, refund: stripe.Refund) -> GatewayRefund:
         amount=int(refund.amount),
         currency=str(refund.currency).upper(),
         failure_reason=getattr(refund, "failure_reason", None),
+        payment_ref=_id_of(getattr(refund, "payment_intent", None)),
     )
+
+
+def _id_of(value: object) -> str | None:
+    """An expandable field's id: Stripe sends the id, or the object when it was expanded (a
+    `StripeObject` from the client, a dict in a webhook body)."""
+    if value is None or isinstance(value, str):
+        return value
+    found = value.get("id") if isinstance(value, dict) else getattr(value, "id", None)
+    return found if isinstance(found, str) else None
 
 
 def _metadata(refund: stripe.Refund) -> dict[str, Any]:
@@ -231,4 +239,6 @@ def _notifications(payload: dict[str, Any], event_type: str) -> Iterator[Gateway
             event_id=payload["id"],
             event_type=event_type,
             failure_reason=refund.get("failure_reason"),
+            amount=refund.get("amount"),
+            payment_ref=_id_of(refund.get("payment_intent")),
         )

@@ -1,8 +1,10 @@
 """The WeChat Pay v3 adapter on the official `wechatpayv3` client (public-key mode).
 
-The client is synchronous (requests), so calls run in a worker thread. Notifications are
-verified here rather than with `WeChatPay.callback`, because the pipeline needs to know *why* a
-webhook was refused (forged, stale, tampered) and to enforce a timestamp tolerance.
+The client is synchronous (requests), so calls run in a worker thread. What an error answer
+means (refused / transient / unknown) is the table in `gateways.wechatpay_answers`; whatever the
+client raises is unknown. Notifications are verified here rather than with `WeChatPay.callback`,
+because the pipeline needs to know *why* a webhook was refused (forged, stale, tampered) and to
+enforce a timestamp tolerance.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import requests
 from wechatpayv3 import WeChatPay, WeChatPayType  # type: ignore[import-untyped]
 
-from domain.errors import GatewayPermanentError, GatewayTransientError
+from domain.errors import GatewayPermanentError, GatewayUnknownError
 from domain.messages import (
     Channel,
     GatewayLookup,
@@ -26,8 +27,10 @@ from domain.messages import (
     GatewayRefundInput,
     GatewayStatus,
 )
+from gateways.answers import gateway_error
 from gateways.base import InvalidNotification, ParsedNotification
 from gateways.rate_limit import RateLimiter
+from gateways.wechatpay_answers import classify_wechatpay
 from gateways.wechatpay_crypto import (
     DecryptError,
     aes_gcm_decrypt,
@@ -55,10 +58,8 @@ STATUS_MAP: dict[str, GatewayStatus] = {
     # CLOSED is final: a new attempt needs a new out_refund_no (SPEC §6).
     "CLOSED": GatewayStatus.FAILED,
 }
-# Error codes WeChat documents as "retry later", whatever the HTTP status they come with.
-TRANSIENT_CODES = frozenset({"SYSTEM_ERROR", "FREQUENCY_LIMITED", "BIZERR_NEED_RETRY"})
-# Messages of the client's bare Exceptions for answers it could not verify.
-UNVERIFIED_ANSWER_HINTS = ("verify the signature", "does not support this algorithm")
+# WeChat Pay's limit on `reason`, in bytes of UTF-8; the full reason stays in our ledger.
+REASON_MAX_BYTES = 80
 
 
 def map_status(refund_status: str) -> GatewayStatus:
@@ -72,6 +73,18 @@ def _failure_reason(refund_status: str) -> str | None:
     if refund_status == "CLOSED":
         return "wechatpay_closed: the refund was closed by the gateway"
     return None
+
+
+def fit_reason(reason: str) -> str | None:
+    """`reason` cut to WeChat's 80 bytes on a character boundary (a cut multi-byte character is
+    dropped whole, never sent half); None for no reason."""
+    fitted = reason.encode()[:REASON_MAX_BYTES].decode("utf-8", errors="ignore")
+    return fitted or None
+
+
+def _refund_amount(payload: Mapping[str, Any]) -> int | None:
+    refund = (payload.get("amount") or {}).get("refund")
+    return refund if isinstance(refund, int) else None
 
 
 def success_response() -> tuple[int, bytes | None]:
@@ -118,12 +131,11 @@ class WeChatPayGateway:
             GatewayLookup(refund.refund_no, refund.channel, refund.payment_ref)
         )
         if existing is not None:
-            if existing.amount != refund.amount:
-                raise GatewayPermanentError(
-                    f"wechatpay already has refund {refund.refund_no} for {existing.amount}, "
-                    f"not {refund.amount}"
-                )
+            # Reported as found: the workflow compares its amount and payment with ours.
             return existing
+        if not refund.payment_ref:
+            # The client would refuse to send it; known not sent, and no retry can fix it.
+            raise GatewayPermanentError(f"wechatpay refund {refund.refund_no}: no transaction_id")
         status, data = await self._call(
             self._client.refund,
             out_refund_no=refund.refund_no,
@@ -134,11 +146,9 @@ class WeChatPayGateway:
                 "currency": refund.currency,
             },
             notify_url=self.config.notify_url,
-            reason=refund.reason or None,
+            reason=fit_reason(refund.reason),
         )
-        if status != 200:
-            self._raise_for(status, data, refund.refund_no)
-        created = self._to_refund(data)
+        created = self._answer(status, data, refund.refund_no)
         log.info(
             "gateway_refund_created",
             extra={
@@ -151,39 +161,41 @@ class WeChatPayGateway:
 
     async def get_refund(self, lookup: GatewayLookup) -> GatewayRefund | None:
         status, data = await self._call(self._client.query_refund, out_refund_no=lookup.refund_no)
-        if status == 404:
+        if status == 404 and data.get("code") == "RESOURCE_NOT_EXISTS":
             return None
-        if status != 200:
-            self._raise_for(status, data, lookup.refund_no)
-        return self._to_refund(data)
+        return self._answer(status, data, lookup.refund_no)
 
     async def _call(self, method: Callable[..., Any], **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        """One rate-limited client call; network trouble and unverifiable answers are transient."""
+        """One rate-limited client call. Any exception is unknown: wechatpayv3 raises after the
+        request left too (timeouts, a signature or platform serial it cannot verify, even a
+        ValueError while matching the serial), so the refund may exist at WeChat."""
         await self.limiter.acquire()
         try:
             status, text = await asyncio.to_thread(method, **kwargs)
-        except requests.RequestException as exc:
-            raise GatewayTransientError(f"wechatpay unreachable: {type(exc).__name__}") from exc
         except Exception as exc:
-            # wechatpayv3 raises bare Exceptions, both for an answer whose platform signature does
-            # not verify (untrusted answer: retry, the lookup-first create makes that safe) and
-            # for requests it refuses to send (a missing transaction_id: retrying cannot help).
-            if any(hint in str(exc) for hint in UNVERIFIED_ANSWER_HINTS):
-                raise GatewayTransientError(f"wechatpay response rejected: {exc}") from exc
-            raise GatewayPermanentError(f"wechatpay request refused by the client: {exc}") from exc
+            raise GatewayUnknownError(
+                f"wechatpay call failed: {type(exc).__name__}: {exc}"
+            ) from exc
         try:
             data = json.loads(text) if text else {}
         except (TypeError, ValueError):
             data = {"code": "UNPARSEABLE", "message": str(text)[:200]}
         return int(status), data if isinstance(data, dict) else {}
 
-    @staticmethod
-    def _raise_for(status: int, data: Mapping[str, Any], refund_no: str) -> None:
-        code = str(data.get("code", "")) or "UNKNOWN"
-        message = f"wechatpay {status} {code}: {data.get('message', '')} (refund_no={refund_no})"
-        if status == 429 or status >= 500 or code in TRANSIENT_CODES:
-            raise GatewayTransientError(message)
-        raise GatewayPermanentError(message)
+    @classmethod
+    def _answer(cls, status: int, data: Mapping[str, Any], refund_no: str) -> GatewayRefund:
+        """The refund in a 2xx answer; otherwise the error its code names."""
+        if not 200 <= status < 300:
+            code = str(data.get("code", "")) or "UNKNOWN"
+            message = (
+                f"wechatpay {status} {code}: {data.get('message', '')} (refund_no={refund_no})"
+            )
+            raise gateway_error(classify_wechatpay(status, data), message)
+        try:
+            return cls._to_refund(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            # Verified but not a refund object we can read: WeChat may have made the refund.
+            raise GatewayUnknownError(f"wechatpay {status}: unreadable refund {exc!r}") from exc
 
     @staticmethod
     def _to_refund(data: Mapping[str, Any]) -> GatewayRefund:
@@ -196,6 +208,7 @@ class WeChatPayGateway:
             amount=int(amount["refund"]),
             currency=str(amount.get("currency", "CNY")),
             failure_reason=_failure_reason(refund_status),
+            payment_ref=data.get("transaction_id"),
         )
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> ParsedNotification:
@@ -224,6 +237,8 @@ class WeChatPayGateway:
                     event_id=notification_id,
                     event_type=event_type,
                     failure_reason=_failure_reason(refund_status),
+                    amount=_refund_amount(payload),
+                    payment_ref=payload.get("transaction_id"),
                 )
             )
         return ParsedNotification(notification_id, event_type, refunds, payload)

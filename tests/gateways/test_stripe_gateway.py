@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import stripe
 
-from domain.errors import GatewayPermanentError, GatewayTransientError
+from domain.errors import GatewayPermanentError, GatewayTransientError, GatewayUnknownError
 from domain.messages import Channel, GatewayLookup, GatewayRefundInput, GatewayStatus
 from embedded.ports import free_port
 from gateways import stripe_gateway
@@ -20,7 +21,9 @@ from tests.gateways.conftest import gateway_for
 from tests.sandboxes.stripe_support import StripeStack, new_refund_no, types
 
 
-def refund_input(pi: str, refund_no: str, amount: int, total: int = 1000) -> GatewayRefundInput:
+def refund_input(
+    pi: str, refund_no: str, amount: int, total: int = 1000, reason: str = ""
+) -> GatewayRefundInput:
     return GatewayRefundInput(
         refund_no=refund_no,
         order_no=f"O-{refund_no}",
@@ -29,6 +32,7 @@ def refund_input(pi: str, refund_no: str, amount: int, total: int = 1000) -> Gat
         amount=amount,
         currency="USD",
         total_amount=total,
+        reason=reason,
     )
 
 
@@ -121,34 +125,37 @@ async def test_lookup_pages_through_all_refunds_of_one_payment(
     assert len(stripe_stack.refunds(oldest)[0]) == 1
 
 
-async def test_http_500_twice_is_transient_twice_then_one_refund(
+async def test_http_500_twice_is_unknown_twice_then_one_refund(
     gateway: StripeGateway, stripe_stack: StripeStack
 ):
     pi, refund_no = stripe_stack.pay(1000), new_refund_no()
     stripe_stack.fault(method="POST", path_prefix="/v1/refunds", action="http_500", times=2)
     for _ in range(2):
-        with pytest.raises(GatewayTransientError):
+        with pytest.raises(GatewayUnknownError):
             await gateway.create_refund(refund_input(pi, refund_no, 500))
     result = await gateway.create_refund(refund_input(pi, refund_no, 500))
     refunds, creates = stripe_stack.refunds(refund_no)
     assert result.amount == 500 and len(refunds) == 1 and creates == 3
 
 
-async def test_rate_limit_is_transient(gateway: StripeGateway, stripe_stack: StripeStack):
+async def test_rate_limit_is_transient_not_unknown(
+    gateway: StripeGateway, stripe_stack: StripeStack
+):
     pi, refund_no = stripe_stack.pay(1000), new_refund_no()
     stripe_stack.fault(refund_no=refund_no, action="rate_limit")
-    with pytest.raises(GatewayTransientError, match="RateLimitError"):
+    with pytest.raises(GatewayTransientError, match="RateLimitError") as raised:
         await gateway.create_refund(refund_input(pi, refund_no, 100))
+    assert not isinstance(raised.value, GatewayUnknownError)  # Stripe did not process it
     assert stripe_stack.refunds(refund_no)[0] == []
 
 
-async def test_timeout_is_transient_and_the_retry_returns_the_refund_made_meanwhile(
+async def test_timeout_is_unknown_and_the_retry_returns_the_refund_made_meanwhile(
     stripe_stack: StripeStack,
 ):
     gateway = gateway_for(stripe_stack, timeout_seconds=0.3)
     pi, refund_no = stripe_stack.pay(1000), new_refund_no()
     stripe_stack.fault(refund_no=refund_no, action="timeout", delay=0.6)
-    with pytest.raises(GatewayTransientError):
+    with pytest.raises(GatewayUnknownError):
         await gateway.create_refund(refund_input(pi, refund_no, 100))
     await asyncio.sleep(0.5)
     retried = await gateway.create_refund(refund_input(pi, refund_no, 100))
@@ -156,9 +163,9 @@ async def test_timeout_is_transient_and_the_retry_returns_the_refund_made_meanwh
     assert retried.gateway_refund_id == only["id"]
 
 
-async def test_unreachable_gateway_is_transient():
+async def test_unreachable_gateway_is_unknown_as_the_client_cannot_tell_refused_from_reset():
     config = StripeConfig("sk_test_x", f"http://127.0.0.1:{free_port()}", "whsec_x", 100, 1.0)
-    with pytest.raises(GatewayTransientError):
+    with pytest.raises(GatewayUnknownError):
         await StripeGateway(config).create_refund(refund_input("pi_x", new_refund_no(), 1))
 
 
@@ -183,6 +190,73 @@ async def test_amount_over_the_payment_is_permanent(
 async def test_refund_of_unknown_payment_is_permanent(gateway: StripeGateway):
     with pytest.raises(GatewayPermanentError, match="resource_missing"):
         await gateway.create_refund(refund_input("pi_missing", new_refund_no(), 100))
+
+
+async def test_wrong_api_key_is_a_transient_config_error_not_a_refusal(stripe_stack: StripeStack):
+    config = dataclasses.replace(gateway_for(stripe_stack).config, api_key="sk_test_not_ours")
+    gateway, pi, refund_no = StripeGateway(config), stripe_stack.pay(1000), new_refund_no()
+    with pytest.raises(GatewayTransientError, match="AuthenticationError") as raised:
+        await gateway.create_refund(refund_input(pi, refund_no, 100))
+    assert not isinstance(raised.value, GatewayUnknownError)  # Stripe turned it away
+    with pytest.raises(GatewayTransientError, match="AuthenticationError"):
+        await gateway.get_refund(lookup(pi, refund_no))  # a failed lookup is not "none"
+
+
+async def test_lookup_answered_500_is_unknown_not_none(
+    gateway: StripeGateway, stripe_stack: StripeStack
+):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    await gateway.create_refund(refund_input(pi, refund_no, 100))
+    stripe_stack.fault(method="GET", path_prefix="/v1/refunds", action="http_500")
+    with pytest.raises(GatewayUnknownError):
+        await gateway.get_refund(lookup(pi, refund_no))
+
+
+async def test_created_and_found_refunds_report_the_payment_they_refund(
+    gateway: StripeGateway, stripe_stack: StripeStack
+):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    created = await gateway.create_refund(refund_input(pi, refund_no, 400))
+    found = await gateway.get_refund(lookup(pi, refund_no))
+    assert found is not None
+    assert (created.payment_ref, created.amount) == (found.payment_ref, found.amount) == (pi, 400)
+
+
+async def test_refund_found_under_our_refund_no_is_reported_as_stripe_has_it_not_refused(
+    gateway: StripeGateway, stripe_stack: StripeStack
+):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    await gateway.create_refund(refund_input(pi, refund_no, 300))
+    # Another amount under the same refund_no: the workflow compares, the adapter reports.
+    found = await gateway.create_refund(refund_input(pi, refund_no, 500))
+    assert (found.amount, found.payment_ref) == (300, pi)
+    assert stripe_stack.refunds(refund_no)[1] == 1
+
+
+def test_an_expanded_payment_intent_is_reported_by_its_id():
+    refund = stripe.Refund.construct_from(
+        {
+            "id": "re_x",
+            "object": "refund",
+            "amount": 100,
+            "currency": "usd",
+            "status": "pending",
+            "payment_intent": {"id": "pi_expanded", "object": "payment_intent"},
+        },
+        "sk_test_x",
+    )
+    assert stripe_gateway._to_gateway_refund("R-x", refund).payment_ref == "pi_expanded"
+
+
+async def test_reason_goes_to_metadata_cut_to_stripes_500_characters(
+    gateway: StripeGateway, stripe_stack: StripeStack
+):
+    pi, refund_no = stripe_stack.pay(1000), new_refund_no()
+    reason = "商品已售完，" * 100  # 600 characters
+    await gateway.create_refund(refund_input(pi, refund_no, 100, reason=reason))
+    [sent] = stripe_stack.refunds(refund_no)[0]
+    assert sent["metadata"]["reason"] == reason[:500]
+    assert sent["reason"] is None  # Stripe's own reason is an enum: left unset
 
 
 async def test_get_refund_is_none_when_the_gateway_has_none(
@@ -223,6 +297,8 @@ async def test_each_success_event_from_the_sandbox_parses_to_its_status(
         [note] = p.refunds
         assert p.notification_id == d.event["id"] == note.event_id
         assert (note.refund_no, note.gateway_refund_id) == (refund_no, created.gateway_refund_id)
+        # refund.* carry the refund object, charge.* embed it: both say what it is for.
+        assert (note.amount, note.payment_ref) == (100, pi)
         assert (note.source, note.event_type) == ("webhook", p.event_type)
 
 
@@ -264,6 +340,16 @@ def charge_event(refunds: list[dict[str, Any]]) -> dict[str, Any]:
 def refund_obj(refund_no: str | None, status: str, refund_id: str = "re_1") -> dict[str, Any]:
     metadata = {"refund_no": refund_no} if refund_no else {}
     return {"id": refund_id, "object": "refund", "status": status, "metadata": metadata}
+
+
+def test_notification_reports_amount_and_payment_also_when_payment_intent_is_expanded(
+    gateway: StripeGateway, stripe_stack: StripeStack
+):
+    plain = refund_obj("R-p", "succeeded", "re_p") | {"amount": 250, "payment_intent": "pi_p"}
+    expanded = refund_obj("R-e", "succeeded", "re_e") | {"amount": 70}
+    expanded["payment_intent"] = {"id": "pi_e", "object": "payment_intent"}
+    parsed = gateway.parse_notification(*signed(stripe_stack, charge_event([plain, expanded])))
+    assert [(n.amount, n.payment_ref) for n in parsed.refunds] == [(250, "pi_p"), (70, "pi_e")]
 
 
 def test_charge_refunded_yields_each_of_our_refunds_in_the_charge(

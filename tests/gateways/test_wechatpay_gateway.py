@@ -7,13 +7,17 @@ import dataclasses
 import json
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
-from domain.errors import GatewayPermanentError, GatewayTransientError
+from domain.errors import GatewayPermanentError, GatewayTransientError, GatewayUnknownError
 from domain.messages import Channel, GatewayLookup, GatewayStatus
 from gateways.base import InvalidNotification
 from gateways.wechatpay_crypto import (
@@ -63,6 +67,7 @@ async def test_refund_is_processing_then_success_with_a_verified_notification(
     txn = await wechat_env.paid_transaction(1000)
     refund = await wechat_env.gateway.create_refund(refund_input(txn, 300))
     assert (refund.status, refund.amount, refund.currency) == (GatewayStatus.PROCESSING, 300, "CNY")
+    assert refund.payment_ref == txn["transaction_id"]
 
     [(received, parsed)] = await wechat_env.wait_notifications(refund.refund_no)
     assert received.path == "/v1/webhooks/wechatpay"
@@ -71,6 +76,7 @@ async def test_refund_is_processing_then_success_with_a_verified_notification(
     assert (note.refund_no, note.status) == (refund.refund_no, GatewayStatus.SUCCEEDED)
     assert note.gateway_refund_id == refund.gateway_refund_id
     assert note.event_id == parsed.notification_id
+    assert (note.amount, note.payment_ref) == (300, txn["transaction_id"])
     assert parsed.payload["transaction_id"] == txn["transaction_id"]
     assert parsed.payload["amount"] == {
         "total": 1000,
@@ -80,6 +86,28 @@ async def test_refund_is_processing_then_success_with_a_verified_notification(
     }
     later = await wechat_env.gateway.get_refund(lookup(refund.refund_no))
     assert later is not None and later.status == GatewayStatus.SUCCEEDED
+    assert (later.amount, later.payment_ref) == (300, txn["transaction_id"])
+
+
+async def test_refund_found_under_our_refund_no_is_reported_as_wechat_has_it_not_refused(
+    wechat_env: WeChatEnv,
+) -> None:
+    txn = await wechat_env.paid_transaction(1000)
+    request = refund_input(txn, 400)
+    await wechat_env.gateway.create_refund(request)
+    # Another amount under the same refund_no: the workflow compares, the adapter reports.
+    found = await wechat_env.gateway.create_refund(dataclasses.replace(request, amount=300))
+    assert (found.amount, found.payment_ref) == (400, txn["transaction_id"])
+    seen = await wechat_env.sandbox_refunds(request.refund_no)
+    assert seen["create_requests"] == {request.refund_no: 1}
+
+
+async def test_long_chinese_reason_reaches_wechat_cut_to_80_bytes(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1000)
+    request = dataclasses.replace(refund_input(txn, 100), reason="商品质量问题" * 5)  # 90 bytes
+    await wechat_env.gateway.create_refund(request)
+    stored = wechat_env.sandbox_stored_reason(request.refund_no)
+    assert stored == request.reason[:26] and len(stored.encode("utf-8")) == 78
 
 
 async def test_same_refund_no_twice_is_one_refund_at_the_gateway(wechat_env: WeChatEnv) -> None:
@@ -94,14 +122,16 @@ async def test_same_refund_no_twice_is_one_refund_at_the_gateway(wechat_env: WeC
     assert seen["create_requests"] == {request.refund_no: 1}
 
 
-async def test_refund_created_behind_a_timeout_is_found_not_repeated(wechat_env: WeChatEnv) -> None:
+async def test_timeout_is_unknown_and_the_refund_made_behind_it_is_found_not_repeated(
+    wechat_env: WeChatEnv,
+) -> None:
     gateway = WeChatPayGateway(dataclasses.replace(wechat_env.gateway.config, timeout_seconds=0.3))
     txn = await wechat_env.paid_transaction(1000)
     request = refund_input(txn, 250)
     await wechat_env.fault(
         method="POST", path_prefix="/v3/refund", action="timeout", times=1, delay=0.8
     )
-    with pytest.raises(GatewayTransientError):
+    with pytest.raises(GatewayUnknownError):
         await gateway.create_refund(request)
     await _wait_refund_exists(wechat_env, request.refund_no)
     again = await gateway.create_refund(request)
@@ -121,32 +151,50 @@ async def test_unknown_refund_lookup_is_none(wechat_env: WeChatEnv) -> None:
     assert await wechat_env.gateway.get_refund(lookup("R-never-created")) is None
 
 
-@pytest.mark.parametrize("action", ["http_500", "rate_limit"])
-async def test_server_errors_and_rate_limits_are_transient(
-    wechat_env: WeChatEnv, action: str
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [("http_500", GatewayUnknownError), ("rate_limit", GatewayTransientError)],
+)
+async def test_server_error_is_unknown_and_rate_limit_is_transient(
+    wechat_env: WeChatEnv, action: str, expected: type[Exception]
 ) -> None:
     txn = await wechat_env.paid_transaction(1000)
     request = refund_input(txn, 100)
     await wechat_env.fault(method="POST", path_prefix="/v3/refund", action=action, times=1)
-    with pytest.raises(GatewayTransientError):
+    with pytest.raises(GatewayTransientError) as raised:
         await wechat_env.gateway.create_refund(request)
+    assert type(raised.value) is expected
     assert (await wechat_env.gateway.create_refund(request)).amount == 100  # the retry goes through
     assert len((await wechat_env.sandbox_refunds(request.refund_no))["refunds"]) == 1
 
 
-async def test_unreachable_gateway_is_transient(wechat_env: WeChatEnv) -> None:
+async def test_unreachable_gateway_is_unknown_as_the_client_cannot_tell_refused_from_reset(
+    wechat_env: WeChatEnv,
+) -> None:
     config = dataclasses.replace(wechat_env.gateway.config, gateway_url="http://127.0.0.1:9")
-    with pytest.raises(GatewayTransientError):
+    with pytest.raises(GatewayUnknownError):
         await WeChatPayGateway(config).get_refund(lookup("R-any"))
 
 
-@pytest.mark.parametrize("code", ["NOT_ENOUGH", "INVALID_REQUEST"])
-async def test_refused_refund_is_permanent(wechat_env: WeChatEnv, code: str) -> None:
+async def test_refused_refund_is_permanent(wechat_env: WeChatEnv) -> None:
     txn = await wechat_env.paid_transaction(1000)
     request = refund_input(txn, 100)
-    await wechat_env.fault(refund_no=request.refund_no, action="permanent_error", code=code)
-    with pytest.raises(GatewayPermanentError, match=code):
+    await wechat_env.fault(
+        refund_no=request.refund_no, action="permanent_error", code="INVALID_REQUEST"
+    )
+    with pytest.raises(GatewayPermanentError, match="INVALID_REQUEST"):
         await wechat_env.gateway.create_refund(request)
+    assert (await wechat_env.sandbox_refunds(request.refund_no))["refunds"] == []
+
+
+async def test_not_enough_balance_is_transient_not_refused(wechat_env: WeChatEnv) -> None:
+    # WeChat says recharge and call again: the customer's refund waits for the money.
+    txn = await wechat_env.paid_transaction(1000)
+    request = refund_input(txn, 100)
+    await wechat_env.fault(refund_no=request.refund_no, action="permanent_error", code="NOT_ENOUGH")
+    with pytest.raises(GatewayTransientError, match="NOT_ENOUGH") as raised:
+        await wechat_env.gateway.create_refund(request)
+    assert type(raised.value) is GatewayTransientError
     assert (await wechat_env.sandbox_refunds(request.refund_no))["refunds"] == []
 
 
@@ -165,7 +213,9 @@ async def test_total_other_than_the_paid_amount_is_permanent(wechat_env: WeChatE
         await wechat_env.gateway.create_refund(request)
 
 
-async def test_refund_without_a_transaction_id_is_permanent(wechat_env: WeChatEnv) -> None:
+async def test_refund_without_a_transaction_id_is_permanent_as_it_is_never_sent(
+    wechat_env: WeChatEnv,
+) -> None:
     txn = {"transaction_id": "", "out_trade_no": "o", "amount": 100}
     with pytest.raises(GatewayPermanentError, match="transaction_id"):
         await wechat_env.gateway.create_refund(refund_input(txn, 100))
@@ -214,13 +264,16 @@ async def test_duplicate_notify_sends_the_same_id_twice(wechat_env: WeChatEnv) -
 # --- security ------------------------------------------------------------------------------------
 
 
-async def test_request_signed_with_another_merchant_key_is_refused(wechat_env: WeChatEnv) -> None:
+async def test_request_signed_with_another_merchant_key_is_a_transient_config_error(
+    wechat_env: WeChatEnv,
+) -> None:
     stranger = private_key_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
     gateway = WeChatPayGateway(
         dataclasses.replace(wechat_env.gateway.config, private_key_pem=stranger)
     )
-    with pytest.raises(GatewayPermanentError, match="SIGN_ERROR"):
+    with pytest.raises(GatewayTransientError, match="SIGN_ERROR") as raised:
         await gateway.get_refund(lookup("R-any"))
+    assert type(raised.value) is GatewayTransientError  # turned away: retried until fixed
 
 
 async def test_response_with_a_bad_platform_signature_is_not_trusted(wechat_env: WeChatEnv) -> None:
@@ -228,19 +281,64 @@ async def test_response_with_a_bad_platform_signature_is_not_trusted(wechat_env:
     request = refund_input(txn, 100)
     await wechat_env.gateway.create_refund(request)
     await wechat_env.fault(method="GET", path_prefix="/v3/refund", action="bad_signature", times=1)
-    with pytest.raises(GatewayTransientError, match="signature"):
+    with pytest.raises(GatewayUnknownError, match="signature"):
         await wechat_env.gateway.get_refund(lookup(request.refund_no))
 
 
-async def test_response_signed_by_another_platform_key_is_not_trusted(
+async def test_create_answered_with_a_bad_signature_is_unknown_and_the_retry_finds_it(
+    wechat_env: WeChatEnv,
+) -> None:
+    txn = await wechat_env.paid_transaction(1000)
+    request = refund_input(txn, 100)
+    await wechat_env.fault(method="POST", path_prefix="/v3/refund", action="bad_signature")
+    with pytest.raises(GatewayUnknownError, match="signature"):
+        await wechat_env.gateway.create_refund(request)
+    again = await wechat_env.gateway.create_refund(request)
+    [made] = (await wechat_env.sandbox_refunds(request.refund_no))["refunds"]
+    assert again.gateway_refund_id == made["refund_id"]
+
+
+async def test_response_signed_by_another_platform_key_is_unknown_not_refused(
     wechat_env: WeChatEnv,
 ) -> None:
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     config = dataclasses.replace(wechat_env.gateway.config, public_key_pem=public_key_pem(other))
-    with pytest.raises(GatewayTransientError, match="signature"):
-        await WeChatPayGateway(config).create_refund(
-            refund_input(await wechat_env.paid_transaction(), 1)
-        )
+    request = refund_input(await wechat_env.paid_transaction(), 1)
+    with pytest.raises(GatewayUnknownError, match="signature"):
+        await WeChatPayGateway(config).create_refund(request)
+    assert len((await wechat_env.sandbox_refunds(request.refund_no))["refunds"]) == 1
+
+
+def platform_certificate() -> x509.Certificate:
+    """A platform certificate like those real WeChat Pay serves at /v3/certificates."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA")])
+    now = datetime.now(UTC)
+    builder = x509.CertificateBuilder().subject_name(name).issuer_name(name)
+    builder = builder.public_key(key.public_key()).serial_number(x509.random_serial_number())
+    builder = builder.not_valid_before(now).not_valid_after(now + timedelta(days=1))
+    return builder.sign(key, hashes.SHA256())
+
+
+@pytest.mark.parametrize(
+    ("holds_certificate", "raised_inside"),
+    [(False, "Exception: failed to verify the signature"), (True, "ValueError")],
+    ids=["sandbox-serves-no-certificates", "client-holds-a-platform-certificate"],
+)
+async def test_answer_under_another_platform_serial_is_unknown_not_refused(
+    wechat_env: WeChatEnv, holds_certificate: bool, raised_inside: str
+) -> None:
+    config = dataclasses.replace(wechat_env.gateway.config, public_key_id="PUB_KEY_ID_NOT_OURS")
+    gateway = WeChatPayGateway(config)
+    if holds_certificate:
+        # With a certificate on hand (real WeChat serves them), wechatpayv3 parses the answer's
+        # serial as hex to compare it, and a public key id is not hex: ValueError.
+        gateway._client._core._certificates.append(platform_certificate())
+    request = refund_input(await wechat_env.paid_transaction(), 100)
+    with pytest.raises(GatewayUnknownError, match=raised_inside):
+        await gateway.create_refund(request)
+    # WeChat accepted the refund: failing it here would release money that is being paid out.
+    assert len((await wechat_env.sandbox_refunds(request.refund_no))["refunds"]) == 1
 
 
 async def test_notification_with_a_bad_signature_is_invalid_signature(

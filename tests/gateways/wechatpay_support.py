@@ -93,6 +93,13 @@ class WeChatEnv:
         url = f"{self.sandbox_url}/sandbox/refunds"
         return dict((await self.http.get(url, params={"refund_no": refund_no})).json())
 
+    def sandbox_stored_reason(self, refund_no: str) -> str:
+        """The `reason` the sandbox stored. Its control API shows refunds as the v3 API does,
+        without the reason, so this reads the sandbox's books in process."""
+        app = self.sandbox.server.config.app
+        assert isinstance(app, Starlette)
+        return str(app.state.sandbox.state.refunds[refund_no].reason)
+
     async def sandbox_notifications(self, refund_no: str) -> list[dict[str, Any]]:
         url = f"{self.sandbox_url}/sandbox/notifications"
         response = await self.http.get(url, params={"refund_no": refund_no})
