@@ -65,3 +65,35 @@ async def test_a_refund_approved_at_its_timeout_is_either_approved_or_expired_ne
     after = await shop.get_order(order["order_no"])
     paid_back = 100 * sum(1 for _, answer in outcomes if answer == 200)
     assert (after["refunded_amount"], after["reserved_amount"]) == (paid_back, paid_back)
+
+
+async def test_timer_fired_and_approval_waiting_in_the_same_workflow_task_never_both(
+    shop: Shop,
+) -> None:
+    """Forced coincidence: with no worker, the timer fires and an approval queues up; the next
+    workflow task carries both. The refund is either approved or expired, and says which."""
+    order = await shop.order(amount=1000)
+    refund_no = uid("rf")
+    async with api_with(shop, approval_timeout=timedelta(seconds=1)) as api:
+        response = await api.post(
+            "/v1/refunds",
+            headers=shop.customer,
+            json={"order_no": order["order_no"], "amount": 1000, "refund_no": refund_no},
+        )
+        assert response.status_code == 202, response.text
+        shop.stack.kill_worker()
+        try:
+            await asyncio.sleep(2.5)  # the timer fires at the server; nobody runs the workflow
+            approving = asyncio.create_task(shop.approve(refund_no))
+            await asyncio.sleep(1.0)  # the update waits at the server for the next task
+        finally:
+            shop.stack.worker.start()
+        answer = await approving
+    final = await shop.wait_status(refund_no, "succeeded", "expired", timeout=60)
+    moves = events(final)
+    assert not ("approved" in moves and "expired" in moves), moves
+    expected = "succeeded" if answer.status_code == 200 else "expired"
+    assert final["status"] == expected, (answer.text, moves)
+    after = await shop.get_order(order["order_no"])
+    paid_back = 1000 if expected == "succeeded" else 0
+    assert (after["refunded_amount"], after["reserved_amount"]) == (paid_back, paid_back)
