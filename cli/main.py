@@ -76,6 +76,16 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     os._exit(code)
 
 
+def _cmd_chaos(args: argparse.Namespace) -> None:
+    from cli.chaos import ChaosOptions, run_chaos_command
+
+    options = ChaosOptions(refunds=args.refunds, workers=args.workers, seed=args.seed)
+    code = run_chaos_command(options, Path(args.data_dir) if args.data_dir else None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # temporalio may abort at interpreter exit (sdk-python#300)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="refunds", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -119,6 +129,15 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--refunds", type=int, default=200)
     bench.add_argument("--concurrency", type=int, default=20)
     bench.set_defaults(func=_cmd_bench)
+
+    chaos = sub.add_parser(
+        "chaos", help="refunds under injected gateway faults and worker kills, then checks"
+    )
+    chaos.add_argument("--refunds", type=int, default=100)
+    chaos.add_argument("--workers", type=int, default=2, help="worker processes (2 or more)")
+    chaos.add_argument("--seed", type=int, default=1, help="the fault and kill plan")
+    chaos.add_argument("--data-dir", help="where servers and logs live (default: a temp dir)")
+    chaos.set_defaults(func=_cmd_chaos)
     return root
 
 

@@ -13,6 +13,9 @@ Control API (JSON, no auth):
   "times", "delay"}` or `{"refund_no", "action", "times", "delay", "after", "failure_reason"}`
   with refund actions permanent_error, fail, no_webhook, duplicate_webhook,
   out_of_order_webhooks, fail_after_success, pending_forever; GET lists, DELETE clears.
+- POST /_sandbox/chaos `{"every": n, "actions": [http_500, timeout], "delay", "path_prefix"?}`:
+  every n-th `/v1` call answers 500 (before any work) or stalls `delay` s after doing the work
+  (sandboxes/chaos.py); GET -> `{"calls", "hits": {action: n}, ...}`; DELETE turns it off.
 - GET /_sandbox/refunds?refund_no=X -> `{"data": [refund...], "create_requests": {X: n}}`.
 - GET /_sandbox/events?refund_no=X -> `{"data": [{"event", "refund_id", "refund_no",
   "suppressed", "deliveries": [{"at", "status_code", "error"}]}]}`;

@@ -54,6 +54,17 @@ class V1Handler:
         if refund_no:
             self.sandbox.store.count_create_request(refund_no)
         await self._inject_fault(method, path, refund_no)
+        chaos = self.sandbox.chaos.take(path)
+        if chaos == "http_500":
+            raise StripeAPIError(500, "api_error", "An unknown error occurred (chaos).")
+        response = self._answer(request, call, params)
+        if chaos == "timeout":
+            # The work is done and saved; only the answer is late, past the client's patience.
+            await asyncio.sleep(self.sandbox.chaos.delay)
+        return response
+
+    def _answer(self, request: Request, call: ApiCall, params: dict[str, Any]) -> Response:
+        method, path = request.method, request.url.path
         key = request.headers.get("idempotency-key") if method == "POST" else None
         fingerprint = json.dumps([method, path, params], sort_keys=True)
         if key and (replay := self._replay(key, fingerprint)) is not None:
@@ -151,6 +162,18 @@ class ControlHandler:
         self.sandbox.faults.clear()
         return JSONResponse({"cleared": True})
 
+    async def set_chaos(self, request: Request) -> Response:
+        try:
+            return JSONResponse(self.sandbox.chaos.configure(await request.json()), 201)
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": {"code": "invalid_chaos", "message": str(exc)}}, 400)
+
+    async def get_chaos(self, request: Request) -> Response:
+        return JSONResponse(self.sandbox.chaos.snapshot())
+
+    async def stop_chaos(self, request: Request) -> Response:
+        return JSONResponse(self.sandbox.chaos.off())
+
     async def expire_idempotency_keys(self, request: Request) -> Response:
         """Forget every saved Idempotency-Key, as Stripe does after ~24 hours."""
         expired = len(self.sandbox.state.idempotency)
@@ -246,6 +269,9 @@ def create_app(config: StripeSandboxConfig) -> Starlette:
         Route("/_sandbox/faults", control.add_fault, methods=["POST"]),
         Route("/_sandbox/faults", control.list_faults, methods=["GET"]),
         Route("/_sandbox/faults", control.clear_faults, methods=["DELETE"]),
+        Route("/_sandbox/chaos", control.set_chaos, methods=["POST"]),
+        Route("/_sandbox/chaos", control.get_chaos, methods=["GET"]),
+        Route("/_sandbox/chaos", control.stop_chaos, methods=["DELETE"]),
         Route("/_sandbox/payments", control.create_payment, methods=["POST"]),
         Route("/_sandbox/idempotency", control.expire_idempotency_keys, methods=["DELETE"]),
         Route("/_sandbox/refunds", control.refunds, methods=["GET"]),

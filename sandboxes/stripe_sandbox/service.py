@@ -12,6 +12,7 @@ import copy
 import time
 from typing import Any
 
+from sandboxes.chaos import ChaosMode
 from sandboxes.stripe_sandbox.config import StripeSandboxConfig
 from sandboxes.stripe_sandbox.errors import StripeAPIError
 from sandboxes.stripe_sandbox.faults import OUTCOME_ACTIONS, WEBHOOK_ACTIONS, FaultRegistry
@@ -50,6 +51,7 @@ class StripeSandbox:
         self.config = config
         self.store = StateStore(config.state_file)
         self.faults = FaultRegistry()
+        self.chaos = ChaosMode()
         self.webhooks = WebhookSender(config.webhook_url, config.webhook_secret, self.store.save)
         self._tasks: dict[str, asyncio.Task[None]] = {}
 

@@ -1,5 +1,7 @@
 """A WeChat-Pay-v3-compatible sandbox: `/v3/refund/domestic/refunds` create and query, signed
-responses, encrypted signed notifications, and `/sandbox/*` controls with fault injection."""
+responses, encrypted signed notifications, and `/sandbox/*` controls with fault injection
+(`POST /sandbox/chaos {"every", "actions", "delay"}`: every n-th `/v3` call fails, see
+sandboxes/chaos.py)."""
 
 from __future__ import annotations
 

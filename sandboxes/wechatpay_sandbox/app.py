@@ -31,6 +31,7 @@ from gateways.wechatpay_crypto import (
     request_message,
     rsa_verify,
 )
+from sandboxes.chaos import ChaosMode
 from sandboxes.wechatpay_sandbox.notify import Notifier
 from sandboxes.wechatpay_sandbox.state import ApiError, Refund, SandboxState
 
@@ -70,6 +71,7 @@ class WeChatPaySandbox:
             retry_interval=config.notify_retry_interval,
         )
         self.tasks: set[asyncio.Task[None]] = set()
+        self.chaos = ChaosMode()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -150,17 +152,28 @@ class WeChatPaySandbox:
         if fault and fault.action == "timeout":
             # The work still happens after the stall: the client gave up, the gateway did not.
             await asyncio.sleep(fault.delay)
+        chaos = self.chaos.take(request.url.path)
+        if chaos == "http_500":
+            return self.signed(500, {"code": "SYSTEM_ERROR", "message": "系统错误 (chaos)"})
+        status, payload = await self._handle(request, raw, handler)
+        if chaos == "timeout":
+            # Stalled after the work: the refund exists, the client only sees its own timeout.
+            await asyncio.sleep(self.chaos.delay)
+        return self.signed(status, payload, forge=bool(fault and fault.action == "bad_signature"))
+
+    async def _handle(
+        self, request: Request, raw: str, handler: V3Handler
+    ) -> tuple[int, dict[str, Any]]:
         try:
             self._authenticate(request, raw)
             body = json.loads(raw) if raw else {}
             if not isinstance(body, dict):
                 raise ApiError(400, "PARAM_ERROR", "请求体必须为 JSON 对象")
-            status, payload = await handler(request, body)
+            return await handler(request, body)
         except ApiError as err:
-            status, payload = err.status, {"code": err.code, "message": err.message}
+            return err.status, {"code": err.code, "message": err.message}
         except json.JSONDecodeError:
-            status, payload = 400, {"code": "PARAM_ERROR", "message": "请求体不是合法的 JSON"}
-        return self.signed(status, payload, forge=bool(fault and fault.action == "bad_signature"))
+            return 400, {"code": "PARAM_ERROR", "message": "请求体不是合法的 JSON"}
 
     # --- /v3 handlers ---------------------------------------------------------------------------
 
@@ -207,6 +220,18 @@ class WeChatPaySandbox:
             return JSONResponse(self.state.add_fault(await request.json()))
         except ApiError as err:
             return JSONResponse({"code": err.code, "message": err.message}, err.status)
+
+    async def set_chaos(self, request: Request) -> Response:
+        try:
+            return JSONResponse(self.chaos.configure(await request.json()), 201)
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"code": "PARAM_ERROR", "message": str(exc)}, 400)
+
+    async def get_chaos(self, request: Request) -> Response:
+        return JSONResponse(self.chaos.snapshot())
+
+    async def stop_chaos(self, request: Request) -> Response:
+        return JSONResponse(self.chaos.off())
 
     async def clear_faults(self, request: Request) -> Response:
         self.state.request_faults.clear()
@@ -258,6 +283,9 @@ def create_app(config: WeChatPaySandboxConfig) -> Starlette:
         Route("/sandbox/transactions", sandbox.add_transaction, methods=["POST"]),
         Route("/sandbox/faults", sandbox.add_fault, methods=["POST"]),
         Route("/sandbox/faults", sandbox.clear_faults, methods=["DELETE"]),
+        Route("/sandbox/chaos", sandbox.set_chaos, methods=["POST"]),
+        Route("/sandbox/chaos", sandbox.get_chaos, methods=["GET"]),
+        Route("/sandbox/chaos", sandbox.stop_chaos, methods=["DELETE"]),
         Route("/sandbox/refunds", sandbox.list_refunds, methods=["GET"]),
         Route("/sandbox/notifications", sandbox.list_notifications, methods=["GET"]),
         Route("/sandbox/notifications/resend", sandbox.resend_notification, methods=["POST"]),

@@ -1,0 +1,168 @@
+"""The chaos run's plan, all drawn from one seed: orders, refunds, per-refund faults, kills.
+
+The same seed gives the same shapes, amounts, faults and kill points; only the ids carry a fresh
+run prefix, so a rerun against the same database never collides with an earlier one.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass, field
+
+# What each per-refund fault is called at each sandbox (their existing refund faults).
+FAULT_ACTIONS: dict[str, dict[str, str]] = {
+    "duplicate": {"stripe": "duplicate_webhook", "wechatpay": "duplicate_notify"},
+    "out_of_order": {"stripe": "out_of_order_webhooks", "wechatpay": "out_of_order"},
+    "no_webhook": {"stripe": "no_webhook", "wechatpay": "no_notify"},
+    "fail": {"stripe": "fail", "wechatpay": "closed"},
+}
+# Cycled over the refunds in a seeded order: ~20% each webhook fault, ~40% clean.
+WEBHOOK_FAULT_CYCLE: tuple[str | None, ...] = (
+    "duplicate",
+    "out_of_order",
+    "no_webhook",
+    None,
+    None,
+)
+FAIL_SHARE = 0.08  # "a few" refunds the gateway fails
+CURRENCY = {"stripe": "USD", "wechatpay": "CNY"}
+
+
+@dataclass(frozen=True)
+class Item:
+    sku: str
+    quantity: int
+    unit_amount: int
+
+
+@dataclass
+class RefundPlan:
+    refund_no: str
+    order_no: str
+    channel: str
+    amount: int
+    items: dict[str, int]
+    faults: list[str] = field(default_factory=list)  # keys of FAULT_ACTIONS
+
+    @property
+    def gateway_fails(self) -> bool:
+        return "fail" in self.faults
+
+    def sandbox_actions(self) -> list[str]:
+        return [FAULT_ACTIONS[fault][self.channel] for fault in self.faults]
+
+
+@dataclass
+class OrderPlan:
+    order_no: str
+    user_id: str
+    channel: str
+    amount: int
+    items: list[Item]
+    points_used: int
+    coupon_code: str | None
+    refunds: list[RefundPlan]
+
+    @property
+    def currency(self) -> str:
+        return CURRENCY[self.channel]
+
+
+@dataclass(frozen=True)
+class KillPlan:
+    after_approvals: int
+    worker: int
+    down_seconds: float
+
+
+@dataclass
+class ChaosPlan:
+    run_id: str
+    seed: int
+    orders: list[OrderPlan]
+    kills: list[KillPlan]
+    every: int = 3
+    actions: tuple[str, ...] = ("http_500", "timeout")
+
+    @property
+    def refunds(self) -> list[RefundPlan]:
+        return [refund for order in self.orders for refund in order.refunds]
+
+    def refund(self, refund_no: str) -> RefundPlan | None:
+        return next((r for r in self.refunds if r.refund_no == refund_no), None)
+
+
+def make_plan(count: int, workers: int, seed: int, kills: int = 2) -> ChaosPlan:
+    rng = random.Random(seed)
+    run_id = f"cx{seed}-{secrets.token_hex(3)}"
+    orders: list[OrderPlan] = []
+    while (planned := sum(len(o.refunds) for o in orders)) < count:
+        two = count - planned >= 2 and rng.random() < 0.35
+        orders.append(_order(rng, run_id, len(orders), two))
+    refunds = [refund for order in orders for refund in order.refunds]
+    _assign_faults(rng, refunds)
+    return ChaosPlan(run_id, seed, orders, _kills(rng, count, workers, kills))
+
+
+def _order(rng: random.Random, run_id: str, index: int, two_refunds: bool) -> OrderPlan:
+    order_no = f"{run_id}-o{index}"
+    channel = rng.choice(("stripe", "wechatpay"))
+    unit = rng.randrange(5, 60) * 100
+    items = [Item(f"{order_no}-a", 2, unit)]
+    if rng.random() < 0.4:
+        items.append(Item(f"{order_no}-b", 1, rng.randrange(3, 40) * 100))
+    amount = sum(i.quantity * i.unit_amount for i in items)
+    order = OrderPlan(
+        order_no=order_no,
+        user_id=f"{run_id}-u{index}",
+        channel=channel,
+        amount=amount,
+        items=items,
+        points_used=rng.choice((0, 0, 120, 250, 999)),
+        coupon_code=f"{order_no}-cpn" if rng.random() < 0.3 else None,
+        refunds=[],
+    )
+    order.refunds = _refunds_of(rng, order, two_refunds)
+    return order
+
+
+def _refunds_of(rng: random.Random, order: OrderPlan, two: bool) -> list[RefundPlan]:
+    first = order.items[0]
+
+    def refund(n: int, amount: int, items: dict[str, int]) -> RefundPlan:
+        no = f"{order.order_no}-r{n}"
+        return RefundPlan(no, order.order_no, order.channel, amount, items)
+
+    if two:
+        # Two refunds that together refund the whole order: the later success completes it.
+        rest = {i.sku: (1 if i is first else i.quantity) for i in order.items}
+        return [
+            refund(0, first.unit_amount, {first.sku: 1}),
+            refund(1, order.amount - first.unit_amount, rest),
+        ]
+    if rng.random() < 0.5:
+        return [refund(0, order.amount, {})]  # whole order, no items named: all restocked
+    return [refund(0, first.unit_amount, {first.sku: 1})]
+
+
+def _assign_faults(rng: random.Random, refunds: list[RefundPlan]) -> None:
+    shuffled = refunds[:]
+    rng.shuffle(shuffled)
+    for i, refund in enumerate(shuffled):
+        fault = WEBHOOK_FAULT_CYCLE[i % len(WEBHOOK_FAULT_CYCLE)]
+        if fault is not None:
+            refund.faults.append(fault)
+    rng.shuffle(shuffled)
+    for refund in shuffled[: max(2, round(len(refunds) * FAIL_SHARE))]:
+        refund.faults.append("fail")
+
+
+def _kills(rng: random.Random, count: int, workers: int, kills: int) -> list[KillPlan]:
+    """Kill points spread over the approvals (one per slice), alternating workers."""
+    plans = []
+    for k in range(kills):
+        low, high = (k + 0.3) / kills, (k + 0.8) / kills
+        after = max(1, min(count, round(count * rng.uniform(low, high))))
+        plans.append(KillPlan(after, k % workers, round(rng.uniform(1.0, 3.0), 1)))
+    return plans
