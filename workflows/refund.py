@@ -571,7 +571,9 @@ class RefundWorkflow:
             return False
         if self._resolution is not None:
             return self._resolution.outcome == ResolveOutcome.SUCCEEDED
-        return self._gateway_reported_success()
+        # As in processing: a success followed by a late failure first succeeds (restores
+        # included), then reopens for ops, who may take the restores back.
+        return self._gateway_final() == GatewayStatus.SUCCEEDED
 
     async def _move(self, to: RefundStatus, actor: str, event: str, detail: dict[str, Any]) -> None:
         refund_no = self._request.refund_no

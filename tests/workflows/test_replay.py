@@ -35,4 +35,9 @@ def test_histories_cover_the_main_paths() -> None:
         # `reverse-restores-after-late-failure` patch keeps the first replaying.
         "late_failure_resolved_failed_before_reversal",
         "late_failure_resolved_failed",
+        # Issue 8: lookups failing until the deadline, then the abnormal refund's own poll finds
+        # the success (patches `poll-answers-recorded`, `abnormal-keeps-listening`); a refund at
+        # the gateway under our refund_no for another amount, resolved failed by ops.
+        "abnormal_settled_by_gateway_poll",
+        "mismatch_resolved_failed",
     }
