@@ -28,7 +28,7 @@ import httpx
 
 from api.auth import issue_token
 from cli import chaos_snapshot as read
-from cli.chaos_checks import TERMINAL, Problem, check_faults_applied, run_checks
+from cli.chaos_checks import TERMINAL, Problem, check_faults_applied, check_late, run_checks
 from cli.chaos_plan import ChaosPlan, OrderPlan, RefundPlan, make_plan
 from cli.chaos_stack import CHAOS_DELAY, CHAOS_TIMINGS, ChaosStack
 from sandboxes.payments import pay_with_stripe, pay_with_wechatpay
@@ -67,6 +67,8 @@ class ChaosReport:
     statuses: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     timelines: dict[str, list[str]] = field(default_factory=dict)
+    # Late refunds the harness answered at the gateway once they had turned abnormal.
+    late_answered: list[str] = field(default_factory=list)
 
     def count(self, *kinds: str) -> int:
         """Distinct refunds (or orders, for order-level problems) with a problem of a kind."""
@@ -146,7 +148,9 @@ class ChaosRun:
         await self._gather(self._request_and_approve, self.plan.refunds, http)
         self.progress.done = True
         self.report.kills = await killer
+        late = asyncio.create_task(self._answer_late(http))
         await self._settle()
+        await late
         await self._chaos(http, on=False)
         await self._check(http)
         return self.report
@@ -271,6 +275,27 @@ class ChaosRun:
             )
         return records
 
+    async def _answer_late(self, http: httpx.AsyncClient) -> None:
+        """Succeed each late refund at the Stripe sandbox once its deadline made it abnormal."""
+        waiting = [r for r in self.plan.refunds if r.late and r.refund_no in self.report.accepted]
+        bound = time.monotonic() + CHAOS_TIMINGS["outcome_deadline"].total_seconds() + 60
+        while waiting and time.monotonic() < bound:
+            found = await asyncio.to_thread(
+                read.statuses, self.stack.database_url, [r.refund_no for r in waiting]
+            )
+            for refund in [r for r in waiting if found.get(r.refund_no) == "abnormal"]:
+                await self._succeed_at_stripe(refund.refund_no, http)
+                self.report.late_answered.append(refund.refund_no)
+                waiting.remove(refund)
+            await asyncio.sleep(1.0)
+
+    async def _succeed_at_stripe(self, refund_no: str, http: httpx.AsyncClient) -> None:
+        base = f"{self.stack.stripe_url}/_sandbox/refunds"
+        listed = await http.get(base, params={"refund_no": refund_no})
+        listed.raise_for_status()
+        for refund in listed.json()["data"]:
+            (await http.post(f"{base}/{refund['id']}/succeed")).raise_for_status()
+
     async def _settle(self) -> None:
         """Wait, bounded, until every accepted refund is terminal (or the bound passes)."""
         bound = CHAOS_TIMINGS["outcome_deadline"].total_seconds() + 60
@@ -296,6 +321,7 @@ class ChaosRun:
         notes = await read.wechat_notifications(http, self.stack.wechat_url)
         self.report.problems += run_checks(self.plan, self.report.accepted, snap)
         self.report.problems += check_faults_applied(self.plan.refunds, events, notes, snap.gateway)
+        self.report.problems += check_late(self.plan.refunds, self.report.late_answered, snap)
         self.report.statuses = Counter(row["status"] for row in snap.refunds.values())
         await self._timelines(http)
 
@@ -380,6 +406,7 @@ def describe(report: ChaosReport) -> str:
         out.append(f"  chaos {name}: {chaos.get('calls')} calls, hits {chaos.get('hits')}")
     faults = Counter(f for r in report.plan.refunds for f in r.faults)
     out.append(f"  per-refund faults: {dict(faults)}")
+    out.append(f"  late refunds answered after turning abnormal: {len(report.late_answered)}")
     out += [f"  kill: {k}" for k in report.kills]
     out += [f"  {p}" for p in report.problems]
     for refund_no, lines in report.timelines.items():

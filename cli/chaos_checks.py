@@ -267,7 +267,26 @@ def check_faults_applied(
     return problems
 
 
+def check_late(refunds: list[RefundPlan], answered: list[str], snap: Snapshot) -> list[Problem]:
+    """Each late refund turned abnormal, was answered by the gateway only then, and finished
+    `succeeded` by itself (an abnormal one left waiting counts as lost in `check_lost`)."""
+    problems = []
+    for refund in refunds:
+        if not refund.late:
+            continue
+        row = snap.refunds.get(refund.refund_no)
+        if refund.refund_no not in answered:
+            why = "late: never turned abnormal, so the gateway was never made to answer"
+            problems.append(Problem("fault_not_applied", why, refund.refund_no))
+        elif row is not None and row["status"] not in ("succeeded", "abnormal"):
+            why = f"late: the gateway succeeded it after its deadline, but it ended {row['status']}"
+            problems.append(Problem("money", why, refund.refund_no, refund.order_no))
+    return problems
+
+
 def _stripe_trace(fault: str, records: list[dict[str, Any]]) -> bool:
+    if fault == "late":
+        return True  # checked by check_late: its trace is in our ledger, not the sandbox's
     if not records:
         return False
     if fault == "no_webhook":

@@ -16,6 +16,9 @@ FAULT_ACTIONS: dict[str, dict[str, str]] = {
     "out_of_order": {"stripe": "out_of_order_webhooks", "wechatpay": "out_of_order"},
     "no_webhook": {"stripe": "no_webhook", "wechatpay": "no_notify"},
     "fail": {"stripe": "fail", "wechatpay": "closed"},
+    # The gateway answers only after the outcome deadline made the refund abnormal (the harness
+    # then succeeds it at the sandbox): an abnormal refund must still hear it and finish.
+    "late": {"stripe": "pending_forever"},
 }
 # Cycled over the refunds in a seeded order: ~20% each webhook fault, ~40% clean.
 WEBHOOK_FAULT_CYCLE: tuple[str | None, ...] = (
@@ -26,6 +29,7 @@ WEBHOOK_FAULT_CYCLE: tuple[str | None, ...] = (
     None,
 )
 FAIL_SHARE = 0.08  # "a few" refunds the gateway fails
+LATE_SHARE = 0.04  # Stripe refunds answered only after their outcome deadline
 CURRENCY = {"stripe": "USD", "wechatpay": "CNY"}
 
 
@@ -48,6 +52,10 @@ class RefundPlan:
     @property
     def gateway_fails(self) -> bool:
         return "fail" in self.faults
+
+    @property
+    def late(self) -> bool:
+        return "late" in self.faults
 
     def sandbox_actions(self) -> list[str]:
         return [FAULT_ACTIONS[fault][self.channel] for fault in self.faults]
@@ -156,6 +164,9 @@ def _assign_faults(rng: random.Random, refunds: list[RefundPlan]) -> None:
     rng.shuffle(shuffled)
     for refund in shuffled[: max(2, round(len(refunds) * FAIL_SHARE))]:
         refund.faults.append("fail")
+    stripe = [r for r in shuffled if r.channel == "stripe" and not r.gateway_fails]
+    for refund in stripe[: max(1, round(len(refunds) * LATE_SHARE))]:
+        refund.faults.append("late")
 
 
 def _kills(rng: random.Random, count: int, workers: int, kills: int) -> list[KillPlan]:

@@ -28,7 +28,9 @@ CHAOS_TIMINGS: dict[str, timedelta] = {
     "approval_timeout": timedelta(minutes=30),
     "outcome_poll_interval": timedelta(seconds=1.5),
     "outcome_poll_max_interval": timedelta(seconds=4),
-    "outcome_deadline": timedelta(seconds=90),
+    # Short, so late refunds turn abnormal soon; an abnormal refund still settles by itself
+    # when the gateway answers, so a slow one is not lost either.
+    "outcome_deadline": timedelta(seconds=30),
     "abnormal_poll_interval": timedelta(seconds=2),
     "gateway_call_timeout": timedelta(seconds=2),
     "gateway_retry_initial": timedelta(milliseconds=200),
