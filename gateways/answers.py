@@ -8,10 +8,12 @@ it is retried behind the lookup-first create until the gateway tells us what it 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from domain.errors import GatewayPermanentError, GatewayTransientError, GatewayUnknownError
+from domain.messages import GatewayLookup, GatewayRefund, GatewayRefundInput
 
 
 class AnswerKind(StrEnum):
@@ -38,3 +40,15 @@ def gateway_error(kind: AnswerKind, message: str) -> Exception:
     if kind is AnswerKind.TRANSIENT:
         return GatewayTransientError(message)
     return GatewayUnknownError(message)
+
+
+async def lookup_before_create(
+    get_refund: Callable[[GatewayLookup], Awaitable[GatewayRefund | None]],
+    refund: GatewayRefundInput,
+) -> GatewayRefund | None:
+    """The lookup a create starts with. A refusal of the lookup says nothing of an earlier
+    attempt's create, which may have gone through: it is never final here, only UNKNOWN."""
+    try:
+        return await get_refund(GatewayLookup(refund.refund_no, refund.channel, refund.payment_ref))
+    except GatewayPermanentError as exc:
+        raise GatewayUnknownError(f"lookup before create refused: {exc.message}") from exc

@@ -26,6 +26,7 @@ from domain.messages import (
     GatewayRefundInput,
     GatewayStatus,
 )
+from gateways.answers import lookup_before_create
 from gateways.base import InvalidNotification, ParsedNotification
 from gateways.rate_limit import RateLimiter
 from gateways.stripe_answers import stripe_gateway_error
@@ -96,15 +97,19 @@ class StripeGateway:
         )
 
     async def create_refund(self, refund: GatewayRefundInput) -> GatewayRefund:
+        # Idempotency keys live ~24h at Stripe: the metadata lookup covers later retries.
+        existing = await lookup_before_create(self.get_refund, refund)
+        if existing is not None:
+            log.info(
+                "gateway_refund_found",
+                extra={
+                    "gateway": "stripe",
+                    "refund_no": refund.refund_no,
+                    "id": existing.gateway_refund_id,
+                },
+            )
+            return existing
         with _answers():
-            # Idempotency keys live ~24h at Stripe: the metadata lookup covers later retries.
-            existing = await self._find(refund.payment_ref, refund.refund_no)
-            if existing is not None:
-                log.info(
-                    "gateway_refund_found",
-                    extra={"gateway": "stripe", "refund_no": refund.refund_no, "id": existing.id},
-                )
-                return _to_gateway_refund(refund.refund_no, existing)
             created = await self._call(
                 self._client.v1.refunds.create,
                 params=_create_params(refund),

@@ -27,7 +27,7 @@ from domain.messages import (
     GatewayRefundInput,
     GatewayStatus,
 )
-from gateways.answers import gateway_error
+from gateways.answers import gateway_error, lookup_before_create
 from gateways.base import InvalidNotification, ParsedNotification
 from gateways.rate_limit import RateLimiter
 from gateways.wechatpay_answers import classify_wechatpay
@@ -127,9 +127,7 @@ class WeChatPayGateway:
 
     async def create_refund(self, refund: GatewayRefundInput) -> GatewayRefund:
         """Look up `refund_no` first so a retry after a lost answer never refunds twice."""
-        existing = await self.get_refund(
-            GatewayLookup(refund.refund_no, refund.channel, refund.payment_ref)
-        )
+        existing = await lookup_before_create(self.get_refund, refund)
         if existing is not None:
             # Reported as found: the workflow compares its amount and payment with ours.
             return existing

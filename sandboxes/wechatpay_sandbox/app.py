@@ -147,6 +147,8 @@ class WeChatPaySandbox:
         fault = self.state.take_request_fault(request.method, request.url.path)
         if fault and fault.action == "http_500":
             return self.signed(500, {"code": "SYSTEM_ERROR", "message": "系统错误"})
+        if fault and fault.action == "error":
+            return self.signed(fault.status, {"code": fault.code, "message": "错误 (injected)"})
         if fault and fault.action == "rate_limit":
             return self.signed(429, {"code": "FREQUENCY_LIMITED", "message": "频率超限"})
         if fault and fault.action == "timeout":

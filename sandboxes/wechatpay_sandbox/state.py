@@ -16,7 +16,9 @@ from sandboxes.persistence import CoalescedWriter
 
 CHINA_TZ = timezone(timedelta(hours=8))
 TERMINAL = frozenset({"SUCCESS", "CLOSED", "ABNORMAL"})
-REQUEST_ACTIONS = frozenset({"http_500", "rate_limit", "timeout", "bad_signature"})
+# "error": answer `status` with WeChat's `{"code", "message"}` before any work (e.g. 400
+# PARAM_ERROR, 401 SIGN_ERROR after a key change, 403 NO_AUTH).
+REQUEST_ACTIONS = frozenset({"http_500", "rate_limit", "timeout", "bad_signature", "error"})
 REFUND_ACTIONS = frozenset(
     {
         "abnormal",
@@ -133,6 +135,8 @@ class RequestFault:
     path_prefix: str = "/v3/"
     times: int = 1
     delay: float = 5.0
+    status: int = 400
+    code: str = "PARAM_ERROR"
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method.upper() == method) and path.startswith(
@@ -297,6 +301,8 @@ class SandboxState:
             path_prefix=str(body.get("path_prefix", "/v3/")),
             times=int(body.get("times", 1)),
             delay=float(body.get("delay", 5.0)),
+            status=int(body.get("status", 400)),
+            code=str(body.get("code", "PARAM_ERROR")),
         )
         self.request_faults.append(fault)
         return asdict(fault)

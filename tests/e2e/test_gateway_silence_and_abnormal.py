@@ -162,3 +162,48 @@ async def test_wechatpay_refund_found_under_our_refund_no_for_another_payment_is
     assert (after["refunded_amount"], after["reserved_amount"]) == (0, 4000)
     [only] = await wechat_refunds(shop, refund_no)
     assert only["transaction_id"] == theirs["payment_ref"]
+
+
+async def test_wechatpay_lookups_refused_for_good_never_fail_the_workflow(
+    shop: Shop, temporal: Client, sessionmaker: Sessions
+) -> None:
+    """A key change makes every lookup a refusal (400 PARAM_ERROR here): the poll treats it as
+    no news, the deadline makes the refund abnormal, and once lookups work again its own poll
+    finds the success (no notification ever comes)."""
+    order = await shop.order(channel="wechatpay", amount=3600)
+    refund_no = uid("rf")
+    await sandbox(
+        shop.stack.wechat_url,
+        "POST",
+        "/sandbox/faults",
+        json={"refund_no": refund_no, "action": "no_notify"},
+    )
+    await request_and_approve(shop, order, 3600, refund_no, **HASTY)
+    await wait_event(shop, refund_no, "gateway_submitted")
+    await sandbox(
+        shop.stack.wechat_url,
+        "POST",
+        "/sandbox/faults",
+        json={
+            "action": "error",
+            "method": "GET",
+            "path_prefix": "/v3/refund/domestic/refunds/",
+            "status": 400,
+            "code": "PARAM_ERROR",
+            "times": 10_000,
+        },
+    )
+    try:
+        abnormal = await shop.wait_status(refund_no, "abnormal", timeout=40)
+        failures = [e["detail"]["error"] for e in timeline(abnormal, "gateway_lookup_failed")]
+        assert failures and all("PARAM_ERROR" in f for f in failures), failures
+        handle = temporal.get_workflow_handle(workflow_id(refund_no))
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    finally:
+        await sandbox(shop.stack.wechat_url, "DELETE", "/sandbox/faults")
+    done = await shop.wait_status(refund_no, "succeeded", timeout=30)
+    assert timeline(done, "gateway_polled")[-1]["detail"]["gateway_status"] == "succeeded"
+    assert len(await restorations(sessionmaker, refund_no)) == 3
+    assert len(await wechat_refunds(shop, refund_no)) == 1
+    after = await shop.get_order(order["order_no"])
+    assert (after["refunded_amount"], after["status"]) == (3600, "refunded")

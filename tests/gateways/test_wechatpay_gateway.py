@@ -140,6 +140,36 @@ async def test_timeout_is_unknown_and_the_refund_made_behind_it_is_found_not_rep
     assert len(seen["refunds"]) == 1 and seen["create_requests"] == {request.refund_no: 1}
 
 
+async def test_refused_lookup_before_a_retried_create_is_unknown_never_a_refusal(
+    wechat_env: WeChatEnv,
+) -> None:
+    """A first attempt's create went through (its answer lost); the retry's lookup is refused
+    (a key change: 401 SIGN_ERROR would be transient, so a refusal code: 400 PARAM_ERROR). The
+    refund exists at WeChat: failing it would release money WeChat is paying out."""
+    txn = await wechat_env.paid_transaction(1000)
+    request = refund_input(txn, 300)
+    await wechat_env.gateway.create_refund(request)
+    await wechat_env.fault(
+        method="GET", path_prefix="/v3/refund/domestic/refunds/", action="error", times=1
+    )
+    with pytest.raises(GatewayUnknownError, match="PARAM_ERROR"):
+        await wechat_env.gateway.create_refund(request)
+    with pytest.raises(GatewayPermanentError, match="PARAM_ERROR"):
+        await _refused_lookup(wechat_env, request.refund_no)
+    again = await wechat_env.gateway.create_refund(request)
+    assert again.amount == 300
+    seen = await wechat_env.sandbox_refunds(request.refund_no)
+    assert len(seen["refunds"]) == 1 and seen["create_requests"] == {request.refund_no: 1}
+
+
+async def _refused_lookup(wechat_env: WeChatEnv, refund_no: str) -> None:
+    """The same answer to a plain lookup is a refusal (the workflow's poll makes it no news)."""
+    await wechat_env.fault(
+        method="GET", path_prefix="/v3/refund/domestic/refunds/", action="error", times=1
+    )
+    await wechat_env.gateway.get_refund(lookup(refund_no))
+
+
 async def _wait_refund_exists(wechat_env: WeChatEnv, refund_no: str) -> None:
     deadline = time.monotonic() + 3
     while not (await wechat_env.sandbox_refunds(refund_no))["refunds"]:
