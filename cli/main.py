@@ -133,9 +133,15 @@ def parser() -> argparse.ArgumentParser:
     chaos = sub.add_parser(
         "chaos", help="refunds under injected gateway faults and worker kills, then checks"
     )
-    chaos.add_argument("--refunds", type=int, default=100)
-    chaos.add_argument("--workers", type=int, default=2, help="worker processes (2 or more)")
-    chaos.add_argument("--seed", type=int, default=1, help="the fault and kill plan")
+    chaos.add_argument(
+        "--refunds", type=int, default=100, help="refunds to run (default: %(default)s)"
+    )
+    chaos.add_argument(
+        "--workers", type=int, default=2, help="worker processes, 2 or more (default: %(default)s)"
+    )
+    chaos.add_argument(
+        "--seed", type=int, default=1, help="the fault and kill plan (default: %(default)s)"
+    )
     chaos.add_argument("--data-dir", help="where servers and logs live (default: a temp dir)")
     chaos.set_defaults(func=_cmd_chaos)
     return root

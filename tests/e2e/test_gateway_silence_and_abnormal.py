@@ -45,6 +45,22 @@ async def request_and_approve(
     assert (await shop.approve(refund_no)).status_code == 200
 
 
+async def refund_elsewhere(
+    shop: Shop, channel: Channel, refund_no: str, payment_ref: str, amount: int, total: int
+) -> None:
+    """A refund made at the gateway by another system of the same merchant, under refund_no."""
+    settings = shop.stack.settings
+    gateway = (
+        StripeGateway.from_settings(settings)
+        if channel == Channel.STRIPE
+        else WeChatPayGateway.from_settings(settings)
+    )
+    currency = "USD" if channel == Channel.STRIPE else "CNY"
+    await gateway.create_refund(
+        GatewayRefundInput(refund_no, "elsewhere", channel, payment_ref, amount, currency, total)
+    )
+
+
 async def test_lookups_failing_without_end_are_no_news_and_the_deadline_still_makes_it_abnormal(
     shop: Shop, temporal: Client, sessionmaker: Sessions
 ) -> None:
@@ -122,12 +138,7 @@ async def test_stripe_refund_found_under_our_refund_no_with_another_amount_is_ab
     order = await shop.order(amount=5000)
     refund_no = uid("rf")
     # Another system on the same account refunded 1000 of this payment under our refund_no.
-    stripe = StripeGateway.from_settings(shop.stack.settings)
-    await stripe.create_refund(
-        GatewayRefundInput(
-            refund_no, "elsewhere", Channel.STRIPE, order["payment_ref"], 1000, "USD", 5000
-        )
-    )
+    await refund_elsewhere(shop, Channel.STRIPE, refund_no, order["payment_ref"], 1000, 5000)
     await request_and_approve(shop, order, 3000, refund_no)
     abnormal = await shop.wait_status(refund_no, "abnormal", timeout=30)
     [mismatch] = timeline(abnormal, "gateway_refund_mismatch")
@@ -146,12 +157,7 @@ async def test_wechatpay_refund_found_under_our_refund_no_for_another_payment_is
     ours = await shop.order(channel="wechatpay", amount=4000)
     theirs = await shop.order(channel="wechatpay", amount=4000)
     refund_no = uid("rf")
-    wechat = WeChatPayGateway.from_settings(shop.stack.settings)
-    await wechat.create_refund(
-        GatewayRefundInput(
-            refund_no, "elsewhere", Channel.WECHATPAY, theirs["payment_ref"], 4000, "CNY", 4000
-        )
-    )
+    await refund_elsewhere(shop, Channel.WECHATPAY, refund_no, theirs["payment_ref"], 4000, 4000)
     await request_and_approve(shop, ours, 4000, refund_no)
     abnormal = await shop.wait_status(refund_no, "abnormal", timeout=30)
     [mismatch, *_] = timeline(abnormal, "gateway_refund_mismatch")
