@@ -49,6 +49,21 @@ class OrderStatus(StrEnum):
 REFUNDABLE_ORDER_STATUSES = frozenset({OrderStatus.PAID, OrderStatus.CANCELLED})
 
 
+class FindingKind(StrEnum):
+    """What a reconciliation finds (issue 9); each has a stable code."""
+
+    # The gateway refunded it, our ledger still waits (processing/abnormal): its workflow is told.
+    GATEWAY_SUCCEEDED = "gateway_succeeded"
+    # The gateway failed it, our ledger says succeeded: the late-failure path (abnormal, ops).
+    GATEWAY_FAILED = "gateway_failed"
+    # A gateway refund with our refund_no and no row, or amounts/payments that differ: reported.
+    MISMATCH = "mismatch"
+    # Not terminal, and its workflow was closed (terminated, reset, failed): a fresh run took it.
+    REPAIRED = "repaired"
+    # Not terminal for longer than the age set for its status: reported.
+    OVERDUE = "overdue"
+
+
 class ResolveOutcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -172,6 +187,15 @@ class GatewayRefund:
     failure_reason: str | None = None
     # The payment the gateway refunds (Stripe payment_intent, WeChat transaction_id), if known.
     payment_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayRefundPage:
+    """One page of a gateway's refunds (reconciliation). `refund_no` is "" for refunds that do
+    not carry one of ours; `next_cursor` None on the last page."""
+
+    refunds: list[GatewayRefund] = field(default_factory=list)
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True)
