@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from domain.messages import (
     Channel,
@@ -12,6 +12,7 @@ from domain.messages import (
     GatewayNotification,
     GatewayRefund,
     GatewayRefundInput,
+    GatewayRefundPage,
 )
 
 
@@ -64,4 +65,20 @@ class Gateway(Protocol):
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> ParsedNotification:
         """Verify and decode a webhook; raise `InvalidNotification` if it is not genuine."""
+        ...
+
+
+@runtime_checkable
+class ListsRefunds(Protocol):
+    """A gateway that can list its refunds by creation time, for the daily reconciliation.
+
+    Apart from `Gateway` because not every gateway can: WeChat Pay v3 has no refund list API.
+    Failures raise the same domain errors as `Gateway`'s calls."""
+
+    async def list_refunds(
+        self, created_from: int, created_to: int, cursor: str | None, limit: int = 100
+    ) -> GatewayRefundPage:
+        """One page of the refunds created in [created_from, created_to) (unix seconds),
+        continuing after `cursor` (a page's `next_cursor`; None for the first page). Refunds
+        that carry no refund_no of ours come back with `refund_no=""`, reported as-is."""
         ...

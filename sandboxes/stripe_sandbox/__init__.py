@@ -5,8 +5,9 @@ then point the client at it: `StripeClient(key, base_addresses={"api": "http://h
 
 Stripe v1 API (form-encoded, `Authorization: Bearer sk_test_...`): POST /v1/payment_intents,
 GET /v1/payment_intents/{id}, POST /v1/payment_intents/{id}/confirm, GET /v1/charges/{id},
-POST /v1/refunds (Idempotency-Key honoured), GET /v1/refunds/{id}, GET /v1/refunds,
-GET /v1/events/{id}.
+POST /v1/refunds (Idempotency-Key honoured), GET /v1/refunds/{id}, GET /v1/refunds
+(by `payment_intent`/`charge`, or account-wide; `created` as `T` or `created[gt|gte|lt|lte]`;
+newest `created` first; `limit`/`starting_after`/`ending_before`), GET /v1/events/{id}.
 
 Control API (JSON, no auth):
 - POST /_sandbox/faults `{"method", "path_prefix", "action": http_500|rate_limit|timeout,
@@ -22,6 +23,8 @@ Control API (JSON, no auth):
   POST /_sandbox/events/{evt_id}/resend.
 - POST /_sandbox/refunds/{re_id}/succeed, POST /_sandbox/refunds/{re_id}/fail
   `{"failure_reason"?}`.
+- POST /_sandbox/refunds/{re_id}/created `{"created": <unix seconds>}` -> the refund, its
+  `created` moved (refunds of "yesterday" for reconciliation); 400 bad body, 404 no refund.
 - POST /_sandbox/payments `{"amount", "currency", "payment_method"?, "metadata"?}` -> a
   succeeded PaymentIntent; DELETE /_sandbox/idempotency forgets saved Idempotency-Keys (the
   24-hour expiry).

@@ -219,12 +219,28 @@ class ControlHandler:
         reason = json.loads(raw).get("failure_reason") if raw else None
         return self._guard(lambda: self.sandbox.force(request.path_params["id"], "fail", reason))
 
+    async def backdate(self, request: Request) -> Response:
+        """Set a refund's `created`, for refunds of a chosen day (reconciliation tests)."""
+        try:
+            created = _unix_seconds(await request.json(), "created")
+        except ValueError as exc:
+            return JSONResponse({"error": {"code": "invalid_created", "message": str(exc)}}, 400)
+        return self._guard(lambda: self.sandbox.backdate(request.path_params["id"], created))
+
     @staticmethod
     def _guard(action: Callable[[], Obj], status: int = 200) -> Response:
         try:
             return JSONResponse(action(), status)
         except StripeAPIError as exc:
             return error_response(exc)
+
+
+def _unix_seconds(body: object, name: str) -> int:
+    value = body.get(name) if isinstance(body, dict) else None
+    # bool is an int subclass: `true` is no timestamp.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer of unix seconds")
+    return value
 
 
 def create_app(config: StripeSandboxConfig) -> Starlette:
@@ -277,6 +293,7 @@ def create_app(config: StripeSandboxConfig) -> Starlette:
         Route("/_sandbox/refunds", control.refunds, methods=["GET"]),
         Route("/_sandbox/refunds/{id}/succeed", control.succeed, methods=["POST"]),
         Route("/_sandbox/refunds/{id}/fail", control.fail, methods=["POST"]),
+        Route("/_sandbox/refunds/{id}/created", control.backdate, methods=["POST"]),
         Route("/_sandbox/events", control.events, methods=["GET"]),
         Route("/_sandbox/events/{id}/resend", control.resend, methods=["POST"]),
     ]

@@ -1,4 +1,4 @@
-"""Stripe's form encoding: `metadata[refund_no]=R1`, `expand[0]=charge`, `a[]=x`.
+"""Stripe's form encoding: `metadata[refund_no]=R1`, `expand[0]=charge`, `a[]=x`, `created[gte]=T`.
 
 The official client form-encodes every v1 request body and query string with bracketed keys;
 this turns them back into nested dicts and lists.
@@ -6,8 +6,9 @@ this turns them back into nested dicts and lists.
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -86,3 +87,37 @@ def parse_metadata(params: dict[str, Any]) -> dict[str, str]:
     if not isinstance(raw, dict):
         raise StripeAPIError.invalid("Invalid metadata: must be a hash", "metadata")
     return {str(k): str(v) for k, v in raw.items() if v != ""}
+
+
+RANGE_BOUNDS: dict[str, Callable[[int, int], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+def parse_range(params: dict[str, Any], name: str) -> Callable[[int], bool]:
+    """A Stripe range filter (`created=T` or `created[gte]=A&created[lt]=B`) as a predicate;
+    an absent filter keeps everything. Unknown bounds are refused, as Stripe refuses them."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return lambda value: True
+    if not isinstance(raw, dict):
+        exact = parse_int(params, name, required=True)
+        return lambda value: value == exact
+    bounds = [(_range_test(name, op), _range_int(name, op, bound)) for op, bound in raw.items()]
+    return lambda value: all(test(value, bound) for test, bound in bounds)
+
+
+def _range_test(name: str, op: str) -> Callable[[int, int], bool]:
+    test = RANGE_BOUNDS.get(op)
+    if test is None:
+        raise StripeAPIError.invalid(f"Received unknown parameter: {name}[{op}]", f"{name}[{op}]")
+    return test
+
+
+def _range_int(name: str, op: str, bound: Any) -> int:
+    value = parse_int({f"{name}[{op}]": bound}, f"{name}[{op}]", required=True)
+    assert value is not None  # required=True raises instead
+    return value

@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import copy
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sandboxes.chaos import ChaosMode
 from sandboxes.stripe_sandbox.config import StripeSandboxConfig
 from sandboxes.stripe_sandbox.errors import StripeAPIError
 from sandboxes.stripe_sandbox.faults import OUTCOME_ACTIONS, WEBHOOK_ACTIONS, FaultRegistry
-from sandboxes.stripe_sandbox.forms import parse_bool, parse_int, parse_metadata
+from sandboxes.stripe_sandbox.forms import parse_bool, parse_int, parse_metadata, parse_range
 from sandboxes.stripe_sandbox.store import Obj, StateStore, new_id, now
 from sandboxes.stripe_sandbox.webhooks import WebhookSender
 
@@ -318,22 +319,29 @@ class StripeSandbox:
         return refund
 
     def list_refunds(self, params: dict[str, Any]) -> Obj:
-        filters: dict[str, str] = {}
-        if params.get("payment_intent"):
-            pi_id = params["payment_intent"]
-            if pi_id not in self.state.payment_intents:
-                raise StripeAPIError.missing("payment_intent", pi_id, param="payment_intent")
-            filters["payment_intent"] = pi_id
-        if params.get("charge"):
-            filters["charge"] = params["charge"]
         limit = parse_int(params, "limit", required=False) or 10
         if not 1 <= limit <= 100:
             raise StripeAPIError.invalid("limit must be between 1 and 100", "limit")
-        items = self.store.newest_first(filters)
         page, has_more = _page(
-            items, limit, params.get("starting_after"), params.get("ending_before")
+            self.store.newest_first(),
+            self._refund_filter(params),
+            limit,
+            params.get("starting_after"),
+            params.get("ending_before"),
         )
         return {"object": "list", "data": page, "has_more": has_more, "url": "/v1/refunds"}
+
+    def _refund_filter(self, params: dict[str, Any]) -> Callable[[Obj], bool]:
+        """Without `payment_intent` or `charge` the list spans the account (reconciliation)."""
+        pi_id, charge_id = params.get("payment_intent"), params.get("charge")
+        if pi_id and pi_id not in self.state.payment_intents:
+            raise StripeAPIError.missing("payment_intent", pi_id, param="payment_intent")
+        created_in = parse_range(params, "created")
+        return lambda r: (
+            (not pi_id or r["payment_intent"] == pi_id)
+            and (not charge_id or r["charge"] == charge_id)
+            and created_in(r["created"])
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -364,6 +372,14 @@ class StripeSandbox:
         self._emit("charge.refund.updated", refund, previous)
         self._emit("refund.failed", refund, previous)
         self._release_held(refund_id)
+        self.store.save()
+        return refund
+
+    def backdate(self, refund_id: str, created: int) -> Obj:
+        """Move a refund's `created` (a control endpoint): reconciliation tests need refunds
+        of "yesterday" or of a fixed window, which real time cannot give them."""
+        refund = self.refund(refund_id)
+        refund["created"] = created
         self.store.save()
         return refund
 
@@ -469,20 +485,26 @@ class StripeSandbox:
 
 
 def _page(
-    items: list[Obj], limit: int, starting_after: str | None, ending_before: str | None
+    items: list[Obj],
+    keep: Callable[[Obj], bool],
+    limit: int,
+    starting_after: str | None,
+    ending_before: str | None,
 ) -> tuple[list[Obj], bool]:
-    """Stripe cursor pagination over a newest-first list."""
+    """Stripe cursor pagination over a newest-first list. The cursor is placed in the whole
+    list before filtering, so a cursor the filter would drop still marks a position."""
     ids = [item["id"] for item in items]
-    for cursor in (starting_after, ending_before):
+    for name, cursor in (("starting_after", starting_after), ("ending_before", ending_before)):
         if cursor and cursor not in ids:
-            raise StripeAPIError.missing("refund", cursor, param="starting_after")
+            raise StripeAPIError.missing("refund", cursor, param=name)
     if starting_after:
-        rest = items[ids.index(starting_after) + 1 :]
+        rest = [i for i in items[ids.index(starting_after) + 1 :] if keep(i)]
         return rest[:limit], len(rest) > limit
     if ending_before:
-        before = items[: ids.index(ending_before)]
+        before = [i for i in items[: ids.index(ending_before)] if keep(i)]
         return before[-limit:], len(before) > limit
-    return items[:limit], len(items) > limit
+    kept = [i for i in items if keep(i)]
+    return kept[:limit], len(kept) > limit
 
 
 async def _sleep_until(deadline: float) -> None:

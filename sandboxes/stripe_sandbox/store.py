@@ -91,14 +91,14 @@ class StateStore:
             return refunds
         return [r for r in refunds if r["metadata"].get("refund_no") == refund_no]
 
-    def newest_first(self, filters: dict[str, str]) -> list[Obj]:
-        """Stripe lists newest first; insertion order breaks ties within one second."""
-        items = [
-            r
-            for r in reversed(self.state.refunds.values())
-            if all(r.get(k) == v for k, v in filters.items())
-        ]
-        return items
+    def newest_first(self) -> list[Obj]:
+        """Every refund as Stripe lists them: by `created`, newest first, later inserts first
+        within one second. Sorting by `created` keeps backdated refunds where Stripe has them."""
+        return sorted(
+            reversed(self.state.refunds.values()),
+            key=lambda r: r["created"],
+            reverse=True,  # a stable sort: ties keep the newest-insert-first order
+        )
 
     def count_create_request(self, refund_no: str) -> None:
         counts = self.state.create_requests

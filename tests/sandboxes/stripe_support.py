@@ -24,6 +24,7 @@ from sandboxes.background import BackgroundServer
 from sandboxes.stripe_sandbox import StripeSandboxConfig, create_app
 
 REFUND_DELAY = 0.2
+DAY = 86_400
 
 
 @dataclass
@@ -120,9 +121,22 @@ class StripeStack:
     def events(self, refund_no: str) -> list[dict[str, Any]]:
         return self.control.get("/_sandbox/events", params={"refund_no": refund_no}).json()["data"]
 
+    def backdate(self, refund_id: str, created: int) -> None:
+        """Move the refund's `created` to `created` (unix seconds)."""
+        response = self.control.post(
+            f"/_sandbox/refunds/{refund_id}/created", json={"created": created}
+        )
+        response.raise_for_status()
+
 
 def new_refund_no() -> str:
     return f"R-{secrets.token_hex(6)}"
+
+
+def past_day() -> int:
+    """The start of a random day of 2001-2019: a window no other test's refunds fall into
+    (the session's sandbox is shared, and refunds made now are never that old)."""
+    return 978_307_200 + secrets.randbelow(6_900) * DAY
 
 
 @contextmanager

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import stripe
 
 from tests.sandboxes.stripe_support import (
+    DAY,
     REFUND_DELAY,
     StripeStack,
     WebhookRecorder,
     new_refund_no,
+    past_day,
     running_sandbox,
     types,
 )
@@ -162,6 +165,92 @@ def test_list_refunds_filters_by_payment_and_auto_paginates_newest_first(
     page = stripe_stack.client().v1.refunds.list(params={"payment_intent": pi, "limit": 2})
     assert page.has_more is True and len(page.data) == 2
     assert [r.id for r in page.auto_paging_iter()] == list(reversed(ids))
+
+
+def refunds_at(stack: StripeStack, *offsets: int) -> tuple[int, list[str]]:
+    """Refunds over two payments, backdated to a fresh past day plus each offset (seconds)."""
+    day, payments = past_day(), [stack.pay(1000), stack.pay(1000)]
+    ids = []
+    for i, offset in enumerate(offsets):
+        made = refund(stack, payments[i % 2], new_refund_no(), amount=10)
+        stack.backdate(made.id, day + offset)
+        ids.append(made.id)
+    return day, ids
+
+
+def listed(stack: StripeStack, **params: Any) -> list[str]:
+    # Built from keywords, so not the client's TypedDict: what goes on the wire is the same.
+    page = stack.client().v1.refunds.list(params=params)  # type: ignore[arg-type]
+    return [r.id for r in page.auto_paging_iter()]
+
+
+def test_account_wide_list_honours_each_created_bound_newest_first(stripe_stack: StripeStack):
+    day, (r0, r1, r2, r3) = refunds_at(stripe_stack, 0, 1, 2, 3)
+    assert listed(stripe_stack, created={"gte": day + 1, "lt": day + 3}) == [r2, r1]
+    assert listed(stripe_stack, created={"gt": day + 1, "lte": day + 3}) == [r3, r2]
+    assert listed(stripe_stack, created={"gte": day, "lte": day + 3}) == [r3, r2, r1, r0]
+    assert listed(stripe_stack, created=day + 2) == [r2]
+
+
+def test_list_sorts_by_created_so_backdated_refunds_come_after_newer_ones(
+    stripe_stack: StripeStack,
+):
+    day, (late, early) = refunds_at(stripe_stack, 50, 10)
+    pi = stripe_stack.client().v1.refunds.retrieve(early).payment_intent
+    newer = refund(stripe_stack, str(pi), new_refund_no(), amount=10).id  # created now
+    assert listed(stripe_stack, payment_intent=pi, limit=1) == [newer, early]
+    assert listed(stripe_stack, created={"gte": day, "lt": day + DAY}, limit=1) == [late, early]
+
+
+def test_created_window_pages_through_ties_without_repeat_or_gap(stripe_stack: StripeStack):
+    day, ids = refunds_at(stripe_stack, 5, 5, 5, 7, 7, 9, 5)
+    window = {"gte": day, "lt": day + 10}
+    first = stripe_stack.client().v1.refunds.list(
+        params={"created": {"gte": day, "lt": day + 10}, "limit": 3}
+    )
+    assert first.has_more is True and len(first.data) == 3
+    got = listed(stripe_stack, created=window, limit=3)
+    # Newest created first; within one second the later insert first.
+    assert got == [ids[5], ids[4], ids[3], ids[6], ids[2], ids[1], ids[0]]
+
+
+@pytest.mark.parametrize(
+    ("created", "code"),
+    [({"gte": "yesterday"}, "parameter_invalid_integer"), ({"after": 1}, None)],
+)
+def test_bad_created_filter_is_a_400(
+    stripe_stack: StripeStack, created: dict[str, object], code: str | None
+):
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        stripe_stack.client().v1.refunds.list(params={"created": created})  # type: ignore[arg-type]
+    assert err.value.http_status == 400 and err.value.code == code
+
+
+def test_backdate_control_endpoint_moves_created(stripe_stack: StripeStack):
+    pi, day = stripe_stack.pay(1000), past_day()
+    created = refund(stripe_stack, pi, new_refund_no(), amount=10)
+    moved = stripe_stack.control.post(
+        f"/_sandbox/refunds/{created.id}/created", json={"created": day}
+    )
+    assert moved.status_code == 200 and moved.json()["created"] == day
+    assert stripe_stack.client().v1.refunds.retrieve(created.id).created == day
+
+
+@pytest.mark.parametrize("body", [{}, {"created": "yesterday"}, {"created": True}, [1]])
+def test_backdate_with_a_bad_body_is_400_and_changes_nothing(
+    stripe_stack: StripeStack, body: object
+):
+    created = refund(stripe_stack, stripe_stack.pay(1000), new_refund_no(), amount=10)
+    response = stripe_stack.control.post(f"/_sandbox/refunds/{created.id}/created", json=body)
+    assert response.status_code == 400
+    assert stripe_stack.client().v1.refunds.retrieve(created.id).created == created.created
+
+
+def test_backdate_of_an_unknown_refund_is_404(stripe_stack: StripeStack):
+    response = stripe_stack.control.post(
+        "/_sandbox/refunds/re_missing/created", json={"created": 1}
+    )
+    assert response.status_code == 404
 
 
 def test_http_500_fault_hits_only_the_next_n_matching_requests(stripe_stack: StripeStack):
