@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from api import errors
 from api.metrics import LATENCY, REQUESTS
-from api.routes import health, orders, refunds, webhooks
+from api.routes import health, orders, reconciliations, refunds, webhooks
 from db.engine import make_engine, make_sessionmaker
 from gateways.registry import build_gateways
 from runtime.temporal_client import connect
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Durable refunds for paid orders: Stripe and WeChat Pay v3.",
     )
     errors.install(app)
-    for module in (health, orders, refunds, webhooks):
+    for module in (health, orders, refunds, reconciliations, webhooks):
         app.include_router(module.router)
     app.middleware("http")(_measure)
     return app

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from domain.messages import Channel, FindingKind
+
 Amount = Annotated[StrictInt, Field(gt=0, le=10**15)]
 NonNegative = Annotated[StrictInt, Field(ge=0, le=10**15)]
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -146,3 +148,39 @@ class OrderOut(BaseModel):
     coupon: CouponOut | None = None
     refunds: list[RefundOut] = Field(default_factory=list)
     created_at: datetime
+
+
+class FindingOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: FindingKind
+    subject: str
+    refund_no: str | None
+    channel: Channel | None
+    detail: dict[str, Any]
+    created_at: datetime
+
+
+class ReconciliationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    workflow_id: str
+    run_key: str
+    window_start: datetime
+    window_end: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    # Per finding kind; empty until the run finishes.
+    counts: dict[FindingKind, int]
+    summary: str | None
+
+
+class ReconciliationDetailOut(ReconciliationOut):
+    findings: list[FindingOut]
+
+
+class ReconciliationPage(BaseModel):
+    items: list[ReconciliationOut]
+    next_cursor: str | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -18,9 +19,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from domain.messages import Channel, FindingKind
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -37,6 +41,11 @@ class Base(DeclarativeBase):
 
 def _now() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _one_of(column: str, values: type[StrEnum]) -> str:
+    """A CHECK body from the domain's enum, so the database and the code share one list."""
+    return f"{column} IN ({','.join(repr(v.value) for v in values)})"
 
 
 class Order(Base):
@@ -226,3 +235,54 @@ class GatewayNotificationRow(Base):
     status: Mapped[str | None] = mapped_column(String(16))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     received_at: Mapped[datetime] = _now()
+
+
+class Reconciliation(Base):
+    """One reconciliation run of the ledger against the gateways (issue 9)."""
+
+    __tablename__ = "reconciliations"
+    __table_args__ = (CheckConstraint("window_start <= window_end", name="window_ordered"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The Temporal run id: an activity retried after a crash opens the same row, not a second one.
+    run_key: Mapped[str] = mapped_column(Text, unique=True)
+    workflow_id: Mapped[str] = mapped_column(Text)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Finding kind -> number, written once at finish; {} while the run is going.
+    counts: Mapped[dict[str, int]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
+    summary: Mapped[str | None] = mapped_column(Text)
+
+    findings: Mapped[list[ReconciliationFinding]] = relationship(
+        back_populates="reconciliation", lazy="raise", order_by="ReconciliationFinding.id"
+    )
+
+
+class ReconciliationFinding(Base):
+    __tablename__ = "reconciliation_findings"
+    __table_args__ = (
+        # A resumed run reports each finding once.
+        UniqueConstraint("reconciliation_id", "kind", "subject"),
+        CheckConstraint(_one_of("kind", FindingKind), name="kind"),
+        CheckConstraint(_one_of("channel", Channel), name="channel"),
+        Index("ix_reconciliation_findings_reconciliation_id_id", "reconciliation_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reconciliation_id: Mapped[int] = mapped_column(
+        ForeignKey("reconciliations.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    # No foreign key: a gateway refund under our refund_no may have no row of ours at all.
+    refund_no: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    # What the finding is about (a refund_no, a gateway refund id): its identity within a run.
+    subject: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = _now()
+
+    reconciliation: Mapped[Reconciliation] = relationship(back_populates="findings", lazy="raise")

@@ -29,6 +29,10 @@ class RefundNotFound(NotFound):
     code = "refund_not_found"
 
 
+class ReconciliationNotFound(NotFound):
+    code = "reconciliation_not_found"
+
+
 class Conflict(DomainError):
     code = "conflict"
     http_status = 409

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
+
+from api.deps import SessionDep
+from api.metrics import exposition
 
 router = APIRouter(tags=["health"])
 
@@ -38,6 +41,6 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
-    """Prometheus metrics."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(session: SessionDep) -> Response:
+    """Prometheus metrics: requests and webhooks, and the ledger's gauges read now."""
+    return Response(await exposition(session), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,45 @@
+"""Reconciliation runs of the ledger against the gateways (issue 9): for ops and admins."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import PrincipalDep, SessionDep
+
+# One cursor format for every list of this API: the refunds route owns it.
+from api.routes.refunds import _decode as decode_cursor
+from api.routes.refunds import _encode as encode_cursor
+from api.schemas import ReconciliationDetailOut, ReconciliationOut, ReconciliationPage
+from db.reconciliations import ReconciliationRepository
+
+router = APIRouter(prefix="/v1/reconciliations", tags=["reconciliations"])
+
+READERS = ("ops", "admin")
+
+
+@router.get("", response_model=ReconciliationPage)
+async def list_reconciliations(
+    principal: PrincipalDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> ReconciliationPage:
+    """Reconciliation runs, newest first, with their counts and an opaque cursor."""
+    principal.require(*READERS)
+    rows = await ReconciliationRepository(session).page(limit + 1, decode_cursor(cursor))
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
+    items = [ReconciliationOut.model_validate(r) for r in page]
+    return ReconciliationPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{reconciliation_id}", response_model=ReconciliationDetailOut)
+async def get_reconciliation(
+    reconciliation_id: int, principal: PrincipalDep, session: SessionDep
+) -> ReconciliationDetailOut:
+    """One reconciliation run with its counts and every finding."""
+    principal.require(*READERS)
+    run = await ReconciliationRepository(session).get(reconciliation_id)
+    return ReconciliationDetailOut.model_validate(run)
