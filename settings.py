@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     gateway_retry_max: timedelta = timedelta(minutes=1)
     webhook_tolerance: timedelta = timedelta(minutes=5)
 
+    # Daily reconciliation with the gateways (issue 9): when, and what counts as overdue.
+    reconciliation_time: str = "03:00"
+    reconciliation_time_zone: str = "UTC"
+    overdue_pending_approval: timedelta = timedelta(hours=24)
+    overdue_processing: timedelta = timedelta(hours=6)
+    overdue_abnormal: timedelta = timedelta(hours=1)
+
     stripe_api_key: str | None = None
     stripe_api_base: str | None = None
     stripe_webhook_secret: str | None = None
@@ -112,6 +119,9 @@ class Settings(BaseSettings):
         "gateway_retry_initial",
         "gateway_retry_max",
         "webhook_tolerance",
+        "overdue_pending_approval",
+        "overdue_processing",
+        "overdue_abnormal",
         mode="before",
     )
     @classmethod
@@ -178,6 +188,14 @@ class Settings(BaseSettings):
             gateway_retry_max=self.gateway_retry_max.total_seconds(),
             abnormal_poll_interval=self.abnormal_poll_interval.total_seconds(),
         )
+
+    def overdue_after(self) -> dict[str, timedelta]:
+        """How long a refund may stay in each non-terminal status before it is reported."""
+        return {
+            "pending_approval": self.overdue_pending_approval,
+            "processing": self.overdue_processing,
+            "abnormal": self.overdue_abnormal,
+        }
 
     def auto_approve_limit_for(self, currency: str) -> int:
         return self.auto_approve_limit.get(currency.upper(), 0)

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from activities.gateway import GatewayActivities
 from activities.ledger import LedgerActivities
+from activities.reconciliation import ReconciliationActivities
 from activities.restore import RestoreActivities
 from db.engine import make_engine, make_sessionmaker
 from domain.messages import Channel
@@ -23,18 +24,24 @@ from gateways.base import Gateway
 from runtime.logging import configure
 from runtime.temporal_client import connect, ensure_search_attributes
 from settings import Settings, get_settings
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
 
 
 def activities(
-    sessionmaker: async_sessionmaker[AsyncSession], gateways: Mapping[Channel, Gateway]
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateways: Mapping[Channel, Gateway],
+    client: Client,
+    settings: Settings,
 ) -> list[Callable[..., Any]]:
-    """Every activity the workflow schedules (by the names in `domain.activity_names`)."""
+    """Every activity the workflows schedule (by the names in `domain.activity_names`)."""
     ledger = LedgerActivities(sessionmaker)
     restore = RestoreActivities(sessionmaker)
     gateway = GatewayActivities(gateways)
+    reconciliation = ReconciliationActivities(sessionmaker, gateways, client, settings)
     return [
         ledger.apply_refund,
+        ledger.claim_refund,
         ledger.transition,
         ledger.record_event,
         restore.restore_points,
@@ -43,6 +50,9 @@ def activities(
         restore.reverse_restores,
         gateway.create_gateway_refund,
         gateway.get_gateway_refund,
+        reconciliation.open_reconciliation,
+        reconciliation.reconcile_step,
+        reconciliation.close_reconciliation,
     ]
 
 
@@ -55,8 +65,8 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[RefundWorkflow],
-        activities=activities(sessionmaker, gateways),
+        workflows=[RefundWorkflow, ReconciliationWorkflow],
+        activities=activities(sessionmaker, gateways, client, settings),
         max_concurrent_activities=200,
     )
 

@@ -30,6 +30,7 @@ from domain.idempotency import hidden_from, request_fingerprint
 from domain.messages import (
     REFUNDABLE_ORDER_STATUSES,
     RELEASED_STATUSES,
+    TERMINAL_STATUSES,
     ApplyResult,
     Channel,
     OrderStatus,
@@ -176,6 +177,32 @@ class LedgerActivities:
             auto_approved=auto,
             owned=owned,
         )
+
+    @activity.defn(name=names.CLAIM_REFUND)
+    @business_errors
+    async def claim_refund(self, request: RefundRequest) -> ApplyResult:
+        """A repair run takes a refund over from the run that was closed under it; a terminal
+        refund is not claimed (owned False): there is nothing left to carry on."""
+        run_id = activity.info().workflow_run_id or ""
+        async with self.sessionmaker.begin() as session:
+            refunds = RefundRepository(session)
+            refund = await refunds.get(request.refund_no, lock=True)
+            order = await OrderRepository(session).get(refund.order_no)
+            if RefundStatus(refund.status) in TERMINAL_STATUSES:
+                return self._result(order, refund, request, owned=refund.workflow_run_id == run_id)
+            previous, refund.workflow_run_id = refund.workflow_run_id, run_id
+            await refunds.add_event(
+                refund.refund_no,
+                "reconciliation",
+                "repaired",
+                {"status": refund.status, "previous_run_id": previous, "run_id": run_id},
+                dedupe_key=f"{refund.refund_no}:repaired:{run_id}",
+            )
+            log.warning(
+                "refund_repaired",
+                extra={"refund_no": refund.refund_no, "status": refund.status, "run_id": run_id},
+            )
+            return self._result(order, refund, request, owned=True)
 
     @activity.defn(name=names.TRANSITION)
     @business_errors

@@ -9,22 +9,13 @@ from typing import Any
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.service import RPCError, RPCStatusCode
 
-from db.models import GatewayNotificationRow, Refund
+from db.models import GatewayNotificationRow
 from db.repositories import RefundRepository
-from domain.messages import (
-    GatewayNotification,
-    GatewayStatus,
-    RefundItem,
-    RefundRequest,
-    RefundSource,
-    RefundStatus,
-)
+from domain.messages import GatewayNotification
 from gateways.base import ParsedNotification
+from runtime.refund_runs import deliver
 from settings import Settings
-from workflows.refund import RefundWorkflow, workflow_id
 
 
 async def accept_notification(
@@ -90,39 +81,7 @@ async def _deliver(
         },
         dedupe_key=f"{refund.refund_no}:{gateway}:{notification.event_id}",
     )
-    handle = client.get_workflow_handle(workflow_id(refund.refund_no))
-    try:
-        await handle.signal(RefundWorkflow.gateway_notification, notification)
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-        await _reopen_if_failed_after_success(client, settings, refund, notification)
-
-
-async def _reopen_if_failed_after_success(
-    client: Client, settings: Settings, refund: Refund, notification: GatewayNotification
-) -> None:
-    """Its workflow has finished. Only a late failure of a succeeded refund matters now."""
-    if refund.status != RefundStatus.SUCCEEDED or notification.status != GatewayStatus.FAILED:
-        return
-    request = RefundRequest(
-        refund_no=refund.refund_no,
-        order_no=refund.order_no,
-        amount=refund.amount,
-        reason=refund.reason,
-        requested_by=refund.requested_by,
-        source=RefundSource(refund.source),
-        items=[RefundItem(i["sku"], int(i["quantity"])) for i in refund.items],
-        timings=settings.refund_timings(),
-        reopened_by=notification,
-    )
-    await client.start_workflow(
-        RefundWorkflow.run,
-        request,
-        id=workflow_id(refund.refund_no),
-        task_queue=settings.task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-    )
+    await deliver(client, settings, refund, notification)
 
 
 def _jsonable(payload: Any) -> Any:

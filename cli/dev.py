@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,16 @@ class DevStack:
         self._child("api", _refunds("api", "--port", str(self.api_port)))
         self._wait_ready(api_url)
         self.info["api_url"] = api_url
+        self._schedules()
+
+    def _schedules(self) -> None:
+        """The daily reconciliation's Schedule, created or updated (visible in the UI)."""
+        done = subprocess.run(
+            _refunds("schedules", "apply"), env=self.env, capture_output=True, text=True
+        )
+        # 134: temporalio may abort a short-lived client at exit after its work (sdk-python#300).
+        if done.returncode not in (0, 134) or "schedule" not in done.stdout:
+            raise RuntimeError(f"refunds schedules apply failed: {done.stderr[-500:]}")
 
     def _database(self) -> None:
         if not self.env.get("REFUNDS_DATABASE_URL"):

@@ -86,6 +86,22 @@ def _cmd_chaos(args: argparse.Namespace) -> None:
     os._exit(code)  # temporalio may abort at interpreter exit (sdk-python#300)
 
 
+def _cmd_schedules(args: argparse.Namespace) -> None:
+    from cli.reconcile import schedules_apply
+
+    code = schedules_apply()
+    sys.stdout.flush()
+    os._exit(code)  # temporalio may abort at interpreter exit (sdk-python#300)
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> None:
+    from cli.reconcile import reconcile
+
+    code = reconcile(args.date)
+    sys.stdout.flush()
+    os._exit(code)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="refunds", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -144,6 +160,19 @@ def parser() -> argparse.ArgumentParser:
     )
     chaos.add_argument("--data-dir", help="where servers and logs live (default: a temp dir)")
     chaos.set_defaults(func=_cmd_chaos)
+    schedules = sub.add_parser("schedules", help="Temporal Schedules of the product")
+    schedules.add_argument(
+        "action", choices=["apply"], help="create or update them to match the settings"
+    )
+    schedules.set_defaults(func=_cmd_schedules)
+
+    reconcile = sub.add_parser(
+        "reconcile", help="reconcile the ledger with the gateways now; exit 1 on findings"
+    )
+    reconcile.add_argument(
+        "--date", help="the day to reconcile, YYYY-MM-DD (default: yesterday)", default=None
+    )
+    reconcile.set_defaults(func=_cmd_reconcile)
     return root
 
 

@@ -112,6 +112,9 @@ class RefundRequest:
     auto_approve_limit: int = 0
     # Set only when a finished refund is reopened by a late gateway failure (SPEC §4).
     reopened_by: GatewayNotification | None = None
+    # Set when reconciliation found the refund's workflow closed under it (issue 9): a fresh run
+    # claims the refund from the ledger and carries it on from its current status.
+    repair: bool = False
 
 
 @dataclass(frozen=True)
@@ -248,3 +251,55 @@ class RefundState:
     refund_no: str
     status: RefundStatus | None
     timeline: list[dict[str, str | int | None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReconciliationInput:
+    """The workflow input; a continued run carries its progress, so nothing is done twice.
+
+    `day` (YYYY-MM-DD in `time_zone`) picks the window; None means the day before the run.
+    """
+
+    day: str | None = None
+    time_zone: str = "UTC"
+    # Set by the run itself before it continues as new.
+    reconciliation_id: int | None = None
+    window_start: str | None = None
+    window_end: str | None = None
+    phase: str = "gateway"
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class ReconciliationOpened:
+    reconciliation_id: int
+    window_start: str  # ISO 8601, inclusive
+    window_end: str  # ISO 8601, exclusive
+
+
+@dataclass(frozen=True)
+class ReconcileStep:
+    """One bounded slice of a reconciliation phase, resumable from `cursor`."""
+
+    reconciliation_id: int
+    window_start: str
+    window_end: str
+    phase: str
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class ReconcileProgress:
+    """`cursor` None: the phase is done."""
+
+    cursor: str | None
+    seen: int = 0
+    findings: int = 0
+
+
+@dataclass(frozen=True)
+class ReconciliationSummary:
+    reconciliation_id: int
+    window_start: str
+    window_end: str
+    counts: dict[str, int] = field(default_factory=dict)

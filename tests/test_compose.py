@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-CORE_SERVICES = ["postgres", "temporal", "temporal-ui", "migrate", "api", "worker"]
+CORE_SERVICES = ["postgres", "temporal", "temporal-ui", "migrate", "schedules", "api", "worker"]
 SANDBOXES = ["sandbox-stripe", "sandbox-wechatpay"]
-APP_SERVICES = ["migrate", "api", "worker", *SANDBOXES]
+APP_SERVICES = ["migrate", "schedules", "api", "worker", *SANDBOXES]
 SECRET_SETTINGS = [
     "REFUNDS_JWT_SECRET",
     "REFUNDS_STRIPE_API_KEY",
@@ -99,6 +99,7 @@ def test_app_commands_are_refunds_subcommands(services: dict[str, Any], name: st
 
 def test_services_run_the_subcommand_their_name_says(services: dict[str, Any]) -> None:
     assert services["migrate"]["command"][:2] == ["refunds", "migrate"]
+    assert services["schedules"]["command"][:3] == ["refunds", "schedules", "apply"]
     assert services["api"]["command"][:2] == ["refunds", "api"]
     assert services["worker"]["command"][:2] == ["refunds", "worker"]
     assert services["sandbox-stripe"]["command"][:3] == ["refunds", "sandbox", "stripe"]

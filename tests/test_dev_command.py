@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,6 +63,22 @@ def stop_dev(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
     return children
 
 
+def assert_reconciliation_scheduled(address: str) -> None:
+    """The daily reconciliation's Schedule exists, as ops see it (`temporal schedule describe`)."""
+    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    described = subprocess.run(
+        [temporal, "schedule", "describe", "--schedule-id", "refunds-reconciliation"]
+        + ["--address", address, "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert described.returncode == 0, described.stderr
+    schedule = json.loads(described.stdout)
+    action = schedule["schedule"]["action"]["startWorkflow"]
+    assert action["workflowType"]["name"] == "ReconciliationWorkflow"
+
+
 def test_refunds_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REFUNDS_")}
     data_dir = tmp_path / "data"
@@ -87,6 +104,7 @@ def test_refunds_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None
         order_no = info["demo_orders"][0]
         first = httpx.get(f"{info['api_url']}/v1/orders/{order_no}", headers=admin, timeout=10)
         assert first.status_code == 200 and first.json()["status"] == "paid"
+        assert_reconciliation_scheduled(info["temporal_address"])
     finally:
         children = stop_dev(proc)
     time.sleep(0.5)

@@ -104,19 +104,53 @@ class RefundWorkflow:
     async def run(self, request: RefundRequest) -> RefundState:
         if request.reopened_by is not None:
             await self._reopen(request.reopened_by)
+        elif request.repair:
+            await self._repair()
         elif await self._apply() and await self._await_decision():
-            await self._refund_at_gateway()
-            if self._status == RefundStatus.PROCESSING:
-                await self._await_outcome()
-            if self._status == RefundStatus.ABNORMAL:
-                await self._await_resolution(listen=True)
-            if self._gateway_succeeded():
-                await self._restore()
-                await self._finalize()
-            if self._late_failure is not None:
-                await self._reopen(self._late_failure)
+            await self._pay_back()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
+
+    async def _pay_back(self) -> None:
+        """Approved: the gateway refund, its outcome, ops if needed, restores, finalize."""
+        await self._refund_at_gateway()
+        await self._settle()
+
+    async def _settle(self) -> None:
+        if self._status == RefundStatus.PROCESSING:
+            await self._await_outcome()
+        if self._status == RefundStatus.ABNORMAL:
+            await self._await_resolution(listen=True)
+        if self._gateway_succeeded():
+            await self._restore()
+            await self._finalize()
+        if self._late_failure is not None:
+            await self._reopen(self._late_failure)
+
+    async def _repair(self) -> None:
+        """Its workflow was closed under a refund that is not finished (terminated, reset or
+        failed from the UI): claim it from the ledger and carry it on from where it stands. A
+        refund in processing asks the gateway first (lookup-first create): never paid twice."""
+        claimed = await workflow.execute_local_activity(
+            names.CLAIM_REFUND,
+            self._request,
+            result_type=ApplyResult,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=LEDGER_RETRY,
+        )
+        self._applied = claimed
+        if not claimed.owned:
+            return  # finished meanwhile, or another run holds it: nothing to carry on
+        self._status = claimed.status
+        self._note("reconciliation", "repaired", {"status": claimed.status.value})
+        self._publish(initial=True)
+        if claimed.status == RefundStatus.PENDING_APPROVAL:
+            if await self._await_decision():
+                await self._pay_back()
+        elif claimed.status == RefundStatus.PROCESSING:
+            await self._pay_back()
+        elif claimed.status == RefundStatus.ABNORMAL:
+            await self._settle()
 
     async def _apply(self) -> bool:
         """Validate and reserve; an invalid request ends the run with nothing left behind."""

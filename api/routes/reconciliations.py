@@ -6,11 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, SessionDep
-
 # One cursor format for every list of this API: the refunds route owns it.
-from api.routes.refunds import _decode as decode_cursor
-from api.routes.refunds import _encode as encode_cursor
+from api.cursors import decode_cursor, encode_cursor
+from api.deps import PrincipalDep, SessionDep
 from api.schemas import ReconciliationDetailOut, ReconciliationOut, ReconciliationPage
 from db.reconciliations import ReconciliationRepository
 

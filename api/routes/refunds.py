@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, status
 
 from api import refund_commands
+from api.cursors import decode_cursor, encode_cursor
 from api.deps import PrincipalDep, SessionDep, SettingsDep, TemporalDep
 from api.read_models import refund_out, refund_with_timeline, visible_order, visible_refund
 from api.schemas import ApproveIn, RefundIn, RefundOut, RefundPage, RejectIn, ResolveIn
 from db.repositories import RefundRepository
-from domain.errors import DomainError
 from domain.messages import Resolution, ResolveOutcome
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
-
-
-class InvalidCursor(DomainError):
-    code = "invalid_cursor"
-    http_status = 422
 
 
 @router.post("", response_model=RefundOut, status_code=status.HTTP_202_ACCEPTED)
@@ -110,31 +104,14 @@ async def list_refunds(
         status=status_,
         order_no=order_no,
         channel=channel,
-        after_id=_decode(cursor),
+        after_id=decode_cursor(cursor),
         limit=limit + 1,
     )
     page = list(rows[:limit])
-    next_cursor = _encode(page[-1].id) if len(rows) > limit else None
+    next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
     return RefundPage(items=[refund_out(r) for r in page], next_cursor=next_cursor)
 
 
 async def _fresh(session: SessionDep, principal: PrincipalDep, refund_no: str) -> RefundOut:
     await session.rollback()
     return await refund_with_timeline(session, await visible_refund(session, principal, refund_no))
-
-
-def _encode(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, value = raw.split(":", 1)
-        if kind != "id":
-            raise ValueError(kind)
-        return int(value)
-    except ValueError as exc:
-        raise InvalidCursor("cursor is not one this API returned") from exc

@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.client import Client
 
 from domain import activity_names
+from tests.stack import Stack
 from worker import activities
 
 IO_PACKAGES = (
@@ -31,8 +34,9 @@ def packages_loaded_by(module: str, repo_root: Path) -> set[str]:
     )
 
 
-def test_importing_the_workflow_loads_no_io_package(repo_root: Path) -> None:
-    loaded = packages_loaded_by("workflows.refund", repo_root)
+@pytest.mark.parametrize("module", ["workflows.refund", "workflows.reconciliation"])
+def test_importing_a_workflow_loads_no_io_package(repo_root: Path, module: str) -> None:
+    loaded = packages_loaded_by(module, repo_root)
     assert "workflows" in loaded
     assert [name for name in IO_PACKAGES if name in loaded] == []
 
@@ -44,13 +48,14 @@ def test_the_api_does_not_load_the_activities(repo_root: Path) -> None:
 
 
 def test_every_scheduled_name_is_a_registered_activity(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], temporal: Client, stack: Stack
 ) -> None:
     registered = {
-        activity._Definition.must_from_callable(fn).name for fn in activities(sessionmaker, {})
+        activity._Definition.must_from_callable(fn).name
+        for fn in activities(sessionmaker, {}, temporal, stack.settings)
     }
     scheduled = {
         value for key, value in vars(activity_names).items() if key.isupper() and key[0] != "_"
     }
-    assert len(scheduled) == 9
+    assert len(scheduled) == 13
     assert scheduled == registered

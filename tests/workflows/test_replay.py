@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -19,8 +20,9 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_stored_history_replays_deterministically(path: Path) -> None:
-    history = WorkflowHistory.from_json(f"refund-{path.stem}", path.read_text())
-    result = await Replayer(workflows=[RefundWorkflow]).replay_workflow(history)
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=[RefundWorkflow, ReconciliationWorkflow])
+    result = await replayer.replay_workflow(history)
     assert result.replay_failure is None
 
 
@@ -40,4 +42,8 @@ def test_histories_cover_the_main_paths() -> None:
         # the gateway under our refund_no for another amount, resolved failed by ops.
         "abnormal_settled_by_gateway_poll",
         "mismatch_resolved_failed",
+        # Issue 9: a refund terminated mid-processing, repaired by reconciliation and finished;
+        # the reconciliation run that repaired it.
+        "repaired_processing_succeeded",
+        "reconciliation_repaired_one",
     }

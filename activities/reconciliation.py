@@ -1,0 +1,325 @@
+"""Reconciliation (issue 9): compare the gateways' refunds with the ledger, act where it is safe,
+report the rest.
+
+Money never moves here: a refund the gateway settled is told to its own workflow (signal, or a
+repair run when its workflow was closed under it), which then finishes it the usual way. Each
+step is a bounded slice of pages that heartbeats its cursor, so a retried step resumes at the
+page it had reached; findings are unique per run, kind and subject, so a resumed run reports
+each once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import Client
+
+from activities.errors import business_errors
+from db.models import Refund
+from db.reconciliations import LedgerScanRepository, ReconciliationRepository
+from db.repositories import OrderRepository, RefundRepository
+from domain import activity_names as names
+from domain.matching import gateway_mismatch
+from domain.messages import (
+    Channel,
+    FindingKind,
+    GatewayLookup,
+    GatewayNotification,
+    GatewayRefund,
+    GatewayStatus,
+    ReconcileProgress,
+    ReconcileStep,
+    ReconciliationInput,
+    ReconciliationOpened,
+    ReconciliationSummary,
+    RefundStatus,
+)
+from domain.reconciliation import day_window, overdue_by
+from gateways.base import Gateway, ListsRefunds
+from runtime.refund_runs import deliver, is_running, repair
+from settings import Settings
+
+log = logging.getLogger("refunds.reconciliation")
+
+PAGE = 100
+PAGES_PER_STEP = 10
+WAITING = (RefundStatus.PROCESSING, RefundStatus.ABNORMAL)
+OPEN = (RefundStatus.PENDING_APPROVAL, *WAITING)
+
+
+class ReconciliationActivities:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        gateways: Mapping[Channel, Gateway],
+        client: Client,
+        settings: Settings,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.gateways = gateways
+        self.client = client
+        self.settings = settings
+
+    @activity.defn(name=names.OPEN_RECONCILIATION)
+    @business_errors
+    async def open_reconciliation(self, request: ReconciliationInput) -> ReconciliationOpened:
+        """The run's row (the same one when retried) and its window."""
+        start, end = day_window(request.day, request.time_zone, datetime.now(UTC))
+        info = activity.info()
+        async with self.sessionmaker.begin() as session:
+            rec_id = await ReconciliationRepository(session).open(
+                info.workflow_run_id or "", info.workflow_id or "", start, end
+            )
+        return ReconciliationOpened(rec_id, start.isoformat(), end.isoformat())
+
+    @activity.defn(name=names.RECONCILE_STEP)
+    @business_errors
+    async def reconcile_step(self, step: ReconcileStep) -> ReconcileProgress:
+        """Up to PAGES_PER_STEP pages of one phase, from the cursor the last attempt reached."""
+        details = activity.info().heartbeat_details
+        cursor = str(details[0]) if details and details[0] else step.cursor
+        seen = findings = 0
+        for _ in range(PAGES_PER_STEP):
+            cursor, page_seen, page_findings = await self._page(step, cursor)
+            seen, findings = seen + page_seen, findings + page_findings
+            activity.heartbeat(cursor)
+            if cursor is None:
+                break
+        return ReconcileProgress(cursor, seen, findings)
+
+    @activity.defn(name=names.CLOSE_RECONCILIATION)
+    @business_errors
+    async def close_reconciliation(self, opened: ReconciliationOpened) -> ReconciliationSummary:
+        async with self.sessionmaker.begin() as session:
+            repo = ReconciliationRepository(session)
+            counts = await repo.finish(opened.reconciliation_id)
+            # The summary is made of the counts: written by a second (idempotent) finish.
+            await repo.finish(opened.reconciliation_id, _summary(counts))
+        log.info(
+            "reconciliation_finished",
+            extra={"reconciliation_id": opened.reconciliation_id, "counts": counts},
+        )
+        return ReconciliationSummary(
+            opened.reconciliation_id, opened.window_start, opened.window_end, dict(counts)
+        )
+
+    # ---- phases -------------------------------------------------------------------------------
+
+    async def _page(self, step: ReconcileStep, cursor: str | None) -> tuple[str | None, int, int]:
+        if step.phase == "gateway":
+            return await self._gateway_page(step, cursor)
+        if step.phase == "open":
+            return await self._open_page(step, cursor)
+        return await self._wechat_window_page(step, cursor)
+
+    async def _gateway_page(
+        self, step: ReconcileStep, cursor: str | None
+    ) -> tuple[str | None, int, int]:
+        """Stripe lists refunds by `created`: every one of the window, ours or not."""
+        stripe = self.gateways.get(Channel.STRIPE)
+        if not isinstance(stripe, ListsRefunds):
+            return None, 0, 0
+        start = int(datetime.fromisoformat(step.window_start).timestamp())
+        end = int(datetime.fromisoformat(step.window_end).timestamp())
+        page = await stripe.list_refunds(start, end, cursor, PAGE)
+        ours = [r for r in page.refunds if r.refund_no]
+        async with self.sessionmaker() as session:
+            rows = await LedgerScanRepository(session).find_many([r.refund_no for r in ours])
+        found = 0
+        for gateway_refund in ours:
+            activity.heartbeat(cursor)
+            row = rows.get(gateway_refund.refund_no)
+            found += await self._compare(
+                step.reconciliation_id, Channel.STRIPE, row, gateway_refund
+            )
+        return page.next_cursor, len(page.refunds), found
+
+    async def _open_page(
+        self, step: ReconcileStep, cursor: str | None
+    ) -> tuple[str | None, int, int]:
+        """Every refund not yet terminal, whatever its age: closed workflows, silent gateways,
+        refunds waiting too long."""
+        async with self.sessionmaker() as session:
+            rows = await LedgerScanRepository(session).non_terminal(
+                PAGE, int(cursor) if cursor else None
+            )
+        found = 0
+        for row in rows:
+            activity.heartbeat(cursor)
+            found += await self._check_open(step.reconciliation_id, row)
+        return (str(rows[-1].id) if len(rows) == PAGE else None), len(rows), found
+
+    async def _wechat_window_page(
+        self, step: ReconcileStep, cursor: str | None
+    ) -> tuple[str | None, int, int]:
+        """WeChat Pay has no list: each of our refunds of the window is queried by refund_no."""
+        async with self.sessionmaker() as session:
+            rows = await LedgerScanRepository(session).in_window(
+                datetime.fromisoformat(step.window_start),
+                datetime.fromisoformat(step.window_end),
+                Channel.WECHATPAY,
+                PAGE,
+                int(cursor) if cursor else None,
+            )
+        found = 0
+        for row in rows:
+            activity.heartbeat(cursor)
+            gateway_refund = await self._lookup(row)
+            if gateway_refund is not None:
+                found += await self._compare(
+                    step.reconciliation_id, Channel.WECHATPAY, row, gateway_refund
+                )
+        return (str(rows[-1].id) if len(rows) == PAGE else None), len(rows), found
+
+    # ---- what a refund tells us ---------------------------------------------------------------
+
+    async def _compare(
+        self, rec_id: int, channel: Channel, row: Refund | None, at_gateway: GatewayRefund
+    ) -> int:
+        """One gateway refund carrying our refund_no against its ledger row."""
+        if row is None:
+            return await self._report(
+                rec_id,
+                FindingKind.MISMATCH,
+                at_gateway.gateway_refund_id,
+                at_gateway.refund_no,
+                channel,
+                {"reason": "the gateway has a refund under this refund_no; the ledger has none"}
+                | _gateway_detail(at_gateway),
+            )
+        order_payment = await self._payment_of(row)
+        why = gateway_mismatch(row.amount, order_payment, at_gateway.amount, at_gateway.payment_ref)
+        if why is not None:
+            return await self._report(
+                rec_id,
+                FindingKind.MISMATCH,
+                row.refund_no,
+                row.refund_no,
+                channel,
+                {"reason": why} | _gateway_detail(at_gateway),
+            )
+        status = RefundStatus(row.status)
+        if at_gateway.status == GatewayStatus.SUCCEEDED and status in WAITING:
+            return await self._tell(rec_id, row, at_gateway, FindingKind.GATEWAY_SUCCEEDED)
+        if at_gateway.status == GatewayStatus.FAILED and status == RefundStatus.SUCCEEDED:
+            return await self._tell(rec_id, row, at_gateway, FindingKind.GATEWAY_FAILED)
+        return 0
+
+    async def _check_open(self, rec_id: int, row: Refund) -> int:
+        found = 0
+        if not await is_running(self.client, row.refund_no):
+            found += await self._repair(rec_id, row)
+        elif RefundStatus(row.status) in WAITING:
+            at_gateway = await self._lookup(row)
+            if at_gateway is not None:
+                found += await self._compare(rec_id, Channel(row.channel), row, at_gateway)
+        now = datetime.now(UTC)
+        if overdue_by(row.status, row.updated_at, now, self.settings.overdue_after()):
+            age = int((now - row.updated_at).total_seconds())
+            found += await self._report(
+                rec_id,
+                FindingKind.OVERDUE,
+                row.refund_no,
+                row.refund_no,
+                Channel(row.channel),
+                {"status": row.status, "age_seconds": age},
+            )
+        return found
+
+    async def _repair(self, rec_id: int, row: Refund) -> int:
+        """Its workflow is closed: if the refund is still unfinished when looked at again, a
+        fresh run claims it. Never while a run is open (the start refuses then)."""
+        async with self.sessionmaker() as session:
+            fresh = await RefundRepository(session).get(row.refund_no)
+        if RefundStatus(fresh.status) not in OPEN:
+            return 0  # it finished between the two reads: its workflow closed normally
+        started = await repair(self.client, self.settings, fresh)
+        return await self._report(
+            rec_id,
+            FindingKind.REPAIRED,
+            fresh.refund_no,
+            fresh.refund_no,
+            Channel(fresh.channel),
+            {"status": fresh.status, "started": started},
+        )
+
+    async def _tell(
+        self, rec_id: int, row: Refund, at_gateway: GatewayRefund, kind: FindingKind
+    ) -> int:
+        """The gateway settled it and the ledger does not know: its workflow must hear it."""
+        notification = GatewayNotification(
+            row.refund_no,
+            at_gateway.status,
+            at_gateway.gateway_refund_id,
+            source="reconciliation",
+            event_id=f"reconciliation-{rec_id}-{row.refund_no}",
+            event_type="reconciliation",
+            failure_reason=at_gateway.failure_reason,
+            amount=at_gateway.amount,
+            payment_ref=at_gateway.payment_ref,
+        )
+        found = 0
+        if await is_running(self.client, row.refund_no) or kind == FindingKind.GATEWAY_FAILED:
+            action = str(await deliver(self.client, self.settings, row, notification))
+        else:
+            # Closed under it: the repair run looks the refund up and finds the success itself.
+            action = "repaired"
+            found += await self._repair(rec_id, row)
+        return found + await self._report(
+            rec_id,
+            kind,
+            row.refund_no,
+            row.refund_no,
+            Channel(row.channel),
+            {"action": action, "ledger_status": row.status} | _gateway_detail(at_gateway),
+        )
+
+    async def _report(
+        self,
+        rec_id: int,
+        kind: FindingKind,
+        subject: str,
+        refund_no: str | None,
+        channel: Channel,
+        detail: dict[str, Any],
+    ) -> int:
+        async with self.sessionmaker.begin() as session:
+            new = await ReconciliationRepository(session).add_finding(
+                rec_id, kind, subject, refund_no, channel, detail
+            )
+        if new:
+            log.warning(
+                "reconciliation_finding",
+                extra={"reconciliation_id": rec_id, "kind": str(kind), "refund_no": refund_no},
+            )
+        return int(new)
+
+    async def _lookup(self, row: Refund) -> GatewayRefund | None:
+        payment_ref = await self._payment_of(row)
+        gateway = self.gateways[Channel(row.channel)]
+        return await gateway.get_refund(
+            GatewayLookup(row.refund_no, Channel(row.channel), payment_ref)
+        )
+
+    async def _payment_of(self, row: Refund) -> str:
+        async with self.sessionmaker() as session:
+            order = await OrderRepository(session).get(row.order_no)
+        return order.payment_ref or ""
+
+
+def _gateway_detail(at_gateway: GatewayRefund) -> dict[str, Any]:
+    return {
+        "gateway_refund_id": at_gateway.gateway_refund_id,
+        "gateway_status": at_gateway.status.value,
+        "gateway_amount": at_gateway.amount,
+        "gateway_payment_ref": at_gateway.payment_ref,
+    }
+
+
+def _summary(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{kind}: {n}" for kind, n in counts.items())

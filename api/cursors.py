@@ -1,0 +1,29 @@
+"""Opaque keyset cursors of the list endpoints: one format for every list the API pages."""
+
+from __future__ import annotations
+
+import base64
+
+from domain.errors import DomainError
+
+
+class InvalidCursor(DomainError):
+    code = "invalid_cursor"
+    http_status = 422
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, value = raw.split(":", 1)
+        if kind != "id":
+            raise ValueError(kind)
+        return int(value)
+    except ValueError as exc:
+        raise InvalidCursor("cursor is not one this API returned") from exc

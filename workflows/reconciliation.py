@@ -1,0 +1,116 @@
+"""ReconciliationWorkflow: one run of the daily comparison of the ledger with the gateways.
+
+Started by the `refunds-reconciliation` Schedule (or `refunds reconcile`). Its phases page
+through the gateways' refunds of the window and every refund still open; each step is a
+bounded activity that resumes from its last page after a crash, and a long run continues as
+new so its history stays small. It never moves money: refunds hear the news in their own
+workflows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from domain import activity_names as names
+    from domain.errors import NON_RETRYABLE_TYPES
+    from domain.messages import (
+        ReconcileProgress,
+        ReconcileStep,
+        ReconciliationInput,
+        ReconciliationOpened,
+        ReconciliationSummary,
+    )
+
+# Stripe's refunds of the window; every open refund; WeChat Pay's of the window, one by one.
+PHASES = ("gateway", "open", "wechat_window")
+STEPS_PER_RUN = 100  # then continue as new: the history of one run stays bounded
+STEP_TIMEOUT = timedelta(minutes=10)
+# Steps heartbeat per refund: a dead worker's step is retried (from its cursor) this soon.
+STEP_HEARTBEAT = timedelta(seconds=15)
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=NON_RETRYABLE_TYPES,
+)
+
+
+@workflow.defn
+class ReconciliationWorkflow:
+    def __init__(self) -> None:
+        self._progress = "opening"
+
+    @workflow.run
+    async def run(self, request: ReconciliationInput) -> ReconciliationSummary:
+        opened = await self._open(request)
+        request = replace(
+            request,
+            reconciliation_id=opened.reconciliation_id,
+            window_start=opened.window_start,
+            window_end=opened.window_end,
+        )
+        steps = 0
+        for phase in PHASES[PHASES.index(request.phase) :]:
+            cursor = request.cursor if phase == request.phase else None
+            while True:
+                progress = await self._step(opened, phase, cursor)
+                cursor, steps = progress.cursor, steps + 1
+                if cursor is None:
+                    break
+                if steps >= STEPS_PER_RUN or workflow.info().is_continue_as_new_suggested():
+                    workflow.continue_as_new(replace(request, phase=phase, cursor=cursor))
+        return await workflow.execute_activity(
+            names.CLOSE_RECONCILIATION,
+            opened,
+            result_type=ReconciliationSummary,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+        )
+
+    async def _open(self, request: ReconciliationInput) -> ReconciliationOpened:
+        if request.reconciliation_id is not None:  # a continued run: its row is open already
+            assert request.window_start is not None and request.window_end is not None
+            return ReconciliationOpened(
+                request.reconciliation_id, request.window_start, request.window_end
+            )
+        opened: ReconciliationOpened = await workflow.execute_activity(
+            names.OPEN_RECONCILIATION,
+            request,
+            result_type=ReconciliationOpened,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+        )
+        workflow.set_current_details(
+            f"Reconciling refunds of **{opened.window_start} – {opened.window_end}** "
+            f"(reconciliation {opened.reconciliation_id}): `GET /v1/reconciliations/"
+            f"{opened.reconciliation_id}`"
+        )
+        return opened
+
+    async def _step(
+        self, opened: ReconciliationOpened, phase: str, cursor: str | None
+    ) -> ReconcileProgress:
+        progress: ReconcileProgress = await workflow.execute_activity(
+            names.RECONCILE_STEP,
+            ReconcileStep(
+                opened.reconciliation_id, opened.window_start, opened.window_end, phase, cursor
+            ),
+            result_type=ReconcileProgress,
+            start_to_close_timeout=STEP_TIMEOUT,
+            heartbeat_timeout=STEP_HEARTBEAT,
+            retry_policy=RETRY,
+        )
+        self._progress = f"{phase}: {progress.seen} seen, {progress.findings} findings"
+        workflow.set_current_details(
+            f"Reconciliation {opened.reconciliation_id}, phase **{phase}**: last step "
+            f"{progress.seen} seen, {progress.findings} new findings"
+        )
+        return progress
+
+    @workflow.query
+    def progress(self) -> str:
+        return self._progress
