@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from db.models import Refund
 from domain.messages import (
+    TERMINAL_STATUSES,
     GatewayNotification,
     GatewayStatus,
     RefundItem,
@@ -31,6 +32,7 @@ from workflows.refund import RefundWorkflow, workflow_id
 class Delivery(StrEnum):
     SIGNALLED = "signalled"
     REOPENED = "reopened"
+    REPAIRED = "repaired"  # its run was closed under an unfinished refund: a fresh run took it
     IGNORED = "ignored"  # its workflow has finished and the news changes nothing
 
 
@@ -52,7 +54,8 @@ def request_from_row(refund: Refund, settings: Settings) -> RefundRequest:
 async def deliver(
     client: Client, settings: Settings, refund: Refund, notification: GatewayNotification
 ) -> Delivery:
-    """Signal the refund's run; a finished one only matters for a late failure of a success."""
+    """Signal the refund's run. When its run is closed: an unfinished refund is repaired (the
+    new run asks the gateway itself), a late failure of a success reopens it, else nothing."""
     handle = client.get_workflow_handle(workflow_id(refund.refund_no))
     try:
         await handle.signal(RefundWorkflow.gateway_notification, notification)
@@ -60,6 +63,9 @@ async def deliver(
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
+    if RefundStatus(refund.status) not in TERMINAL_STATUSES:
+        # Read before the signal: if it finished meanwhile, the repair run stands down.
+        return Delivery.REPAIRED if await repair(client, settings, refund) else Delivery.IGNORED
     if refund.status != RefundStatus.SUCCEEDED or notification.status != GatewayStatus.FAILED:
         return Delivery.IGNORED
     request = request_from_row(refund, settings)

@@ -60,6 +60,7 @@ async def test_refund_whose_workflow_was_terminated_mid_processing_is_repaired_a
     order = await shop.order(amount=2600)
     refund_no = uid("rf")
     await stripe_fault(shop.stack, refund_no, "pending_forever")
+    await stripe_fault(shop.stack, refund_no, "no_webhook")  # only reconciliation can tell
     await shop.refund(order, 2600, refund_no=refund_no)
     assert (await shop.approve(refund_no)).status_code == 200
     await wait_event(shop, refund_no, "gateway_submitted")
@@ -80,6 +81,27 @@ async def test_refund_whose_workflow_was_terminated_mid_processing_is_repaired_a
     assert len(await restorations(sessionmaker, refund_no)) == 3
     after = await shop.get_order(order["order_no"])
     assert (after["refunded_amount"], after["reserved_amount"]) == (2600, 2600)
+
+
+async def test_webhook_for_a_refund_whose_workflow_was_terminated_repairs_it_at_once(
+    shop: Shop, temporal: Client, sessionmaker: Sessions
+) -> None:
+    order = await shop.order(amount=2200)
+    refund_no = uid("rf")
+    await stripe_fault(shop.stack, refund_no, "pending_forever")
+    await shop.refund(order, 2200, refund_no=refund_no)
+    assert (await shop.approve(refund_no)).status_code == 200
+    await wait_event(shop, refund_no, "gateway_submitted")
+    await temporal.get_workflow_handle(workflow_id(refund_no)).terminate("by hand, from the UI")
+    [at_gateway] = await stripe_refunds(shop, refund_no)
+    await sandbox(shop.stack.stripe_url, "POST", f"/_sandbox/refunds/{at_gateway['id']}/succeed")
+    # The webhook finds no open run: a repair run takes the refund and finishes it.
+    done = await shop.wait_status(refund_no, "succeeded", timeout=30)
+    assert events(done).count("repaired") == 1
+    assert len(await stripe_refunds(shop, refund_no)) == 1
+    assert len(await restorations(sessionmaker, refund_no)) == 3
+    after = await shop.get_order(order["order_no"])
+    assert (after["refunded_amount"], after["reserved_amount"]) == (2200, 2200)
 
 
 async def test_success_whose_webhook_was_lost_with_polling_off_is_found_and_finished(
