@@ -28,9 +28,9 @@ COPY --from=build /opt/refunds /opt/refunds
 # every subcommand imports, from outside the source tree, and check the migrations shipped.
 WORKDIR /
 RUN refunds --help > /dev/null \
-    && python -c "import worker, api.main, cli.sandbox, db.migrate, runtime.temporal_client, \
-sandboxes.stripe_sandbox, sandboxes.wechatpay_sandbox" \
-    && python -c "import db.migrate as m, sys; sys.exit(not (m.MIGRATIONS / 'env.py').is_file())"
+    && python -c "import worker, api.main, refunds.cli.sandbox, refunds.db.migrate, \
+refunds.runtime.temporal_client, refunds.sandboxes.stripe_sandbox, refunds.sandboxes.wechatpay_sandbox" \
+    && python -c "import refunds.db.migrate as m, sys; sys.exit(not (m.MIGRATIONS / 'env.py').is_file())"
 USER refunds
 WORKDIR /data
 VOLUME ["/data"]

@@ -18,12 +18,12 @@ from activities.gateway import GatewayActivities
 from activities.ledger import LedgerActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.restore import RestoreActivities
-from db.engine import make_engine, make_sessionmaker
-from domain.messages import Channel
-from gateways.base import Gateway
-from runtime.logging import configure
-from runtime.temporal_client import connect, ensure_search_attributes
-from settings import Settings, get_settings
+from refunds.db.engine import make_engine, make_sessionmaker
+from refunds.domain.messages import Channel
+from refunds.gateways.base import Gateway
+from refunds.runtime.logging import configure
+from refunds.runtime.temporal_client import connect, ensure_search_attributes
+from refunds.settings import Settings, get_settings
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
 
@@ -72,7 +72,7 @@ def build_worker(
 
 
 async def run_worker(settings: Settings) -> None:
-    from gateways.registry import build_gateways
+    from refunds.gateways.registry import build_gateways
 
     if settings.database_url is None:
         raise SystemExit("REFUNDS_DATABASE_URL is not set (refunds dev sets it for you)")

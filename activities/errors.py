@@ -8,7 +8,7 @@ from typing import ParamSpec, TypeVar
 
 from temporalio.exceptions import ApplicationError
 
-from domain.errors import DomainError, GatewayTransientError
+from refunds.domain.errors import DomainError, GatewayTransientError
 
 P = ParamSpec("P")
 R = TypeVar("R")

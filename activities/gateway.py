@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from temporalio import activity
 
 from activities.errors import business_errors
-from domain import activity_names as names
-from domain.messages import Channel, GatewayLookup, GatewayRefund, GatewayRefundInput
-from gateways.base import Gateway
+from refunds.domain import activity_names as names
+from refunds.domain.messages import Channel, GatewayLookup, GatewayRefund, GatewayRefundInput
+from refunds.gateways.base import Gateway
 
 
 class GatewayActivities:

@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.errors import business_errors
-from db.models import Order, Refund
-from db.repositories import OrderRepository, RefundRepository
-from domain import activity_names as names
-from domain.errors import (
+from refunds.db.models import Order, Refund
+from refunds.db.repositories import OrderRepository, RefundRepository
+from refunds.domain import activity_names as names
+from refunds.domain.errors import (
     InvalidRefundItems,
     OrderNotFound,
     OrderNotPaid,
@@ -26,8 +26,8 @@ from domain.errors import (
     RefundExceedsPaid,
     RefundNotFound,
 )
-from domain.idempotency import hidden_from, request_fingerprint
-from domain.messages import (
+from refunds.domain.idempotency import hidden_from, request_fingerprint
+from refunds.domain.messages import (
     REFUNDABLE_ORDER_STATUSES,
     RELEASED_STATUSES,
     TERMINAL_STATUSES,
@@ -40,7 +40,7 @@ from domain.messages import (
     TimelineInput,
     TransitionInput,
 )
-from domain.transitions import can_move, money_effect
+from refunds.domain.transitions import can_move, money_effect
 
 log = logging.getLogger("refunds.ledger")
 

@@ -20,12 +20,12 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.errors import business_errors
-from db.models import Refund
-from db.reconciliations import LedgerScanRepository, ReconciliationRepository
-from db.repositories import OrderRepository, RefundRepository
-from domain import activity_names as names
-from domain.matching import gateway_mismatch
-from domain.messages import (
+from refunds.db.models import Refund
+from refunds.db.reconciliations import LedgerScanRepository, ReconciliationRepository
+from refunds.db.repositories import OrderRepository, RefundRepository
+from refunds.domain import activity_names as names
+from refunds.domain.matching import gateway_mismatch
+from refunds.domain.messages import (
     Channel,
     FindingKind,
     GatewayLookup,
@@ -39,10 +39,10 @@ from domain.messages import (
     ReconciliationSummary,
     RefundStatus,
 )
-from domain.reconciliation import day_window, overdue_by
-from gateways.base import Gateway, ListsRefunds
-from runtime.refund_runs import deliver, is_running, repair
-from settings import Settings
+from refunds.domain.reconciliation import day_window, overdue_by
+from refunds.gateways.base import Gateway, ListsRefunds
+from refunds.runtime.refund_runs import deliver, is_running, repair
+from refunds.settings import Settings
 
 log = logging.getLogger("refunds.reconciliation")
 

@@ -18,12 +18,12 @@ from temporalio import activity
 
 from activities.errors import business_errors
 from activities.restore_reversal import take_back
-from db.models import Coupon, InventoryMovement, InventoryStock, Order, PointsLedger, Refund
-from db.models import Restoration as RestorationRow
-from db.repositories import OrderRepository, RefundRepository
-from domain import activity_names as names
-from domain.messages import RestoreInput, RestoreResult
-from domain.money import prorated_points
+from refunds.db.models import Coupon, InventoryMovement, InventoryStock, Order, PointsLedger, Refund
+from refunds.db.models import Restoration as RestorationRow
+from refunds.db.repositories import OrderRepository, RefundRepository
+from refunds.domain import activity_names as names
+from refunds.domain.messages import RestoreInput, RestoreResult
+from refunds.domain.money import prorated_points
 
 POINTS, INVENTORY, COUPON = "points", "inventory", "coupon"
 REVERSAL = "reversal"  # the restores of a refund that failed after all, taken back

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Coupon, InventoryMovement, InventoryStock, Order, PointsLedger, Refund
+from refunds.db.models import Coupon, InventoryMovement, InventoryStock, Order, PointsLedger, Refund
 
 Detail = dict[str, str | int | None]
 

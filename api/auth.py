@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from domain.errors import Forbidden, Unauthorized
+from refunds.domain.errors import Forbidden, Unauthorized
 
 ROLES = ("customer", "approver", "admin", "ops")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from domain.errors import DomainError
+from refunds.domain.errors import DomainError
 
 
 class InvalidCursor(DomainError):

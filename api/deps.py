@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.auth import Principal, read_token
-from gateways.base import Gateway
-from settings import Settings
+from refunds.gateways.base import Gateway
+from refunds.settings import Settings
 
 
 def get_app_settings(request: Request) -> Settings:

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from domain.errors import ERRORS_BY_TYPE, DomainError
+from refunds.domain.errors import ERRORS_BY_TYPE, DomainError
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

@@ -13,10 +13,10 @@ from temporalio.client import Client
 from api import errors
 from api.metrics import LATENCY, REQUESTS
 from api.routes import health, orders, reconciliations, refunds, webhooks
-from db.engine import make_engine, make_sessionmaker
-from gateways.registry import build_gateways
-from runtime.temporal_client import connect
-from settings import Settings, get_settings
+from refunds.db.engine import make_engine, make_sessionmaker
+from refunds.gateways.registry import build_gateways
+from refunds.runtime.temporal_client import connect
+from refunds.settings import Settings, get_settings
 
 
 class LazyTemporal:

@@ -19,8 +19,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.reconciliations import LedgerScanRepository, ReconciliationRepository
-from domain.messages import FindingKind, RefundStatus
+from refunds.db.reconciliations import LedgerScanRepository, ReconciliationRepository
+from refunds.domain.messages import FindingKind, RefundStatus
 
 REQUESTS = Counter("refunds_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("refunds_http_request_seconds", "HTTP request latency", ["method", "route"])

@@ -10,12 +10,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from db.models import GatewayNotificationRow
-from db.repositories import RefundRepository
-from domain.messages import GatewayNotification
-from gateways.base import ParsedNotification
-from runtime.refund_runs import deliver
-from settings import Settings
+from refunds.db.models import GatewayNotificationRow
+from refunds.db.repositories import RefundRepository
+from refunds.domain.messages import GatewayNotification
+from refunds.gateways.base import ParsedNotification
+from refunds.runtime.refund_runs import deliver
+from refunds.settings import Settings
 
 
 async def accept_notification(

@@ -9,9 +9,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.schemas import OrderIn
-from db.models import Coupon, Order, OrderItem
-from db.repositories import OrderRepository
-from domain.errors import OrderConflict, OrderNotCancellable
+from refunds.db.models import Coupon, Order, OrderItem
+from refunds.db.repositories import OrderRepository
+from refunds.domain.errors import OrderConflict, OrderNotCancellable
 
 
 def _same_order(order: Order, body: OrderIn) -> bool:

@@ -7,10 +7,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
 from api.schemas import CouponOut, OrderItemOut, OrderOut, RefundOut, TimelineEventOut
-from db.models import Order, Refund
-from db.repositories import OrderRepository, RefundRepository
-from domain.errors import OrderNotFound, RefundNotFound
-from domain.messages import REFUNDABLE_ORDER_STATUSES
+from refunds.db.models import Order, Refund
+from refunds.db.repositories import OrderRepository, RefundRepository
+from refunds.domain.errors import OrderNotFound, RefundNotFound
+from refunds.domain.messages import REFUNDABLE_ORDER_STATUSES
 
 
 def can_see_order(principal: Principal, order: Order) -> bool:

@@ -18,19 +18,19 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import Principal
 from api.errors import domain_error_from_temporal
 from api.schemas import RefundIn
-from db.models import Order
-from db.repositories import RefundRepository
-from domain.errors import (
+from refunds.db.models import Order
+from refunds.db.repositories import RefundRepository
+from refunds.domain.errors import (
     CurrencyMismatch,
     RefundConflict,
     RefundNotAbnormal,
     RefundNotFound,
     RefundNotPendingApproval,
 )
-from domain.idempotency import hidden_from, request_fingerprint
-from domain.matching import check_refund_no
-from domain.messages import Decision, RefundItem, RefundRequest, RefundSource, Resolution
-from settings import Settings
+from refunds.domain.idempotency import hidden_from, request_fingerprint
+from refunds.domain.matching import check_refund_no
+from refunds.domain.messages import Decision, RefundItem, RefundRequest, RefundSource, Resolution
+from refunds.settings import Settings
 from workflows.refund import RefundWorkflow, workflow_id
 
 # A refund command waits for its workflow's answer this long, then the caller gets a 503.

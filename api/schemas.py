@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from domain.messages import Channel, FindingKind
+from refunds.domain.messages import Channel, FindingKind
 
 Amount = Annotated[StrictInt, Field(gt=0, le=10**15)]
 NonNegative = Annotated[StrictInt, Field(ge=0, le=10**15)]

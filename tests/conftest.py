@@ -14,11 +14,11 @@ import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from db.engine import make_engine, make_sessionmaker
-from db.migrate import upgrade
-from embedded.ports import free_port
-from embedded.postgres import EmbeddedPostgres
-from embedded.temporal import EmbeddedTemporal
+from refunds.db.engine import make_engine, make_sessionmaker
+from refunds.db.migrate import upgrade
+from refunds.embedded.ports import free_port
+from refunds.embedded.postgres import EmbeddedPostgres
+from refunds.embedded.temporal import EmbeddedTemporal
 from tests.factories import Shop
 from tests.gateways.wechatpay_support import WeChatEnv, start_env, stop_env
 from tests.sandboxes.stripe_support import StripeStack, running_sandbox

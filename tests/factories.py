@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from sandboxes.payments import pay_with_stripe, pay_with_wechatpay
+from refunds.sandboxes.payments import pay_with_stripe, pay_with_wechatpay
 from tests.stack import Stack
 
 

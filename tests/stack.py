@@ -15,10 +15,10 @@ import httpx
 
 from api.auth import issue_token
 from api.main import create_app
-from embedded.ports import free_port
-from embedded.process import ChildProcess
-from sandboxes.background import BackgroundServer
-from settings import Settings
+from refunds.embedded.ports import free_port
+from refunds.embedded.process import ChildProcess
+from refunds.sandboxes.background import BackgroundServer
+from refunds.settings import Settings
 
 # Short waits so every branch runs in seconds; each is a setting, never a sleep in the code.
 TEST_TIMINGS: dict[str, Any] = {
@@ -87,10 +87,10 @@ class Stack:
 
 
 def start_stack(tmp: Path, database_url: str, temporal_address: str) -> Stack:
-    from sandboxes.stripe_sandbox import StripeSandboxConfig
-    from sandboxes.stripe_sandbox import create_app as stripe_app
-    from sandboxes.wechatpay_sandbox import create_app as wechat_app
-    from sandboxes.wechatpay_sandbox import sandbox_config_from_settings
+    from refunds.sandboxes.stripe_sandbox import StripeSandboxConfig
+    from refunds.sandboxes.stripe_sandbox import create_app as stripe_app
+    from refunds.sandboxes.wechatpay_sandbox import create_app as wechat_app
+    from refunds.sandboxes.wechatpay_sandbox import sandbox_config_from_settings
 
     api_port, stripe_port, wechat_port = free_port(), free_port(), free_port()
     settings = Settings(
@@ -126,7 +126,7 @@ def start_stack(tmp: Path, database_url: str, temporal_address: str) -> Stack:
         server.start()
     worker = ChildProcess(
         "worker",
-        [sys.executable, "-m", "cli.main", "worker"],
+        [sys.executable, "-m", "refunds.cli.main", "worker"],
         tmp / "worker.log",
         env={**os.environ, **settings_env(settings)},
     )

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cli.main import parser
-from settings import Settings
+from refunds.cli.main import parser
+from refunds.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"

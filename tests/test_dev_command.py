@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import psutil
 
-from embedded.ports import free_port
+from refunds.embedded.ports import free_port
 
 
 def start_dev(
@@ -27,7 +27,7 @@ def start_dev(
         [
             sys.executable,
             "-m",
-            "cli.main",
+            "refunds.cli.main",
             "dev",
             "--data-dir",
             str(data_dir),

@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 
 from temporalio.client import Client
 
-from runtime.schedules import RECONCILIATION_SCHEDULE
+from refunds.runtime.schedules import RECONCILIATION_SCHEDULE
 from tests.stack import Stack, settings_env
 
 
 def refunds(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings_env(stack.settings)}
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "refunds.cli.main", *args],
         env=env,
         capture_output=True,
         text=True,

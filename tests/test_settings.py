@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from settings import Settings
+from refunds.settings import Settings
 
 
 def make(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Settings:

@@ -16,9 +16,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from domain import activity_names as names
-    from domain.errors import NON_RETRYABLE_TYPES
-    from domain.messages import (
+    from refunds.domain import activity_names as names
+    from refunds.domain.errors import NON_RETRYABLE_TYPES
+    from refunds.domain.messages import (
         ReconcileProgress,
         ReconcileStep,
         ReconciliationInput,

@@ -14,11 +14,11 @@ from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUp
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from domain import activity_names as names
-    from domain.errors import NON_RETRYABLE_TYPES
-    from domain.idempotency import hidden_from, request_fingerprint
-    from domain.matching import gateway_mismatch
-    from domain.messages import (
+    from refunds.domain import activity_names as names
+    from refunds.domain.errors import NON_RETRYABLE_TYPES
+    from refunds.domain.idempotency import hidden_from, request_fingerprint
+    from refunds.domain.matching import gateway_mismatch
+    from refunds.domain.messages import (
         ApplyResult,
         Decision,
         GatewayLookup,
@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineInput,
         TransitionInput,
     )
-    from domain.transitions import gateway_moves_forward, is_late_failure
+    from refunds.domain.transitions import gateway_moves_forward, is_late_failure
 
 REFUND_NO = SearchAttributeKey.for_keyword("RefundNo")
 ORDER_NO = SearchAttributeKey.for_keyword("OrderNo")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import PrincipalDep, SessionDep
 from api.schemas import ReconciliationDetailOut, ReconciliationOut, ReconciliationPage
-from db.reconciliations import ReconciliationRepository
+from refunds.db.reconciliations import ReconciliationRepository
 
 router = APIRouter(prefix="/v1/reconciliations", tags=["reconciliations"])
 

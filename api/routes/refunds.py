@@ -11,8 +11,8 @@ from api.cursors import decode_cursor, encode_cursor
 from api.deps import PrincipalDep, SessionDep, SettingsDep, TemporalDep
 from api.read_models import refund_out, refund_with_timeline, visible_order, visible_refund
 from api.schemas import ApproveIn, RefundIn, RefundOut, RefundPage, RejectIn, ResolveIn
-from db.repositories import RefundRepository
-from domain.messages import Resolution, ResolveOutcome
+from refunds.db.repositories import RefundRepository
+from refunds.domain.messages import Resolution, ResolveOutcome
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
 

@@ -11,7 +11,7 @@ from api.deps import GatewaysDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import error_response
 from api.metrics import WEBHOOKS
 from api.notifications import accept_notification
-from gateways.base import InvalidNotification
+from refunds.gateways.base import InvalidNotification
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 log = logging.getLogger("refunds.webhooks")

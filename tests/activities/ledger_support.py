@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.restore import RestoreActivities
-from db.models import (
+from refunds.db.models import (
     Coupon,
     InventoryMovement,
     InventoryStock,
@@ -21,7 +21,7 @@ from db.models import (
     RefundEvent,
     Restoration,
 )
-from domain.messages import RestoreInput, RestoreResult
+from refunds.domain.messages import RestoreInput, RestoreResult
 from tests.factories import uid
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from activities.ledger import LedgerActivities
 from activities.restore import RestoreActivities
-from db.models import Order, Refund
-from domain.messages import RefundStatus, TransitionInput
-from runtime.logging import JsonFormatter
+from refunds.db.models import Order, Refund
+from refunds.domain.messages import RefundStatus, TransitionInput
+from refunds.runtime.logging import JsonFormatter
 from tests.activities.ledger_support import Sessions, ledgers, run_all, seed_order, seed_refund
 
 

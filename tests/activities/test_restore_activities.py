@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from activities.restore import RestoreActivities
-from domain.messages import RestoreInput
+from refunds.domain.messages import RestoreInput
 from tests.activities.ledger_support import (
     Sessions,
     coupon_of,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from activities.restore import RestoreActivities
-from db.models import Coupon, InventoryStock, Order, Refund
-from domain.messages import RestoreInput
+from refunds.db.models import Coupon, InventoryStock, Order, Refund
+from refunds.domain.messages import RestoreInput
 from tests.activities.ledger_support import (
     Sessions,
     coupon_of,

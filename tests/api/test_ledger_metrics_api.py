@@ -14,9 +14,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.reconciliations import ReconciliationRepository
-from domain.messages import FindingKind, RefundStatus
-from embedded.ports import free_port
+from refunds.db.reconciliations import ReconciliationRepository
+from refunds.domain.messages import FindingKind, RefundStatus
+from refunds.embedded.ports import free_port
 from tests.db.ledger_rows import LedgerRows
 from tests.factories import Shop, uid
 

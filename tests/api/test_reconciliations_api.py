@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.reconciliations import ReconciliationRepository
-from domain.messages import Channel, FindingKind
+from refunds.db.reconciliations import ReconciliationRepository
+from refunds.domain.messages import Channel, FindingKind
 from tests.factories import Shop, uid
 
 Sessions = async_sessionmaker[AsyncSession]

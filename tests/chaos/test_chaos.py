@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli.chaos import ChaosOptions, describe, run_chaos
+from refunds.cli.chaos import ChaosOptions, describe, run_chaos
 
 
 def test_refunds_hold_under_gateway_faults_and_worker_kills(

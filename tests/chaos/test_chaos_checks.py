@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cli.chaos_checks import GatewayRefund, Problem, Snapshot, run_checks
-from cli.chaos_plan import ChaosPlan, make_plan
+from refunds.cli.chaos_checks import GatewayRefund, Problem, Snapshot, run_checks
+from refunds.cli.chaos_plan import ChaosPlan, make_plan
 
 
 def world(plan: ChaosPlan) -> Snapshot:

@@ -9,8 +9,8 @@ import time
 import pytest
 import stripe
 
-from domain.errors import GatewayTransientError
-from sandboxes.chaos import ChaosMode
+from refunds.domain.errors import GatewayTransientError
+from refunds.sandboxes.chaos import ChaosMode
 from tests.gateways.wechatpay_support import WeChatEnv, refund_input
 from tests.sandboxes.stripe_support import StripeStack, new_refund_no
 

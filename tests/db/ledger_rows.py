@@ -10,8 +10,8 @@ from types import TracebackType
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import Order, Refund
-from domain.messages import Channel, OrderStatus, RefundSource, RefundStatus
+from refunds.db.models import Order, Refund
+from refunds.domain.messages import Channel, OrderStatus, RefundSource, RefundStatus
 from tests.factories import uid
 
 

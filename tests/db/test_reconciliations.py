@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import ReconciliationFinding
-from db.reconciliations import LedgerScanRepository, ReconciliationRepository
-from domain.errors import ReconciliationNotFound
-from domain.messages import Channel, FindingKind, RefundStatus
+from refunds.db.models import ReconciliationFinding
+from refunds.db.reconciliations import LedgerScanRepository, ReconciliationRepository
+from refunds.domain.errors import ReconciliationNotFound
+from refunds.domain.messages import Channel, FindingKind, RefundStatus
 from tests.db.ledger_rows import LedgerRows
 from tests.factories import uid
 

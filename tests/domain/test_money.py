@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.money import prorated_points
+from refunds.domain.money import prorated_points
 
 
 def restore_in_sequence(points_used: int, paid_amount: int, amounts: list[int]) -> list[int]:

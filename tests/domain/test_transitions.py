@@ -7,8 +7,13 @@ import itertools
 
 import pytest
 
-from domain.messages import RELEASED_STATUSES, GatewayStatus, RefundStatus
-from domain.transitions import can_move, gateway_moves_forward, is_late_failure, money_effect
+from refunds.domain.messages import RELEASED_STATUSES, GatewayStatus, RefundStatus
+from refunds.domain.transitions import (
+    can_move,
+    gateway_moves_forward,
+    is_late_failure,
+    money_effect,
+)
 
 S = RefundStatus
 G = GatewayStatus

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import Restoration
+from refunds.db.models import Restoration
 from tests.factories import Shop, sandbox
 
 Sessions = async_sessionmaker[AsyncSession]

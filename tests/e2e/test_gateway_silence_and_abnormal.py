@@ -12,9 +12,9 @@ from datetime import timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from domain.messages import Channel, GatewayRefundInput
-from gateways.stripe_gateway import StripeGateway
-from gateways.wechatpay_gateway import WeChatPayGateway
+from refunds.domain.messages import Channel, GatewayRefundInput
+from refunds.gateways.stripe_gateway import StripeGateway
+from refunds.gateways.wechatpay_gateway import WeChatPayGateway
 from tests.e2e.support import (
     Sessions,
     api_with,

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import Order, Refund
+from refunds.db.models import Order, Refund
 from tests.factories import Shop, sandbox, uid
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import select, text
 from temporalio.client import Client
 
-from db.models import ReconciliationFinding
-from domain.messages import (
+from refunds.db.models import ReconciliationFinding
+from refunds.domain.messages import (
     Channel,
     FindingKind,
     ReconciliationInput,

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import InventoryMovement, InventoryStock, PointsLedger, Restoration
+from refunds.db.models import InventoryMovement, InventoryStock, PointsLedger, Restoration
 from tests.factories import Shop, events, uid
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from db.models import Refund
+from refunds.db.models import Refund
 from tests.e2e.support import Sessions, order_locked
 from tests.factories import Shop, uid
 from workflows.refund import workflow_id

@@ -10,7 +10,7 @@ import httpx
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
-from domain.messages import RefundStatus
+from refunds.domain.messages import RefundStatus
 from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
 from workflows.refund import RefundWorkflow
 

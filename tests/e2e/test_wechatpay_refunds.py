@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from gateways.wechatpay_crypto import (
+from refunds.gateways.wechatpay_crypto import (
     load_private_key,
     platform_headers,
 )
-from gateways.wechatpay_keys import ensure_dev_keys
+from refunds.gateways.wechatpay_keys import ensure_dev_keys
 from tests.factories import Shop, events, sandbox, uid
 from tests.gateways.wechatpay_support import success_envelope
 from tests.stack import Stack

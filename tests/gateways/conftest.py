@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateways.stripe_gateway import StripeConfig, StripeGateway
+from refunds.gateways.stripe_gateway import StripeConfig, StripeGateway
 from tests.sandboxes.stripe_support import StripeStack
 
 

@@ -11,9 +11,9 @@ import pytest
 import stripe
 from stripe._api_requestor import _APIRequestor
 
-from domain.errors import GatewayPermanentError, GatewayTransientError, GatewayUnknownError
-from gateways.answers import AnswerKind
-from gateways.stripe_answers import (
+from refunds.domain.errors import GatewayPermanentError, GatewayTransientError, GatewayUnknownError
+from refunds.gateways.answers import AnswerKind
+from refunds.gateways.stripe_answers import (
     STRIPE_CLASSES,
     STRIPE_CODES,
     StripeAnswer,

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import stripe
 
-from domain.errors import GatewayPermanentError, GatewayTransientError, GatewayUnknownError
-from domain.messages import Channel, GatewayLookup, GatewayRefundInput, GatewayStatus
-from embedded.ports import free_port
-from gateways import stripe_gateway
-from gateways.base import InvalidNotification
-from gateways.stripe_gateway import StripeConfig, StripeGateway
+from refunds.domain.errors import GatewayPermanentError, GatewayTransientError, GatewayUnknownError
+from refunds.domain.messages import Channel, GatewayLookup, GatewayRefundInput, GatewayStatus
+from refunds.embedded.ports import free_port
+from refunds.gateways import stripe_gateway
+from refunds.gateways.base import InvalidNotification
+from refunds.gateways.stripe_gateway import StripeConfig, StripeGateway
 from tests.gateways.conftest import gateway_for
 from tests.sandboxes.stripe_support import StripeStack, new_refund_no, types
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from domain.errors import GatewayTransientError, GatewayUnknownError
-from domain.messages import GatewayRefund, GatewayRefundPage, GatewayStatus
-from gateways.base import ListsRefunds
-from gateways.stripe_gateway import StripeGateway
+from refunds.domain.errors import GatewayTransientError, GatewayUnknownError
+from refunds.domain.messages import GatewayRefund, GatewayRefundPage, GatewayStatus
+from refunds.gateways.base import ListsRefunds
+from refunds.gateways.stripe_gateway import StripeGateway
 from tests.gateways.test_stripe_gateway import refund_input
 from tests.sandboxes.stripe_support import DAY, StripeStack, new_refund_no, past_day
 

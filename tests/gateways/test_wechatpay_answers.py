@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from domain.errors import GatewayPermanentError, GatewayTransientError, GatewayUnknownError
-from gateways.answers import AnswerKind
-from gateways.wechatpay_answers import WECHATPAY_ANSWERS, WeChatAnswer, classify_wechatpay
-from gateways.wechatpay_gateway import REASON_MAX_BYTES, WeChatPayGateway, fit_reason
+from refunds.domain.errors import GatewayPermanentError, GatewayTransientError, GatewayUnknownError
+from refunds.gateways.answers import AnswerKind
+from refunds.gateways.wechatpay_answers import WECHATPAY_ANSWERS, WeChatAnswer, classify_wechatpay
+from refunds.gateways.wechatpay_gateway import REASON_MAX_BYTES, WeChatPayGateway, fit_reason
 
 ERRORS_BY_KIND: dict[AnswerKind, type[Exception]] = {
     AnswerKind.REFUSED: GatewayPermanentError,

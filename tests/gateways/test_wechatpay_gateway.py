@@ -17,18 +17,18 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from domain.errors import GatewayPermanentError, GatewayTransientError, GatewayUnknownError
-from domain.messages import Channel, GatewayLookup, GatewayStatus
-from gateways.base import InvalidNotification
-from gateways.wechatpay_crypto import (
+from refunds.domain.errors import GatewayPermanentError, GatewayTransientError, GatewayUnknownError
+from refunds.domain.messages import Channel, GatewayLookup, GatewayStatus
+from refunds.gateways.base import InvalidNotification
+from refunds.gateways.wechatpay_crypto import (
     load_private_key,
     platform_headers,
     private_key_pem,
     public_key_pem,
 )
-from gateways.wechatpay_gateway import WeChatPayGateway, failure_response, success_response
-from gateways.wechatpay_keys import ensure_dev_keys, resolve_wechatpay_config
-from settings import Settings
+from refunds.gateways.wechatpay_gateway import WeChatPayGateway, failure_response, success_response
+from refunds.gateways.wechatpay_keys import ensure_dev_keys, resolve_wechatpay_config
+from refunds.settings import Settings
 from tests.gateways.wechatpay_support import WeChatEnv, refund_input, success_envelope
 
 

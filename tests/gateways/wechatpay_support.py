@@ -18,15 +18,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from domain.messages import Channel, GatewayRefundInput
-from embedded.ports import free_port
-from gateways.base import ParsedNotification
-from gateways.wechatpay_crypto import aes_gcm_encrypt, new_nonce
-from gateways.wechatpay_gateway import WeChatPayGateway
-from gateways.wechatpay_keys import WeChatPayKeys, ensure_dev_keys
-from sandboxes.background import BackgroundServer
-from sandboxes.wechatpay_sandbox import create_app, sandbox_config_from_settings
-from settings import Settings
+from refunds.domain.messages import Channel, GatewayRefundInput
+from refunds.embedded.ports import free_port
+from refunds.gateways.base import ParsedNotification
+from refunds.gateways.wechatpay_crypto import aes_gcm_encrypt, new_nonce
+from refunds.gateways.wechatpay_gateway import WeChatPayGateway
+from refunds.gateways.wechatpay_keys import WeChatPayKeys, ensure_dev_keys
+from refunds.sandboxes.background import BackgroundServer
+from refunds.sandboxes.wechatpay_sandbox import create_app, sandbox_config_from_settings
+from refunds.settings import Settings
 
 
 @dataclass

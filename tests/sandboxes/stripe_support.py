@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from embedded.ports import free_port
-from sandboxes.background import BackgroundServer
-from sandboxes.stripe_sandbox import StripeSandboxConfig, create_app
+from refunds.embedded.ports import free_port
+from refunds.sandboxes.background import BackgroundServer
+from refunds.sandboxes.stripe_sandbox import StripeSandboxConfig, create_app
 
 REFUND_DELAY = 0.2
 DAY = 86_400

@@ -15,22 +15,22 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from wechatpayv3 import WeChatPay, WeChatPayType  # type: ignore[import-untyped]
 
-from embedded.ports import free_port
-from gateways.wechatpay_crypto import (
+from refunds.embedded.ports import free_port
+from refunds.gateways.wechatpay_crypto import (
     build_authorization,
     load_private_key,
     load_public_key,
     response_message,
     rsa_verify,
 )
-from sandboxes.background import BackgroundServer
-from sandboxes.wechatpay_sandbox import (
+from refunds.sandboxes.background import BackgroundServer
+from refunds.sandboxes.wechatpay_sandbox import (
     WeChatPaySandbox,
     app_from_settings,
     create_app,
     sandbox_config_from_settings,
 )
-from settings import Settings
+from refunds.settings import Settings
 from tests.gateways.wechatpay_support import WeChatEnv, wait_for
 
 REFUNDS = "/v3/refund/domestic/refunds"

@@ -12,20 +12,25 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
-from domain import activity_names
+from refunds.domain import activity_names
 from tests.stack import Stack
 from worker import activities
 
 IO_PACKAGES = (
-    *("activities", "db", "gateways", "sandboxes", "api", "settings"),
+    *("activities", "refunds.db", "refunds.gateways", "refunds.sandboxes", "api"),
+    *("refunds.settings", "refunds.runtime", "refunds.embedded", "refunds.cli"),
     *("stripe", "wechatpayv3", "sqlalchemy", "psycopg", "httpx"),
 )
 
 
 def packages_loaded_by(module: str, repo_root: Path) -> set[str]:
-    """Top-level packages a fresh interpreter has loaded after importing `module`."""
+    """Packages (top-level, and the second level under `refunds`) a fresh interpreter has
+    loaded after importing `module`."""
     probe = (
-        f"import sys, {module}\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))\n"
+        f"import sys, {module}\n"
+        "names = {'.'.join(m.split('.')[:2]) if m.startswith('refunds.') else m.split('.')[0]"
+        " for m in sys.modules}\n"
+        "print(' '.join(sorted(names)))\n"
     )
     return set(
         subprocess.run(

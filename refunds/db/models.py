@@ -1,0 +1,288 @@
+"""Typed ORM models of SPEC §3. Money is BIGINT minor units; the money rules live in CHECKs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from refunds.domain.messages import Channel, FindingKind
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _one_of(column: str, values: type[StrEnum]) -> str:
+    """A CHECK body from the domain's enum, so the database and the code share one list."""
+    return f"{column} IN ({','.join(repr(v.value) for v in values)})"
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("total_amount > 0", name="total_positive"),
+        CheckConstraint("paid_amount >= 0 AND paid_amount <= total_amount", name="paid_le_total"),
+        CheckConstraint("points_used >= 0", name="points_nonneg"),
+        # reserved = every refund not rejected/expired/failed; the database refuses over-refunds.
+        CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= reserved_amount "
+            "AND reserved_amount <= paid_amount",
+            name="refunds_within_paid",
+        ),
+        CheckConstraint("status IN ('pending','paid','refunded','cancelled')", name="status"),
+        CheckConstraint("channel IN ('stripe','wechatpay')", name="channel"),
+        CheckConstraint(
+            "fulfillment IN ('unfulfilled','shipped','delivered','consumed')", name="fulfillment"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    total_amount: Mapped[int] = mapped_column(BigInteger)
+    paid_amount: Mapped[int] = mapped_column(BigInteger)
+    payment_ref: Mapped[str | None] = mapped_column(String(128))
+    points_used: Mapped[int] = mapped_column(Integer, default=0)
+    coupon_code: Mapped[str | None] = mapped_column(String(64))
+    fulfillment: Mapped[str] = mapped_column(String(16), default="unfulfilled")
+    status: Mapped[str] = mapped_column(String(16))
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+    items: Mapped[list[OrderItem]] = relationship(
+        back_populates="order", lazy="raise", order_by="OrderItem.id"
+    )
+
+
+class OrderItem(Base):
+    __tablename__ = "order_items"
+    __table_args__ = (
+        UniqueConstraint("order_id", "sku"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("unit_amount >= 0", name="unit_amount_nonneg"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_amount: Mapped[int] = mapped_column(BigInteger)
+
+    order: Mapped[Order] = relationship(back_populates="items", lazy="raise")
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "status IN ('pending_approval','processing','succeeded','failed','abnormal',"
+            "'rejected','expired')",
+            name="status",
+        ),
+        CheckConstraint("source IN ('customer','admin')", name="source"),
+        Index("ix_refunds_status_id", "status", "id"),
+        Index("ix_refunds_order_no_id", "order_no", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    refund_no: Mapped[str] = mapped_column(String(64), unique=True)
+    order_no: Mapped[str] = mapped_column(ForeignKey("orders.order_no"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    channel: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    source: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str] = mapped_column(String(128))
+    approved_by: Mapped[str | None] = mapped_column(String(128))
+    gateway_refund_id: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(24))
+    needs_manual_return: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Hash of the request body: the same refund_no with another body is a 409, not a replay.
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    # The workflow run that owns this refund: a second run for the same refund_no stands down.
+    workflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    events: Mapped[list[RefundEvent]] = relationship(lazy="raise", order_by="RefundEvent.id")
+
+
+class RefundEvent(Base):
+    """The append-only audit trail of a refund."""
+
+    __tablename__ = "refund_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    refund_no: Mapped[str] = mapped_column(ForeignKey("refunds.refund_no"), index=True)
+    at: Mapped[datetime] = _now()
+    actor: Mapped[str] = mapped_column(String(128))
+    event: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # Derived from workflow history, so a retried activity appends nothing twice.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+
+class Restoration(Base):
+    """One row per (refund_no, kind): the guard that makes every restore happen once."""
+
+    __tablename__ = "restorations"
+
+    refund_no: Mapped[str] = mapped_column(ForeignKey("refunds.refund_no"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = _now()
+
+
+class PointsLedger(Base):
+    __tablename__ = "points_ledger"
+    __table_args__ = (UniqueConstraint("refund_no", "kind"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    order_no: Mapped[str] = mapped_column(ForeignKey("orders.order_no"), index=True)
+    refund_no: Mapped[str] = mapped_column(ForeignKey("refunds.refund_no"))
+    kind: Mapped[str] = mapped_column(String(32))
+    points: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+
+
+class InventoryStock(Base):
+    __tablename__ = "inventory"
+    __table_args__ = (CheckConstraint("on_hand >= 0", name="on_hand_nonneg"),)
+
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    on_hand: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = _now()
+
+
+class InventoryMovement(Base):
+    __tablename__ = "inventory_movements"
+    __table_args__ = (
+        UniqueConstraint("refund_no", "kind", "sku"),
+        CheckConstraint("quantity <> 0", name="quantity_nonzero"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("inventory.sku"), index=True)
+    order_no: Mapped[str] = mapped_column(ForeignKey("orders.order_no"), index=True)
+    refund_no: Mapped[str] = mapped_column(ForeignKey("refunds.refund_no"))
+    kind: Mapped[str] = mapped_column(String(32))
+    quantity: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+
+
+class Coupon(Base):
+    __tablename__ = "coupons"
+    __table_args__ = (CheckConstraint("status IN ('available','used')", name="status"),)
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="available")
+    order_no: Mapped[str | None] = mapped_column(String(64))
+    released_by_refund_no: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = _now()
+
+
+class GatewayNotificationRow(Base):
+    """Every verified webhook, unique by the gateway's own event id: the dedupe key."""
+
+    __tablename__ = "gateway_notifications"
+    __table_args__ = (UniqueConstraint("gateway", "notification_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(16))
+    notification_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(64))
+    refund_no: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str | None] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    received_at: Mapped[datetime] = _now()
+
+
+class Reconciliation(Base):
+    """One reconciliation run of the ledger against the gateways (issue 9)."""
+
+    __tablename__ = "reconciliations"
+    __table_args__ = (CheckConstraint("window_start <= window_end", name="window_ordered"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The Temporal run id: an activity retried after a crash opens the same row, not a second one.
+    run_key: Mapped[str] = mapped_column(Text, unique=True)
+    workflow_id: Mapped[str] = mapped_column(Text)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Finding kind -> number, written once at finish; {} while the run is going.
+    counts: Mapped[dict[str, int]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
+    summary: Mapped[str | None] = mapped_column(Text)
+
+    findings: Mapped[list[ReconciliationFinding]] = relationship(
+        back_populates="reconciliation", lazy="raise", order_by="ReconciliationFinding.id"
+    )
+
+
+class ReconciliationFinding(Base):
+    __tablename__ = "reconciliation_findings"
+    __table_args__ = (
+        # A resumed run reports each finding once.
+        UniqueConstraint("reconciliation_id", "kind", "subject"),
+        CheckConstraint(_one_of("kind", FindingKind), name="kind"),
+        CheckConstraint(_one_of("channel", Channel), name="channel"),
+        Index("ix_reconciliation_findings_reconciliation_id_id", "reconciliation_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reconciliation_id: Mapped[int] = mapped_column(
+        ForeignKey("reconciliations.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    # No foreign key: a gateway refund under our refund_no may have no row of ours at all.
+    refund_no: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    # What the finding is about (a refund_no, a gateway refund id): its identity within a run.
+    subject: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = _now()
+
+    reconciliation: Mapped[Reconciliation] = relationship(back_populates="findings", lazy="raise")

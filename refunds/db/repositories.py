@@ -1,0 +1,144 @@
+"""Repositories: typed queries over one session; the caller owns the transaction, commits once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from refunds.db.models import (
+    Coupon,
+    InventoryMovement,
+    Order,
+    PointsLedger,
+    Refund,
+    RefundEvent,
+    Restoration,
+)
+from refunds.domain.errors import OrderNotFound, RefundNotFound
+
+
+class OrderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def find(self, order_no: str, *, lock: bool = False) -> Order | None:
+        stmt = select(Order).where(Order.order_no == order_no).options(selectinload(Order.items))
+        if lock:
+            # A locked read must see the row as it is now, not as this session last loaded it.
+            stmt = stmt.with_for_update(of=Order).execution_options(populate_existing=True)
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def get(self, order_no: str, *, lock: bool = False) -> Order:
+        order = await self.find(order_no, lock=lock)
+        if order is None:
+            raise OrderNotFound(f"order {order_no} not found")
+        return order
+
+    async def refunds(self, order_no: str) -> Sequence[Refund]:
+        stmt = select(Refund).where(Refund.order_no == order_no).order_by(Refund.id)
+        return (await self.session.scalars(stmt)).all()
+
+    async def restored_points(self, order_no: str) -> int:
+        stmt = select(func.coalesce(func.sum(PointsLedger.points), 0)).where(
+            PointsLedger.order_no == order_no
+        )
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def restocked(self, order_no: str) -> dict[str, int]:
+        stmt = (
+            select(InventoryMovement.sku, func.sum(InventoryMovement.quantity))
+            .where(InventoryMovement.order_no == order_no)
+            .group_by(InventoryMovement.sku)
+            .having(func.sum(InventoryMovement.quantity) != 0)  # restocked, then taken back
+        )
+        return {sku: int(qty) for sku, qty in (await self.session.execute(stmt)).all()}
+
+    async def coupon(self, code: str | None) -> Coupon | None:
+        if code is None:
+            return None
+        return await self.session.get(Coupon, code)
+
+
+class RefundRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def find(self, refund_no: str, *, lock: bool = False) -> Refund | None:
+        stmt = select(Refund).where(Refund.refund_no == refund_no)
+        if lock:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def get(self, refund_no: str, *, lock: bool = False) -> Refund:
+        refund = await self.find(refund_no, lock=lock)
+        if refund is None:
+            raise RefundNotFound(f"refund {refund_no} not found")
+        return refund
+
+    async def events(self, refund_no: str) -> Sequence[RefundEvent]:
+        stmt = (
+            select(RefundEvent).where(RefundEvent.refund_no == refund_no).order_by(RefundEvent.id)
+        )
+        return (await self.session.scalars(stmt)).all()
+
+    async def add_event(
+        self,
+        refund_no: str,
+        actor: str,
+        event: str,
+        detail: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+    ) -> bool:
+        """Append to the timeline; False when `dedupe_key` was already written."""
+        stmt = (
+            insert(RefundEvent)
+            .values(
+                refund_no=refund_no,
+                actor=actor,
+                event=event,
+                detail=detail or {},
+                dedupe_key=dedupe_key,
+            )
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(RefundEvent.id)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none() is not None
+
+    async def claim_restoration(self, refund_no: str, kind: str, detail: dict[str, Any]) -> bool:
+        """Insert the (refund_no, kind) ledger guard; False if this restore already happened."""
+        stmt = (
+            insert(Restoration)
+            .values(refund_no=refund_no, kind=kind, detail=detail)
+            .on_conflict_do_nothing()
+            .returning(Restoration.kind)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none() is not None
+
+    async def restoration(self, refund_no: str, kind: str) -> Restoration | None:
+        return await self.session.get(Restoration, (refund_no, kind))
+
+    async def search(
+        self,
+        *,
+        status: str | None,
+        order_no: str | None,
+        channel: str | None,
+        after_id: int | None,
+        limit: int,
+    ) -> Sequence[Refund]:
+        """Keyset pagination by id: stable under inserts, no OFFSET scans."""
+        stmt = select(Refund).order_by(Refund.id).limit(limit)
+        if status:
+            stmt = stmt.where(Refund.status == status)
+        if order_no:
+            stmt = stmt.where(Refund.order_no == order_no)
+        if channel:
+            stmt = stmt.where(Refund.channel == channel)
+        if after_id is not None:
+            stmt = stmt.where(Refund.id > after_id)
+        return (await self.session.scalars(stmt)).all()

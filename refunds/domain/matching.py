@@ -1,0 +1,38 @@
+"""Is the refund a gateway shows under our refund_no really ours? (issue 8 §4)
+
+A client chooses its refund_no, and another system on the same merchant account may have used
+the same one: a refund found by that key is adopted only if it refunds the same payment for the
+same amount. Anything else is a mismatch for ops, never a success.
+"""
+
+from __future__ import annotations
+
+import re
+
+from refunds.domain.errors import InvalidRefundNo
+
+# Every gateway accepts it: WeChat Pay's out_refund_no is [A-Za-z0-9_\-|*@]{1,64}; Stripe takes
+# any metadata value and idempotency key up to 255. `|*@` are left out: they need escaping in URLs.
+REFUND_NO_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_refund_no(refund_no: str) -> str:
+    if not REFUND_NO_PATTERN.fullmatch(refund_no):
+        raise InvalidRefundNo(
+            "refund_no must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-' "
+            "(what every gateway accepts)"
+        )
+    return refund_no
+
+
+def gateway_mismatch(
+    amount: int, payment_ref: str, seen_amount: int | None, seen_payment_ref: str | None
+) -> str | None:
+    """Why the gateway's refund is not the one we asked for, or None when it matches (or the
+    gateway's message does not say)."""
+    reasons = []
+    if seen_amount is not None and seen_amount != amount:
+        reasons.append(f"amount {seen_amount} at the gateway, {amount} in our ledger")
+    if seen_payment_ref and payment_ref and seen_payment_ref != payment_ref:
+        reasons.append(f"payment {seen_payment_ref} at the gateway, {payment_ref} in our ledger")
+    return "; ".join(reasons) or None

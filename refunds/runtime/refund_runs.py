@@ -1,0 +1,109 @@
+"""Reaching a refund's workflow from outside it (webhooks, reconciliation).
+
+One home for how a gateway's word gets to a refund: signal its running run; when that run has
+finished, start the run the news calls for (a late failure reopens a succeeded refund; a refund
+left unfinished by a closed run is repaired).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from enum import StrEnum
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from refunds.db.models import Refund
+from refunds.domain.messages import (
+    TERMINAL_STATUSES,
+    GatewayNotification,
+    GatewayStatus,
+    RefundItem,
+    RefundRequest,
+    RefundSource,
+    RefundStatus,
+)
+from refunds.settings import Settings
+from workflows.refund import RefundWorkflow, workflow_id
+
+
+class Delivery(StrEnum):
+    SIGNALLED = "signalled"
+    REOPENED = "reopened"
+    REPAIRED = "repaired"  # its run was closed under an unfinished refund: a fresh run took it
+    IGNORED = "ignored"  # its workflow has finished and the news changes nothing
+
+
+def request_from_row(refund: Refund, settings: Settings) -> RefundRequest:
+    """The refund's request as its ledger row has it, with today's timings."""
+    return RefundRequest(
+        refund_no=refund.refund_no,
+        order_no=refund.order_no,
+        amount=refund.amount,
+        reason=refund.reason,
+        requested_by=refund.requested_by,
+        source=RefundSource(refund.source),
+        items=[RefundItem(i["sku"], int(i["quantity"])) for i in refund.items],
+        timings=settings.refund_timings(),
+        auto_approve_limit=settings.auto_approve_limit_for(refund.currency),
+    )
+
+
+async def deliver(
+    client: Client, settings: Settings, refund: Refund, notification: GatewayNotification
+) -> Delivery:
+    """Signal the refund's run. When its run is closed: an unfinished refund is repaired (the
+    new run asks the gateway itself), a late failure of a success reopens it, else nothing."""
+    handle = client.get_workflow_handle(workflow_id(refund.refund_no))
+    try:
+        await handle.signal(RefundWorkflow.gateway_notification, notification)
+        return Delivery.SIGNALLED
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+    if RefundStatus(refund.status) not in TERMINAL_STATUSES:
+        # Read before the signal: if it finished meanwhile, the repair run stands down.
+        return Delivery.REPAIRED if await repair(client, settings, refund) else Delivery.IGNORED
+    if refund.status != RefundStatus.SUCCEEDED or notification.status != GatewayStatus.FAILED:
+        return Delivery.IGNORED
+    request = request_from_row(refund, settings)
+    await client.start_workflow(
+        RefundWorkflow.run,
+        replace(request, reopened_by=notification),
+        id=workflow_id(refund.refund_no),
+        task_queue=settings.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    return Delivery.REOPENED
+
+
+async def is_running(client: Client, refund_no: str) -> bool:
+    """Whether the refund has an open run (none at all counts as closed)."""
+    try:
+        described = await client.get_workflow_handle(workflow_id(refund_no)).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return described.status is not None and described.status.name == "RUNNING"
+
+
+async def repair(client: Client, settings: Settings, refund: Refund) -> bool:
+    """Start a run that claims the refund and carries it on. False when a run is open already:
+    two runs must never carry one refund."""
+    request = request_from_row(refund, settings)
+    try:
+        await client.start_workflow(
+            RefundWorkflow.run,
+            replace(request, repair=True),
+            id=workflow_id(refund.refund_no),
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"repair of {refund.refund_no} ({refund.status})",
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True

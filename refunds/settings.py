@@ -1,0 +1,207 @@
+"""One settings object for every process: `REFUNDS_*` environment variables with dev defaults.
+
+Secrets are never defaults in the repo: when unset they are generated once into the data dir, so
+`refunds dev`, `refunds token` and the tests agree without anyone configuring anything.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from refunds.domain.messages import RefundTimings
+
+
+def dev_secret(data_dir: Path, name: str, nbytes: int = 32) -> str:
+    """Read a generated dev secret from the data dir, creating it on first use."""
+    path = data_dir / "secrets" / name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+def parse_currency_limits(raw: object) -> dict[str, int]:
+    """Accept `{"USD": 5000}` (JSON) or `USD=5000,CNY=10000`; amounts are minor units."""
+    if raw in (None, "", 0, "0"):
+        return {}
+    items: Iterable[Sequence[Any]]
+    if isinstance(raw, dict):
+        items = raw.items()
+    else:
+        text = str(raw).strip()
+        if text.startswith("{"):
+            items = json.loads(text).items()
+        else:
+            items = (part.split("=", 1) for part in text.split(",") if part.strip())
+    limits: dict[str, int] = {}
+    for currency, amount in items:
+        value = int(str(amount).strip())
+        if value < 0:
+            raise ValueError(f"auto-approve limit for {currency} must be >= 0")
+        limits[str(currency).strip().upper()] = value
+    return limits
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; see the settings table in README.md."""
+
+    model_config = SettingsConfigDict(env_prefix="REFUNDS_", extra="ignore")
+
+    data_dir: Path = Path(".refunds")
+    database_url: str | None = None
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "refunds"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str | None = None
+    jwt_secret: str | None = None
+    log_level: str = "INFO"
+    # Prometheus metrics of the Temporal SDK in `refunds worker` (task slots, latencies,
+    # failures per activity type); off when unset.
+    worker_metrics_port: int | None = None
+
+    approval_timeout: timedelta = timedelta(hours=72)
+    # NoDecode: our validator reads `USD=5000,CNY=100` as well as JSON.
+    auto_approve_limit: Annotated[dict[str, int], NoDecode] = {}
+    outcome_poll_interval: timedelta = timedelta(seconds=30)
+    outcome_poll_max_interval: timedelta = timedelta(minutes=30)
+    outcome_deadline: timedelta = timedelta(days=3)
+    # An abnormal refund keeps polling the gateway this often until ops resolve it.
+    abnormal_poll_interval: timedelta = timedelta(hours=1)
+    gateway_call_timeout: timedelta = timedelta(seconds=30)
+    gateway_retry_initial: timedelta = timedelta(seconds=1)
+    gateway_retry_max: timedelta = timedelta(minutes=1)
+    webhook_tolerance: timedelta = timedelta(minutes=5)
+
+    # Daily reconciliation with the gateways (issue 9): when, and what counts as overdue.
+    reconciliation_time: str = "03:00"
+    reconciliation_time_zone: str = "UTC"
+    overdue_pending_approval: timedelta = timedelta(hours=24)
+    overdue_processing: timedelta = timedelta(hours=6)
+    overdue_abnormal: timedelta = timedelta(hours=1)
+
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_rate_limit: int = 100
+
+    wechatpay_gateway: str | None = None
+    wechatpay_mchid: str = "1900000001"
+    wechatpay_appid: str = "wx0000000000000001"
+    wechatpay_private_key_path: Path | None = None
+    wechatpay_cert_serial_no: str | None = None
+    wechatpay_apiv3_key: str | None = None
+    wechatpay_public_key_path: Path | None = None
+    wechatpay_public_key_id: str | None = None
+    wechatpay_rate_limit: int = 150
+
+    @field_validator(
+        "approval_timeout",
+        "outcome_poll_interval",
+        "outcome_poll_max_interval",
+        "outcome_deadline",
+        "abnormal_poll_interval",
+        "gateway_call_timeout",
+        "gateway_retry_initial",
+        "gateway_retry_max",
+        "webhook_tolerance",
+        "overdue_pending_approval",
+        "overdue_processing",
+        "overdue_abnormal",
+        mode="before",
+    )
+    @classmethod
+    def _seconds(cls, raw: object) -> object:
+        """Durations may be given as plain seconds (`30`, `0.5`) or ISO 8601 (`PT30S`)."""
+        if isinstance(raw, str):
+            try:
+                return timedelta(seconds=float(raw))
+            except ValueError:
+                return raw
+        return raw
+
+    @field_validator(
+        "database_url",
+        "public_base_url",
+        "jwt_secret",
+        "stripe_api_key",
+        "stripe_api_base",
+        "stripe_webhook_secret",
+        "wechatpay_gateway",
+        "wechatpay_private_key_path",
+        "wechatpay_cert_serial_no",
+        "wechatpay_apiv3_key",
+        "wechatpay_public_key_path",
+        "wechatpay_public_key_id",
+        "worker_metrics_port",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, raw: object) -> object:
+        """`VAR=` (as compose writes `${VAR:-}`) means unset, not an empty URL or key."""
+        return None if isinstance(raw, str) and not raw.strip() else raw
+
+    @field_validator("auto_approve_limit", mode="before")
+    @classmethod
+    def _parse_limits(cls, raw: object) -> dict[str, int]:
+        return parse_currency_limits(raw)
+
+    @model_validator(mode="after")
+    def _fill_dev_secrets(self) -> Settings:
+        if self.jwt_secret is None:
+            self.jwt_secret = dev_secret(self.data_dir, "jwt_secret")
+        if self.stripe_api_key is None:
+            self.stripe_api_key = "sk_test_" + dev_secret(self.data_dir, "stripe_api_key", 18)
+        if self.stripe_webhook_secret is None:
+            self.stripe_webhook_secret = "whsec_" + dev_secret(self.data_dir, "stripe_whsec", 24)
+        if self.wechatpay_apiv3_key is None:
+            self.wechatpay_apiv3_key = dev_secret(self.data_dir, "wechatpay_apiv3_key", 24)[:32]
+        return self
+
+    @property
+    def api_url(self) -> str:
+        return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
+
+    def refund_timings(self) -> RefundTimings:
+        """The waits a new workflow is started with (recorded in its history)."""
+        return RefundTimings(
+            approval_timeout=self.approval_timeout.total_seconds(),
+            poll_interval=self.outcome_poll_interval.total_seconds(),
+            poll_max_interval=self.outcome_poll_max_interval.total_seconds(),
+            outcome_deadline=self.outcome_deadline.total_seconds(),
+            gateway_call_timeout=self.gateway_call_timeout.total_seconds(),
+            gateway_retry_initial=self.gateway_retry_initial.total_seconds(),
+            gateway_retry_max=self.gateway_retry_max.total_seconds(),
+            abnormal_poll_interval=self.abnormal_poll_interval.total_seconds(),
+        )
+
+    def overdue_after(self) -> dict[str, timedelta]:
+        """How long a refund may stay in each non-terminal status before it is reported."""
+        return {
+            "pending_approval": self.overdue_pending_approval,
+            "processing": self.overdue_processing,
+            "abnormal": self.overdue_abnormal,
+        }
+
+    def auto_approve_limit_for(self, currency: str) -> int:
+        return self.auto_approve_limit.get(currency.upper(), 0)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
