@@ -9,12 +9,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
+import pytest
 
 from refunds.embedded.ports import free_port
 
@@ -79,7 +82,17 @@ def assert_reconciliation_scheduled(address: str) -> None:
     assert action["workflowType"]["name"] == "ReconciliationWorkflow"
 
 
-def test_refunds_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
+@pytest.fixture
+def tmp_path_outside_pytest() -> Iterator[Path]:
+    """A temp dir outside pytest-of-root: another pytest run resets that dir to 0700, which
+    locks the embedded PostgreSQL's unprivileged user out of a data dir under it."""
+    root = Path(tempfile.mkdtemp(prefix="refunds-test-dev-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_refunds_dev_runs_the_stack_and_stops_it_cleanly(tmp_path_outside_pytest: Path) -> None:
+    tmp_path = tmp_path_outside_pytest
     env = {k: v for k, v in os.environ.items() if not k.startswith("REFUNDS_")}
     data_dir = tmp_path / "data"
     proc, info = start_dev(data_dir, env)
@@ -104,6 +117,18 @@ def test_refunds_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None
         order_no = info["demo_orders"][0]
         first = httpx.get(f"{info['api_url']}/v1/orders/{order_no}", headers=admin, timeout=10)
         assert first.status_code == 200 and first.json()["status"] == "paid"
+        # `refunds token --data-dir` from elsewhere signs with this stack's generated secret
+        minted = subprocess.run(
+            [sys.executable, "-m", "refunds.cli.main", "token", "--sub", "carol"]
+            + ["--role", "admin", "--data-dir", str(data_dir)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        mine = {"Authorization": f"Bearer {minted}"}
+        assert httpx.get(first.url, headers=mine, timeout=10).status_code == 200
         assert_reconciliation_scheduled(info["temporal_address"])
     finally:
         children = stop_dev(proc)
