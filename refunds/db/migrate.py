@@ -13,7 +13,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def alembic_config(database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", database_url)
+    # Alembic's config is a ConfigParser: a bare `%` (a URL-encoded password) is interpolation
+    # syntax and crashes it; `%%` reads back as `%`, so env.py sees the URL unchanged.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
 
 
