@@ -77,7 +77,8 @@ async def run_worker(settings: Settings) -> None:
     if settings.database_url is None:
         raise SystemExit("REFUNDS_DATABASE_URL is not set (refunds dev sets it for you)")
     client = await connect(settings, metrics_port=settings.worker_metrics_port)
-    await ensure_search_attributes(client, settings.temporal_namespace)
+    # Refused on Temporal Cloud: logged with the command ops run once, and the worker goes on.
+    await ensure_search_attributes(client, client.namespace)
     engine = make_engine(settings.database_url)
     worker = build_worker(client, settings, make_sessionmaker(engine), build_gateways(settings))
     stop = asyncio.Event()

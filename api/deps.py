@@ -39,7 +39,12 @@ def get_principal(
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
     assert settings.jwt_secret is not None
-    return read_token(settings.jwt_secret, authorization)
+    return read_token(
+        settings.jwt_secret,
+        authorization,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

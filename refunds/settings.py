@@ -1,12 +1,16 @@
 """One settings object for every process: `REFUNDS_*` environment variables with dev defaults.
 
-Secrets are never defaults in the repo: when unset they are generated once into the data dir, so
-`refunds dev`, `refunds token` and the tests agree without anyone configuring anything.
+Secrets are never defaults. In dev mode (`REFUNDS_DEV_SECRETS`, set by `refunds dev`, `refunds
+chaos` and the tests) unset ones are generated once into the data dir, so every process of the
+stack agrees without anyone configuring anything. Outside dev mode an unset secret is a start-up
+error naming every missing variable: a random key would fail later, at the gateway, for days.
+Each secret may come from a file instead (`REFUNDS_X_FILE`, as Docker and Kubernetes mount them).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
@@ -14,10 +18,57 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import field_validator, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from refunds.domain.messages import RefundTimings
+
+# Settings that may be read from a file named by `REFUNDS_<NAME>_FILE`.
+SECRET_FILE_SETTINGS = (
+    "database_url",
+    "temporal_api_key",
+    "jwt_secret",
+    "stripe_api_key",
+    "stripe_webhook_secret",
+    "wechatpay_apiv3_key",
+)
+# What a deployment must set outside dev mode (the WeChat Pay key files and ids included).
+REQUIRED_SECRETS = (
+    "jwt_secret",
+    "stripe_api_key",
+    "stripe_webhook_secret",
+    "wechatpay_apiv3_key",
+    "wechatpay_private_key_path",
+    "wechatpay_cert_serial_no",
+    "wechatpay_public_key_path",
+    "wechatpay_public_key_id",
+)
+
+
+def env_name(setting: str) -> str:
+    return f"REFUNDS_{setting.upper()}"
+
+
+class MissingSecrets(ValueError):
+    """Secrets unset outside dev mode; `names` are the variables to set."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        super().__init__(
+            "missing secrets (set each variable, or VAR_FILE to a file holding a secret; "
+            "`refunds dev` generates dev ones): " + ", ".join(self.names)
+        )
+
+
+def read_secret_file(variable: str, path: str) -> str:
+    """A mounted secret's content, stripped (files usually end with a newline)."""
+    try:
+        value = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"{variable}={path} cannot be read: {exc.strerror}") from None
+    if not value:
+        raise ValueError(f"{variable}={path} is empty")
+    return value
 
 
 def dev_secret(data_dir: Path, name: str, nbytes: int = 32) -> str:
@@ -60,15 +111,30 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REFUNDS_", extra="ignore")
 
     data_dir: Path = Path(".refunds")
+    # Dev mode: unset secrets are generated into the data dir instead of refusing to start.
+    dev_secrets: bool = False
     database_url: str | None = None
-    temporal_address: str = "localhost:7233"
-    temporal_namespace: str = "default"
+    # Unset: Temporal's environment configuration (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+    # TEMPORAL_API_KEY, TEMPORAL_TLS_*, the profile file), then localhost:7233 / default.
+    temporal_address: str | None = None
+    temporal_namespace: str | None = None
+    temporal_api_key: str | None = None
+    temporal_tls: bool | None = None
+    temporal_tls_cert_path: Path | None = None
+    temporal_tls_key_path: Path | None = None
+    temporal_tls_server_ca_path: Path | None = None
+    temporal_tls_server_name: str | None = None
     task_queue: str = "refunds"
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_base_url: str | None = None
     jwt_secret: str | None = None
+    # Checked when set (and then required in every token); `refunds token` adds them.
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # The largest request body the API reads.
+    max_body_bytes: int = 65536
     log_level: str = "INFO"
     # Prometheus metrics of the Temporal SDK in `refunds worker` (task slots, latencies,
     # failures per activity type); off when unset.
@@ -136,8 +202,18 @@ class Settings(BaseSettings):
 
     @field_validator(
         "database_url",
+        "temporal_address",
+        "temporal_namespace",
+        "temporal_api_key",
+        "temporal_tls",
+        "temporal_tls_cert_path",
+        "temporal_tls_key_path",
+        "temporal_tls_server_ca_path",
+        "temporal_tls_server_name",
         "public_base_url",
         "jwt_secret",
+        "jwt_issuer",
+        "jwt_audience",
         "stripe_api_key",
         "stripe_api_base",
         "stripe_webhook_secret",
@@ -160,8 +236,26 @@ class Settings(BaseSettings):
     def _parse_limits(cls, raw: object) -> dict[str, int]:
         return parse_currency_limits(raw)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        """`REFUNDS_X_FILE=/run/secrets/x` reads X from that file; setting both is ambiguous."""
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_FILE_SETTINGS:
+            variable = env_name(name) + "_FILE"
+            path = os.environ.get(variable, "").strip()
+            if not path:
+                continue
+            if str(data.get(name) or "").strip():
+                raise ValueError(f"both {env_name(name)} and {variable} are set: set one")
+            data[name] = read_secret_file(variable, path)
+        return data
+
     @model_validator(mode="after")
     def _fill_dev_secrets(self) -> Settings:
+        if not self.dev_secrets:
+            return self
         if self.jwt_secret is None:
             self.jwt_secret = dev_secret(self.data_dir, "jwt_secret")
         if self.stripe_api_key is None:
@@ -171,6 +265,18 @@ class Settings(BaseSettings):
         if self.wechatpay_apiv3_key is None:
             self.wechatpay_apiv3_key = dev_secret(self.data_dir, "wechatpay_apiv3_key", 24)[:32]
         return self
+
+    def missing_secrets(self) -> list[str]:
+        """The variables a deployment must still set (none in dev mode: they are generated)."""
+        if self.dev_secrets:
+            return []
+        return [env_name(name) for name in REQUIRED_SECRETS if getattr(self, name) is None]
+
+    def check_secrets(self) -> None:
+        """Raise `MissingSecrets` naming every unset secret at once."""
+        missing = self.missing_secrets()
+        if missing:
+            raise MissingSecrets(missing)
 
     @property
     def api_url(self) -> str:
@@ -201,7 +307,39 @@ class Settings(BaseSettings):
         return self.auto_approve_limit.get(currency.upper(), 0)
 
 
+def describe(err: ValidationError) -> str:
+    """One line per problem, named by variable, for a start-up error."""
+    problems = []
+    for error in err.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        loc = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{env_name(loc)}: {message}" if loc else message)
+    return "; ".join(problems)
+
+
+def token_secret(settings: Settings) -> str:
+    """What `refunds token` signs with: the configured secret, else the one `refunds dev` wrote
+    into the data dir. Never generated here: a token nobody verifies helps no one."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret
+    path = settings.data_dir / "secrets" / "jwt_secret"
+    if not path.exists():
+        raise SystemExit(
+            f"REFUNDS_JWT_SECRET is not set and {settings.data_dir} has no dev secret "
+            "(start `refunds dev` first)"
+        )
+    return path.read_text().strip()
+
+
 @lru_cache
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+    """The process-wide settings, read once from the environment; every secret must be set
+    (outside dev mode), so a process stops here, before it listens or connects."""
+    try:
+        settings = Settings()
+        settings.check_secrets()
+    except ValidationError as err:
+        raise SystemExit(f"refunds: invalid settings: {describe(err)}") from None
+    except MissingSecrets as err:
+        raise SystemExit(f"refunds: {err}") from None
+    return settings

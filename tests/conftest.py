@@ -19,10 +19,20 @@ from refunds.db.migrate import upgrade
 from refunds.embedded.ports import free_port
 from refunds.embedded.postgres import EmbeddedPostgres
 from refunds.embedded.temporal import EmbeddedTemporal
+from refunds.runtime.temporal_client import connect
 from tests.factories import Shop
 from tests.gateways.wechatpay_support import WeChatEnv, start_env, stop_env
 from tests.sandboxes.stripe_support import StripeStack, running_sandbox
 from tests.stack import Stack, start_stack
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dev_secrets() -> Iterator[None]:
+    """Tests run in dev mode: a `Settings(data_dir=tmp)` generates its secrets into `tmp`. Tests
+    of production start-up remove the variable (tests/test_secrets_startup.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REFUNDS_DEV_SECRETS", "true")
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -107,4 +117,4 @@ async def shop(stack: Stack, http: httpx.AsyncClient) -> Shop:
 
 @pytest_asyncio.fixture(scope="session")
 async def temporal(stack: Stack) -> Client:
-    return await Client.connect(stack.settings.temporal_address)
+    return await connect(stack.settings, attempts=1)

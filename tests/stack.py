@@ -95,6 +95,7 @@ def start_stack(tmp: Path, database_url: str, temporal_address: str) -> Stack:
     api_port, stripe_port, wechat_port = free_port(), free_port(), free_port()
     settings = Settings(
         data_dir=tmp,
+        dev_secrets=True,  # secrets and WeChat Pay keys generated into tmp, shared with the worker
         database_url=database_url,
         temporal_address=temporal_address,
         api_host="127.0.0.1",

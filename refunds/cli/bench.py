@@ -111,6 +111,6 @@ def run_bench(data_dir: Path, count: int, concurrency: int) -> int:
         print(f"no {dev_json}: start `refunds dev --data-dir {data_dir}` first")
         return 2
     info = json.loads(dev_json.read_text())
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, dev_secrets=True)  # the running dev stack's secrets
     asyncio.run(_bench(info, settings, count, concurrency))
     return 0

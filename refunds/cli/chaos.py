@@ -133,7 +133,7 @@ class Progress:
 class ChaosRun:
     def __init__(self, plan: ChaosPlan, stack: ChaosStack, options: ChaosOptions) -> None:
         self.plan, self.stack, self.options = plan, stack, options
-        self.settings = Settings(data_dir=stack.data_dir)
+        self.settings = Settings(data_dir=stack.data_dir, dev_secrets=True)
         assert self.settings.jwt_secret is not None
         self.people = People(self.settings.jwt_secret)
         self.report = ChaosReport(plan)

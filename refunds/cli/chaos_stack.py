@@ -63,6 +63,8 @@ class ChaosStack:
         env = {
             **os.environ,
             "REFUNDS_DATA_DIR": str(self.data_dir),
+            # Dev mode: every child reads the secrets and keys generated into the data dir.
+            "REFUNDS_DEV_SECRETS": "true",
             "REFUNDS_DATABASE_URL": self.database_url,
             "REFUNDS_TEMPORAL_ADDRESS": temporal_address,
             # Its own task queue: other workers on the same Temporal never take these refunds.
@@ -107,7 +109,7 @@ class ChaosStack:
         from refunds.sandboxes.wechatpay_sandbox import sandbox_config_from_settings
         from refunds.settings import Settings
 
-        sandbox_config_from_settings(Settings(data_dir=self.data_dir))
+        sandbox_config_from_settings(Settings(data_dir=self.data_dir, dev_secrets=True))
 
     def _wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout

@@ -40,7 +40,13 @@ class DevStack:
         self.data_dir = data_dir.resolve()
         self.api_port, self.temporal_port, self.ui_port = api_port, temporal_port, ui_port
         self.logs = self.data_dir / "logs"
-        self.env: dict[str, str] = {**os.environ, "REFUNDS_DATA_DIR": str(self.data_dir)}
+        # Dev mode: unset secrets and WeChat Pay keys are generated once into the data dir, and
+        # every child (worker, API, sandboxes, schedules) reads the same ones from there.
+        self.env: dict[str, str] = {
+            **os.environ,
+            "REFUNDS_DATA_DIR": str(self.data_dir),
+            "REFUNDS_DEV_SECRETS": "true",
+        }
         self.stoppers: list[object] = []
         self.info: dict[str, object] = {}
         self.sandboxes: list[str] = []  # the gateways whose sandbox this stack started

@@ -74,12 +74,19 @@ def _cmd_migrate(_: argparse.Namespace) -> None:
 
 def _cmd_token(args: argparse.Namespace) -> None:
     from api.auth import issue_token
-    from refunds.settings import Settings
+    from refunds.settings import Settings, token_secret
 
     # The secret `refunds dev --data-dir X` generated into X (REFUNDS_JWT_SECRET wins when set).
-    secret = Settings(data_dir=Path(args.data_dir)).jwt_secret
-    assert secret is not None
-    print(issue_token(secret, args.sub, args.role, ttl_seconds=args.ttl))
+    settings = Settings(data_dir=Path(args.data_dir))
+    token = issue_token(
+        token_secret(settings),
+        args.sub,
+        args.role,
+        ttl_seconds=args.ttl,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    print(token)
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> None:

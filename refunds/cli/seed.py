@@ -72,7 +72,7 @@ def demo_tokens(env: dict[str, str]) -> dict[str, str]:
 
 def _settings(env: dict[str, str]) -> Settings:
     """The settings `refunds dev` gave its children: same data dir, same generated secrets."""
-    return Settings(data_dir=Path(env["REFUNDS_DATA_DIR"]))
+    return Settings(data_dir=Path(env["REFUNDS_DATA_DIR"]), dev_secrets=True)
 
 
 def seed_demo_orders(

@@ -1,8 +1,9 @@
 """Dev keys for WeChat Pay v3 and the resolved adapter configuration.
 
-Real merchants get their keys from the WeChat Pay console. For `refunds dev` and the tests we
-generate a merchant key pair and a platform key pair once into the data dir (never into the
-repo), so the adapter and the sandbox trust each other with nothing configured.
+Real merchants get their keys from the WeChat Pay console. In dev mode (`refunds dev`, `refunds
+chaos`, the tests) we generate a merchant key pair and a platform key pair once into the data dir
+(never into the repo), so the adapter and the sandbox trust each other with nothing configured.
+Outside dev mode a missing key is an error: generated keys would only be refused by the gateway.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from refunds.gateways.wechatpay_crypto import private_key_pem, public_key_pem
+from refunds.settings import MissingSecrets, env_name
 
 if TYPE_CHECKING:
     from refunds.settings import Settings
@@ -109,23 +111,25 @@ def ensure_dev_keys(data_dir: Path) -> WeChatPayKeys:
 
 
 def resolve_wechatpay_config(settings: Settings) -> WeChatPayConfig:
-    """The adapter config from settings, with dev keys filling whatever key setting is unset.
+    """The adapter config from settings; in dev mode, dev keys fill whatever key setting is unset.
 
-    Dev keys are only generated when something is missing, so a fully configured production
-    deployment never writes key files.
+    Dev keys are only generated in dev mode and when something is missing, so a configured
+    deployment never writes key files; outside dev mode anything missing is `MissingSecrets`.
     """
     private_key_path = settings.wechatpay_private_key_path
     serial_no = settings.wechatpay_cert_serial_no
     public_key_path = settings.wechatpay_public_key_path
     public_key_id = settings.wechatpay_public_key_id
     if None in (private_key_path, serial_no, public_key_path, public_key_id):
+        _require_dev_mode(settings)
         keys = ensure_dev_keys(settings.data_dir)
         private_key_path = private_key_path or keys.merchant_private_key_path
         serial_no = serial_no or keys.merchant_cert_serial_no
         public_key_path = public_key_path or keys.platform_public_key_path
         public_key_id = public_key_id or keys.platform_public_key_id
     assert private_key_path and serial_no and public_key_path and public_key_id
-    assert settings.wechatpay_apiv3_key is not None  # filled by Settings' validator
+    if settings.wechatpay_apiv3_key is None:
+        raise MissingSecrets([env_name("wechatpay_apiv3_key")])
     return WeChatPayConfig(
         gateway_url=(settings.wechatpay_gateway or DEFAULT_GATEWAY_URL).rstrip("/"),
         mchid=settings.wechatpay_mchid,
@@ -140,3 +144,10 @@ def resolve_wechatpay_config(settings: Settings) -> WeChatPayConfig:
         timeout_seconds=settings.gateway_call_timeout.total_seconds(),
         webhook_tolerance_seconds=settings.webhook_tolerance.total_seconds(),
     )
+
+
+def _require_dev_mode(settings: Settings) -> None:
+    if not settings.dev_secrets:
+        names = ("private_key_path", "cert_serial_no", "public_key_path", "public_key_id")
+        missing = [f"wechatpay_{name}" for name in names]
+        raise MissingSecrets([env_name(n) for n in missing if getattr(settings, n) is None])
