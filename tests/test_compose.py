@@ -597,3 +597,13 @@ def test_docker_compose_refuses_to_start_without_the_secrets() -> None:
     result = run_compose(["config", "-q"], env)
     assert result.returncode != 0
     assert "set REFUNDS_JWT_SECRET" in result.stderr
+
+
+def test_sandboxes_run_from_the_sandbox_stage_since_the_production_image_has_none(
+    services: dict[str, Any],
+) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM \S+ AS sandbox\b", dockerfile, re.M)
+    for name in SANDBOXES:
+        assert services[name]["build"]["target"] == "sandbox", name
+        assert services[name]["image"] != services["api"]["image"], name
