@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import errors
-from api.metrics import LATENCY, REQUESTS
+from api import docs, errors
+from api.middleware import DEFAULT_MAX_BODY_BYTES, BodyLimit, RequestContext
 from api.routes import health, orders, reconciliations, refunds, webhooks
 from refunds.db.engine import make_engine, make_sessionmaker
 from refunds.gateways.registry import build_gateways
 from refunds.runtime.temporal_client import connect
 from refunds.settings import Settings, get_settings
+
+ROUTERS = tuple(m.router for m in (health, orders, refunds, reconciliations, webhooks))
+
+DESCRIPTION = """Durable refunds for paid orders: Stripe and WeChat Pay v3.
+
+**Auth**: `Authorize` with a JWT (`refunds token --sub alice --role admin`); roles `customer`,
+`approver`, `admin`, `ops`.
+
+**Errors** are `{"error": {"type", "code", "message", "param"}}`: `code` is stable and specific,
+`type` one of `invalid_request_error`, `authentication_error`, `permission_error`,
+`not_found_error`, `conflict_error`, `api_error`; `param` names the field at fault or is null.
+
+Every response carries a `Request-Id` header (yours, when you send a sane `Request-Id`). A body
+over `REFUNDS_MAX_BODY_BYTES` (64 KiB by default) is refused with 413 `request_too_large`.
+"""
 
 
 class LazyTemporal:
@@ -54,21 +68,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Refunds",
         version="0.1.0",
         lifespan=lifespan,
-        description="Durable refunds for paid orders: Stripe and WeChat Pay v3.",
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=docs.operation_id,
     )
     errors.install(app)
-    for module in (health, orders, refunds, reconciliations, webhooks):
-        app.include_router(module.router)
-    app.middleware("http")(_measure)
+    docs.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    # The last added runs first: every response, a 413 included, carries its Request-Id.
+    max_body = getattr(settings, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, max_body_bytes=max_body)
+    app.add_middleware(RequestContext)
     return app
-
-
-async def _measure(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = getattr(request.scope.get("route"), "path", "unmatched")
-    REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-    LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
-    return response

@@ -10,7 +10,7 @@ from api.schemas import CouponOut, OrderItemOut, OrderOut, RefundOut, TimelineEv
 from refunds.db.models import Order, Refund
 from refunds.db.repositories import OrderRepository, RefundRepository
 from refunds.domain.errors import OrderNotFound, RefundNotFound
-from refunds.domain.messages import REFUNDABLE_ORDER_STATUSES
+from refunds.domain.messages import REFUNDABLE_ORDER_STATUSES, Channel, OrderStatus
 
 
 def can_see_order(principal: Principal, order: Order) -> bool:
@@ -36,33 +36,12 @@ async def visible_refund(session: AsyncSession, principal: Principal, refund_no:
 
 
 def refund_out(refund: Refund, timeline: list[TimelineEventOut] | None = None) -> RefundOut:
-    return RefundOut(
-        refund_no=refund.refund_no,
-        order_no=refund.order_no,
-        amount=refund.amount,
-        currency=refund.currency,
-        channel=refund.channel,
-        reason=refund.reason,
-        items=list(refund.items),
-        source=refund.source,
-        requested_by=refund.requested_by,
-        approved_by=refund.approved_by,
-        gateway_refund_id=refund.gateway_refund_id,
-        status=refund.status,
-        needs_manual_return=refund.needs_manual_return,
-        created_at=refund.created_at,
-        updated_at=refund.updated_at,
-        completed_at=refund.completed_at,
-        timeline=timeline,
-    )
+    return RefundOut.model_validate(refund).model_copy(update={"timeline": timeline})
 
 
 async def refund_with_timeline(session: AsyncSession, refund: Refund) -> RefundOut:
     events = await RefundRepository(session).events(refund.refund_no)
-    timeline = [
-        TimelineEventOut(at=e.at, actor=e.actor, event=e.event, detail=e.detail) for e in events
-    ]
-    return refund_out(refund, timeline)
+    return refund_out(refund, [TimelineEventOut.model_validate(e) for e in events])
 
 
 async def order_out(session: AsyncSession, order: Order) -> OrderOut:
@@ -71,7 +50,7 @@ async def order_out(session: AsyncSession, order: Order) -> OrderOut:
     return OrderOut(
         order_no=order.order_no,
         user_id=order.user_id,
-        channel=order.channel,
+        channel=Channel(order.channel),
         currency=order.currency,
         total_amount=order.total_amount,
         paid_amount=order.paid_amount,
@@ -83,7 +62,7 @@ async def order_out(session: AsyncSession, order: Order) -> OrderOut:
         points_used=order.points_used,
         coupon_code=order.coupon_code,
         fulfillment=order.fulfillment,
-        status=order.status,
+        status=OrderStatus(order.status),
         refunded_amount=order.refunded_amount,
         reserved_amount=order.reserved_amount,
         refundable_amount=order.paid_amount - order.reserved_amount

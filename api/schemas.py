@@ -5,14 +5,37 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from refunds.domain.messages import Channel, FindingKind
+from refunds.domain.messages import (
+    Channel,
+    FindingKind,
+    OrderStatus,
+    RefundSource,
+    RefundStatus,
+    ResolveOutcome,
+)
 
 Amount = Annotated[StrictInt, Field(gt=0, le=10**15)]
 NonNegative = Annotated[StrictInt, Field(ge=0, le=10**15)]
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+IDENTIFIER = r"^[A-Za-z0-9_.:-]+$"
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENTIFIER)]
+# ISO 4217, accepted in either case (Stripe writes `usd`) and stored upper case, so one order's
+# currency compares equal however each caller spelled it.
+Currency = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z]{3}$", examples=["USD", "cny"]),
+    AfterValidator(str.upper),
+]
+# Free text goes to PostgreSQL, whose text type cannot hold NUL.
+NO_NUL = r"^[^\x00]*$"
+Note = Annotated[str, Field(max_length=500, pattern=NO_NUL)]
+# A key in a URL path: printable ASCII, so anything a client registered is reachable and nothing
+# PostgreSQL refuses (NUL) gets to a query.
+PathKey = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[!-~]+$")]
+# PostgreSQL's bigint.
+PathId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class Strict(BaseModel):
@@ -27,17 +50,17 @@ class OrderItemIn(Strict):
 
 class OrderIn(Strict):
     order_no: Identifier
-    user_id: Annotated[str, Field(min_length=1, max_length=128)]
-    channel: Literal["stripe", "wechatpay"]
+    user_id: Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)]
+    channel: Channel
     currency: Currency
     total_amount: Amount
     paid_amount: NonNegative
-    payment_ref: Annotated[str | None, Field(max_length=128)] = None
+    payment_ref: Annotated[str | None, Field(max_length=128, pattern=NO_NUL)] = None
     items: list[OrderItemIn] = Field(default_factory=list, max_length=500)
     points_used: NonNegative = 0
     coupon_code: Identifier | None = None
     fulfillment: Literal["unfulfilled", "shipped", "delivered", "consumed"] = "unfulfilled"
-    status: Literal["pending", "paid"] = "paid"
+    status: Literal[OrderStatus.PENDING, OrderStatus.PAID] = OrderStatus.PAID
 
     @field_validator("items")
     @classmethod
@@ -55,7 +78,7 @@ class RefundItemIn(Strict):
 class RefundIn(Strict):
     order_no: Identifier
     amount: Amount
-    reason: Annotated[str, Field(max_length=500)] = ""
+    reason: Note = ""
     # Checked by domain.matching.check_refund_no: a stable `invalid_refund_no` code, not a
     # generic validation error, since every gateway's own limit is behind it.
     refund_no: Annotated[str, Field(max_length=255)] | None = None
@@ -71,19 +94,21 @@ class RefundIn(Strict):
 
 
 class ApproveIn(Strict):
-    note: Annotated[str, Field(max_length=500)] = ""
+    note: Note = ""
 
 
 class RejectIn(Strict):
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: Annotated[Note, Field(min_length=1)]
 
 
 class ResolveIn(Strict):
-    outcome: Literal["succeeded", "failed"]
-    note: Annotated[str, Field(max_length=500)] = ""
+    outcome: ResolveOutcome
+    note: Note = ""
 
 
 class TimelineEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     at: datetime
     actor: str
     event: str
@@ -91,18 +116,20 @@ class TimelineEventOut(BaseModel):
 
 
 class RefundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     refund_no: str
     order_no: str
     amount: int
     currency: str
-    channel: str
+    channel: Channel
     reason: str
     items: list[dict[str, Any]]
-    source: str
+    source: RefundSource
     requested_by: str
     approved_by: str | None
     gateway_refund_id: str | None
-    status: str
+    status: RefundStatus
     needs_manual_return: bool
     created_at: datetime
     updated_at: datetime
@@ -130,7 +157,7 @@ class CouponOut(BaseModel):
 class OrderOut(BaseModel):
     order_no: str
     user_id: str
-    channel: str
+    channel: Channel
     currency: str
     total_amount: int
     paid_amount: int
@@ -139,7 +166,7 @@ class OrderOut(BaseModel):
     points_used: int
     coupon_code: str | None
     fulfillment: str
-    status: str
+    status: OrderStatus
     refunded_amount: int
     reserved_amount: int
     refundable_amount: int
@@ -184,3 +211,24 @@ class ReconciliationDetailOut(ReconciliationOut):
 class ReconciliationPage(BaseModel):
     items: list[ReconciliationOut]
     next_cursor: str | None
+
+
+class WebhookAck(BaseModel):
+    received: bool
+    duplicate: bool = Field(description="The same event was accepted before: nothing changed.")
+
+
+class WeChatAnswer(BaseModel):
+    """The answer WeChat Pay v3 expects from a notify URL that refuses a notification."""
+
+    code: Literal["FAIL"]
+    message: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadinessOut(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str] = Field(examples=[{"database": "ok", "temporal": "ok"}])

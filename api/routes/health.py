@@ -9,17 +9,22 @@ from sqlalchemy import text
 
 from api.deps import SessionDep
 from api.metrics import exposition
+from api.schemas import HealthOut, ReadinessOut
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
+@router.get("/healthz", response_model=HealthOut)
+async def healthz() -> HealthOut:
     """The process is alive."""
-    return {"status": "ok"}
+    return HealthOut(status="ok")
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=ReadinessOut,
+    responses={503: {"model": ReadinessOut, "description": "A dependency does not answer"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     """Ready to serve: PostgreSQL and Temporal both answer."""
     checks = {"database": "ok", "temporal": "ok"}
@@ -40,7 +45,16 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(session: SessionDep) -> Response:
     """Prometheus metrics: requests and webhooks, and the ledger's gauges read now."""
     return Response(await exposition(session), media_type=CONTENT_TYPE_LATEST)

@@ -4,38 +4,49 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
+from api import orders_service
 from api.deps import PrincipalDep, SessionDep
-from api.orders_service import cancel_order, register_order
+from api.errors import documented
 from api.read_models import order_out, visible_order
-from api.schemas import OrderIn, OrderOut
+from api.schemas import OrderIn, OrderOut, PathKey
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 
-@router.post("", response_model=OrderOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=OrderOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": OrderOut, "description": "The same order, registered before"},
+        **documented(400, 401, 403, 409, 413, 422),
+    },
+)
 async def create_order(
     body: OrderIn, principal: PrincipalDep, session: SessionDep, response: Response
 ) -> OrderOut:
     """Register an order; the same body again answers 200 with the same order."""
     principal.require("admin")
-    order, created = await register_order(session, body)
+    order, created = await orders_service.register_order(session, body)
     if not created:
         response.status_code = status.HTTP_200_OK
     return await order_out(session, order)
 
 
-@router.get("/{order_no}", response_model=OrderOut)
-async def get_order(order_no: str, principal: PrincipalDep, session: SessionDep) -> OrderOut:
+@router.get("/{order_no}", response_model=OrderOut, responses=documented(401, 403, 404, 422))
+async def get_order(order_no: PathKey, principal: PrincipalDep, session: SessionDep) -> OrderOut:
     """An order with its refunds, refundable amount and what its refunds restored."""
     principal.require("customer", "admin", "approver", "ops")
     return await order_out(session, await visible_order(session, principal, order_no))
 
 
-@router.post("/{order_no}/cancel", response_model=OrderOut)
-async def cancel(order_no: str, principal: PrincipalDep, session: SessionDep) -> OrderOut:
+@router.post(
+    "/{order_no}/cancel", response_model=OrderOut, responses=documented(401, 403, 404, 409, 422)
+)
+async def cancel_order(order_no: PathKey, principal: PrincipalDep, session: SessionDep) -> OrderOut:
     """Cancel a pending or fully refunded order; a paid one must be refunded first (409)."""
     principal.require("customer", "admin")
     order = await visible_order(session, principal, order_no)
     if not principal.has("admin") and order.user_id != principal.sub:
         principal.require("admin")
-    return await order_out(session, await cancel_order(session, order))
+    return await order_out(session, await orders_service.cancel_order(session, order))

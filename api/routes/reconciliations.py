@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query
 # One cursor format for every list of this API: the refunds route owns it.
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import PrincipalDep, SessionDep
-from api.schemas import ReconciliationDetailOut, ReconciliationOut, ReconciliationPage
+from api.errors import documented
+from api.schemas import PathId, ReconciliationDetailOut, ReconciliationOut, ReconciliationPage
 from refunds.db.reconciliations import ReconciliationRepository
 
 router = APIRouter(prefix="/v1/reconciliations", tags=["reconciliations"])
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1/reconciliations", tags=["reconciliations"])
 READERS = ("ops", "admin")
 
 
-@router.get("", response_model=ReconciliationPage)
+@router.get("", response_model=ReconciliationPage, responses=documented(401, 403, 422))
 async def list_reconciliations(
     principal: PrincipalDep,
     session: SessionDep,
@@ -33,9 +34,13 @@ async def list_reconciliations(
     return ReconciliationPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{reconciliation_id}", response_model=ReconciliationDetailOut)
+@router.get(
+    "/{reconciliation_id}",
+    response_model=ReconciliationDetailOut,
+    responses=documented(401, 403, 404, 422),
+)
 async def get_reconciliation(
-    reconciliation_id: int, principal: PrincipalDep, session: SessionDep
+    reconciliation_id: PathId, principal: PrincipalDep, session: SessionDep
 ) -> ReconciliationDetailOut:
     """One reconciliation run with its counts and every finding."""
     principal.require(*READERS)

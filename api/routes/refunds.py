@@ -9,15 +9,30 @@ from fastapi import APIRouter, Header, Query, status
 from api import refund_commands
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import PrincipalDep, SessionDep, SettingsDep, TemporalDep
+from api.errors import documented
 from api.read_models import refund_out, refund_with_timeline, visible_order, visible_refund
-from api.schemas import ApproveIn, RefundIn, RefundOut, RefundPage, RejectIn, ResolveIn
+from api.schemas import (
+    IDENTIFIER,
+    ApproveIn,
+    PathKey,
+    RefundIn,
+    RefundOut,
+    RefundPage,
+    RejectIn,
+    ResolveIn,
+)
 from refunds.db.repositories import RefundRepository
-from refunds.domain.messages import Resolution, ResolveOutcome
+from refunds.domain.messages import Channel, RefundStatus, Resolution
+
+# Commands wait for the refund's workflow: Temporal not answering is a 503.
+COMMAND_ERRORS = documented(400, 401, 403, 404, 409, 413, 422, 503)
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
 
 
-@router.post("", response_model=RefundOut, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "", response_model=RefundOut, status_code=status.HTTP_202_ACCEPTED, responses=COMMAND_ERRORS
+)
 async def create_refund(
     body: RefundIn,
     principal: PrincipalDep,
@@ -38,9 +53,9 @@ async def create_refund(
     return await refund_with_timeline(session, refund)
 
 
-@router.post("/{refund_no}/approve", response_model=RefundOut)
-async def approve(
-    refund_no: str,
+@router.post("/{refund_no}/approve", response_model=RefundOut, responses=COMMAND_ERRORS)
+async def approve_refund(
+    refund_no: PathKey,
     body: ApproveIn,
     principal: PrincipalDep,
     session: SessionDep,
@@ -52,9 +67,9 @@ async def approve(
     return await _fresh(session, principal, refund_no)
 
 
-@router.post("/{refund_no}/reject", response_model=RefundOut)
-async def reject(
-    refund_no: str,
+@router.post("/{refund_no}/reject", response_model=RefundOut, responses=COMMAND_ERRORS)
+async def reject_refund(
+    refund_no: PathKey,
     body: RejectIn,
     principal: PrincipalDep,
     session: SessionDep,
@@ -66,9 +81,9 @@ async def reject(
     return await _fresh(session, principal, refund_no)
 
 
-@router.post("/{refund_no}/resolve", response_model=RefundOut)
-async def resolve(
-    refund_no: str,
+@router.post("/{refund_no}/resolve", response_model=RefundOut, responses=COMMAND_ERRORS)
+async def resolve_refund(
+    refund_no: PathKey,
     body: ResolveIn,
     principal: PrincipalDep,
     session: SessionDep,
@@ -76,25 +91,25 @@ async def resolve(
 ) -> RefundOut:
     """Ops decide an abnormal refund: paid back offline (succeeded) or failed."""
     principal.require("ops")
-    resolution = Resolution(principal.sub, ResolveOutcome(body.outcome), body.note)
+    resolution = Resolution(principal.sub, body.outcome, body.note)
     await refund_commands.resolve(client, session, refund_no, resolution)
     return await _fresh(session, principal, refund_no)
 
 
-@router.get("/{refund_no}", response_model=RefundOut)
-async def get_refund(refund_no: str, principal: PrincipalDep, session: SessionDep) -> RefundOut:
+@router.get("/{refund_no}", response_model=RefundOut, responses=documented(401, 403, 404, 422))
+async def get_refund(refund_no: PathKey, principal: PrincipalDep, session: SessionDep) -> RefundOut:
     """A refund with its timeline: who asked, who approved, what the gateway answered."""
     principal.require("customer", "admin", "approver", "ops")
     return await refund_with_timeline(session, await visible_refund(session, principal, refund_no))
 
 
-@router.get("", response_model=RefundPage)
+@router.get("", response_model=RefundPage, responses=documented(401, 403, 422))
 async def list_refunds(
     principal: PrincipalDep,
     session: SessionDep,
-    status_: Annotated[str | None, Query(alias="status")] = None,
-    order_no: str | None = None,
-    channel: str | None = None,
+    status_: Annotated[RefundStatus | None, Query(alias="status")] = None,
+    order_no: Annotated[str | None, Query(max_length=64, pattern=IDENTIFIER)] = None,
+    channel: Channel | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> RefundPage:

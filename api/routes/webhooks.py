@@ -3,18 +3,44 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import GatewaysDep, SessionDep, SettingsDep, TemporalDep
-from api.errors import error_response
+from api.errors import documented, error_response
 from api.metrics import WEBHOOKS
 from api.notifications import accept_notification
+from api.schemas import WebhookAck, WeChatAnswer
 from refunds.gateways.base import InvalidNotification
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 log = logging.getLogger("refunds.webhooks")
+
+
+def signed_body(description: str, *headers: str) -> dict[str, Any]:
+    """The OpenAPI of a body the route verifies itself, as raw bytes against its signature."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+            "description": description,
+        },
+        "parameters": [
+            {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+            for name in headers
+        ],
+    }
+
+
+WECHAT_REFUSALS: dict[int | str, dict[str, Any]] = {
+    status: {"model": WeChatAnswer, "description": description}
+    for status, description in (
+        (400, "Not a refund notification we can read"),
+        (401, "Bad signature or stale timestamp"),
+    )
+}
 
 
 async def _receive(
@@ -49,7 +75,12 @@ async def _receive(
     return fresh
 
 
-@router.post("/stripe")
+@router.post(
+    "/stripe",
+    response_model=WebhookAck,
+    responses=documented(400, 413, 503),
+    openapi_extra=signed_body("A Stripe event", "Stripe-Signature"),
+)
 async def stripe_webhook(
     request: Request,
     session: SessionDep,
@@ -64,7 +95,19 @@ async def stripe_webhook(
     return JSONResponse({"received": True, "duplicate": not outcome})
 
 
-@router.post("/wechatpay")
+@router.post(
+    "/wechatpay",
+    status_code=204,
+    response_class=Response,
+    responses={**WECHAT_REFUSALS, **documented(413, 503)},
+    openapi_extra=signed_body(
+        "A WeChat Pay v3 notification",
+        "Wechatpay-Signature",
+        "Wechatpay-Timestamp",
+        "Wechatpay-Nonce",
+        "Wechatpay-Serial",
+    ),
+)
 async def wechatpay_webhook(
     request: Request,
     session: SessionDep,
