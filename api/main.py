@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import docs, errors
-from api.middleware import DEFAULT_MAX_BODY_BYTES, BodyLimit, RequestContext
+from api.middleware import BodyLimit, RequestContext
 from api.routes import health, orders, reconciliations, refunds, webhooks
 from refunds.db.engine import make_engine, make_sessionmaker
 from refunds.gateways.registry import build_gateways
@@ -78,7 +78,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     # The last added runs first: every response, a 413 included, carries its Request-Id.
-    max_body = getattr(settings, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
-    app.add_middleware(BodyLimit, max_body_bytes=max_body)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app

@@ -161,6 +161,17 @@ async def test_a_body_within_the_limit_reaches_the_route(shop: Shop) -> None:
     assert response.status_code == 202, response.text
 
 
+async def test_the_limit_is_the_setting(shop: Shop) -> None:
+    api = shop.stack.api(shop.stack.settings.model_copy(update={"max_body_bytes": 1024}))
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        body = {"order_no": uid("ord"), "amount": 100, "reason": "r" * 500}
+        small = await client.post("/v1/refunds", json=body, headers=shop.admin)
+        large = await client.post(
+            "/v1/refunds", json={**body, "reason": "r" * 1000}, headers=shop.admin
+        )
+    assert (small.status_code, large.status_code) == (404, 413)
+
+
 async def test_the_limit_holds_for_any_size_and_streams_are_counted() -> None:
     async def echo(request: Request) -> JSONResponse:
         return JSONResponse({"size": len(await request.body())})
