@@ -54,54 +54,56 @@ async def findings(sessionmaker: Sessions, rec_id: int, refund_no: str) -> list[
     return [{"kind": r.kind, "subject": r.subject, "detail": r.detail} for r in rows]
 
 
-async def test_refund_whose_workflow_was_terminated_mid_processing_is_repaired_and_succeeds(
-    shop: Shop, temporal: Client, sessionmaker: Sessions
-) -> None:
-    order = await shop.order(amount=2600)
+async def terminated_mid_processing(
+    shop: Shop, temporal: Client, amount: int, *faults: str
+) -> tuple[dict[str, Any], str]:
+    """A refund at the gateway whose workflow ops terminated from the Temporal UI (the ledger
+    says processing, nobody carries it); then the gateway pays it back."""
+    order = await shop.order(amount=amount)
     refund_no = uid("rf")
-    await stripe_fault(shop.stack, refund_no, "pending_forever")
-    await stripe_fault(shop.stack, refund_no, "no_webhook")  # only reconciliation can tell
-    await shop.refund(order, 2600, refund_no=refund_no)
+    for fault in ("pending_forever", *faults):
+        await stripe_fault(shop.stack, refund_no, fault)
+    await shop.refund(order, amount, refund_no=refund_no)
     assert (await shop.approve(refund_no)).status_code == 200
     await wait_event(shop, refund_no, "gateway_submitted")
-    # Ops terminate it from the Temporal UI: the ledger says processing, nobody carries it.
     await temporal.get_workflow_handle(workflow_id(refund_no)).terminate("by hand, from the UI")
     [at_gateway] = await stripe_refunds(shop, refund_no)
     await sandbox(shop.stack.stripe_url, "POST", f"/_sandbox/refunds/{at_gateway['id']}/succeed")
-    await asyncio.sleep(1)
-    assert (await shop.get_refund(refund_no))["status"] == "processing"
+    return order, refund_no
 
-    summary = await reconcile_today(shop, temporal)
-    kinds = {f["kind"] for f in await findings(sessionmaker, summary.reconciliation_id, refund_no)}
-    assert {FindingKind.REPAIRED, FindingKind.GATEWAY_SUCCEEDED} <= kinds
+
+async def assert_repaired_and_paid_once(
+    shop: Shop, sessionmaker: Sessions, order: dict[str, Any], refund_no: str
+) -> None:
     done = await shop.wait_status(refund_no, "succeeded", timeout=30)
     assert events(done).count("repaired") == 1
     assert "gateway_submitted" in events(done)
     assert len(await stripe_refunds(shop, refund_no)) == 1
     assert len(await restorations(sessionmaker, refund_no)) == 3
     after = await shop.get_order(order["order_no"])
-    assert (after["refunded_amount"], after["reserved_amount"]) == (2600, 2600)
+    amount = order["paid_amount"]
+    assert (after["refunded_amount"], after["reserved_amount"]) == (amount, amount)
+
+
+async def test_refund_whose_workflow_was_terminated_mid_processing_is_repaired_and_succeeds(
+    shop: Shop, temporal: Client, sessionmaker: Sessions
+) -> None:
+    # No webhook: only the reconciliation can tell.
+    order, refund_no = await terminated_mid_processing(shop, temporal, 2600, "no_webhook")
+    await asyncio.sleep(1)
+    assert (await shop.get_refund(refund_no))["status"] == "processing"
+    summary = await reconcile_today(shop, temporal)
+    kinds = {f["kind"] for f in await findings(sessionmaker, summary.reconciliation_id, refund_no)}
+    assert {FindingKind.REPAIRED, FindingKind.GATEWAY_SUCCEEDED} <= kinds
+    await assert_repaired_and_paid_once(shop, sessionmaker, order, refund_no)
 
 
 async def test_webhook_for_a_refund_whose_workflow_was_terminated_repairs_it_at_once(
     shop: Shop, temporal: Client, sessionmaker: Sessions
 ) -> None:
-    order = await shop.order(amount=2200)
-    refund_no = uid("rf")
-    await stripe_fault(shop.stack, refund_no, "pending_forever")
-    await shop.refund(order, 2200, refund_no=refund_no)
-    assert (await shop.approve(refund_no)).status_code == 200
-    await wait_event(shop, refund_no, "gateway_submitted")
-    await temporal.get_workflow_handle(workflow_id(refund_no)).terminate("by hand, from the UI")
-    [at_gateway] = await stripe_refunds(shop, refund_no)
-    await sandbox(shop.stack.stripe_url, "POST", f"/_sandbox/refunds/{at_gateway['id']}/succeed")
     # The webhook finds no open run: a repair run takes the refund and finishes it.
-    done = await shop.wait_status(refund_no, "succeeded", timeout=30)
-    assert events(done).count("repaired") == 1
-    assert len(await stripe_refunds(shop, refund_no)) == 1
-    assert len(await restorations(sessionmaker, refund_no)) == 3
-    after = await shop.get_order(order["order_no"])
-    assert (after["refunded_amount"], after["reserved_amount"]) == (2200, 2200)
+    order, refund_no = await terminated_mid_processing(shop, temporal, 2200)
+    await assert_repaired_and_paid_once(shop, sessionmaker, order, refund_no)
 
 
 async def test_success_whose_webhook_was_lost_with_polling_off_is_found_and_finished(
