@@ -22,7 +22,7 @@ from temporalio.client import Client
 from activities.errors import business_errors
 from refunds.db.models import Refund
 from refunds.db.reconciliations import LedgerScanRepository, ReconciliationRepository
-from refunds.db.repositories import OrderRepository, RefundRepository
+from refunds.db.repositories import RefundRepository
 from refunds.domain import activity_names as names
 from refunds.domain.matching import gateway_mismatch
 from refunds.domain.messages import (
@@ -129,13 +129,16 @@ class ReconciliationActivities:
         page = await stripe.list_refunds(start, end, cursor, PAGE)
         ours = [r for r in page.refunds if r.refund_no]
         async with self.sessionmaker() as session:
-            rows = await LedgerScanRepository(session).find_many([r.refund_no for r in ours])
+            scan = LedgerScanRepository(session)
+            rows = await scan.find_many([r.refund_no for r in ours])
+            payments = await scan.payment_refs({row.order_no for row in rows.values()})
         found = 0
         for gateway_refund in ours:
             activity.heartbeat(cursor)
             row = rows.get(gateway_refund.refund_no)
+            payment = payments.get(row.order_no, "") if row else ""
             found += await self._compare(
-                step.reconciliation_id, Channel.STRIPE, row, gateway_refund
+                step.reconciliation_id, Channel.STRIPE, row, gateway_refund, payment
             )
         return page.next_cursor, len(page.refunds), found
 
@@ -145,13 +148,14 @@ class ReconciliationActivities:
         """Every refund not yet terminal, whatever its age: closed workflows, silent gateways,
         refunds waiting too long."""
         async with self.sessionmaker() as session:
-            rows = await LedgerScanRepository(session).non_terminal(
-                PAGE, int(cursor) if cursor else None
-            )
+            scan = LedgerScanRepository(session)
+            rows = await scan.non_terminal(PAGE, int(cursor) if cursor else None)
+            payments = await scan.payment_refs({row.order_no for row in rows})
         found = 0
         for row in rows:
             activity.heartbeat(cursor)
-            found += await self._check_open(step.reconciliation_id, row)
+            payment = payments.get(row.order_no, "")
+            found += await self._check_open(step.reconciliation_id, row, payment)
         return (str(rows[-1].id) if len(rows) == PAGE else None), len(rows), found
 
     async def _wechat_window_page(
@@ -159,29 +163,38 @@ class ReconciliationActivities:
     ) -> tuple[str | None, int, int]:
         """WeChat Pay has no list: each of our refunds of the window is queried by refund_no."""
         async with self.sessionmaker() as session:
-            rows = await LedgerScanRepository(session).in_window(
+            scan = LedgerScanRepository(session)
+            rows = await scan.in_window(
                 datetime.fromisoformat(step.window_start),
                 datetime.fromisoformat(step.window_end),
                 Channel.WECHATPAY,
                 PAGE,
                 int(cursor) if cursor else None,
             )
+            payments = await scan.payment_refs({row.order_no for row in rows})
         found = 0
         for row in rows:
             activity.heartbeat(cursor)
-            gateway_refund = await self._lookup(row)
+            payment = payments.get(row.order_no, "")
+            gateway_refund = await self._lookup(row, payment)
             if gateway_refund is not None:
                 found += await self._compare(
-                    step.reconciliation_id, Channel.WECHATPAY, row, gateway_refund
+                    step.reconciliation_id, Channel.WECHATPAY, row, gateway_refund, payment
                 )
         return (str(rows[-1].id) if len(rows) == PAGE else None), len(rows), found
 
     # ---- what a refund tells us ---------------------------------------------------------------
 
     async def _compare(
-        self, rec_id: int, channel: Channel, row: Refund | None, at_gateway: GatewayRefund
+        self,
+        rec_id: int,
+        channel: Channel,
+        row: Refund | None,
+        at_gateway: GatewayRefund,
+        payment_ref: str,
     ) -> int:
-        """One gateway refund carrying our refund_no against its ledger row."""
+        """One gateway refund carrying our refund_no against its ledger row and the payment of
+        its order (read once per page by the caller)."""
         if row is None:
             return await self._report(
                 rec_id,
@@ -192,8 +205,7 @@ class ReconciliationActivities:
                 {"reason": "the gateway has a refund under this refund_no; the ledger has none"}
                 | _gateway_detail(at_gateway),
             )
-        order_payment = await self._payment_of(row)
-        why = gateway_mismatch(row.amount, order_payment, at_gateway.amount, at_gateway.payment_ref)
+        why = gateway_mismatch(row.amount, payment_ref, at_gateway.amount, at_gateway.payment_ref)
         if why is not None:
             return await self._report(
                 rec_id,
@@ -210,14 +222,16 @@ class ReconciliationActivities:
             return await self._tell(rec_id, row, at_gateway, FindingKind.GATEWAY_FAILED)
         return 0
 
-    async def _check_open(self, rec_id: int, row: Refund) -> int:
+    async def _check_open(self, rec_id: int, row: Refund, payment_ref: str) -> int:
         found = 0
         if not await is_running(self.client, row.refund_no):
             found += await self._repair(rec_id, row)
         elif RefundStatus(row.status) in WAITING:
-            at_gateway = await self._lookup(row)
+            at_gateway = await self._lookup(row, payment_ref)
             if at_gateway is not None:
-                found += await self._compare(rec_id, Channel(row.channel), row, at_gateway)
+                found += await self._compare(
+                    rec_id, Channel(row.channel), row, at_gateway, payment_ref
+                )
         now = datetime.now(UTC)
         if overdue_by(row.status, row.updated_at, now, self.settings.overdue_after()):
             age = int((now - row.updated_at).total_seconds())
@@ -299,17 +313,11 @@ class ReconciliationActivities:
             )
         return int(new)
 
-    async def _lookup(self, row: Refund) -> GatewayRefund | None:
-        payment_ref = await self._payment_of(row)
+    async def _lookup(self, row: Refund, payment_ref: str) -> GatewayRefund | None:
         gateway = self.gateways[Channel(row.channel)]
         return await gateway.get_refund(
             GatewayLookup(row.refund_no, Channel(row.channel), payment_ref)
         )
-
-    async def _payment_of(self, row: Refund) -> str:
-        async with self.sessionmaker() as session:
-            order = await OrderRepository(session).get(row.order_no)
-        return order.payment_ref or ""
 
 
 def _gateway_detail(at_gateway: GatewayRefund) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from refunds.db.models import Reconciliation, ReconciliationFinding, Refund
+from refunds.db.models import Order, Reconciliation, ReconciliationFinding, Refund
 from refunds.domain.errors import ReconciliationNotFound
 from refunds.domain.messages import TERMINAL_STATUSES, Channel, FindingKind, RefundStatus
 
@@ -178,6 +178,13 @@ class LedgerScanRepository:
             return {}
         stmt = select(Refund).where(Refund.refund_no.in_(list(refund_nos)))
         return {r.refund_no: r for r in (await self.session.scalars(stmt)).all()}
+
+    async def payment_refs(self, order_nos: Collection[str]) -> dict[str, str]:
+        """The gateway payment of each of these orders (one query for a page of refunds)."""
+        if not order_nos:
+            return {}
+        stmt = select(Order.order_no, Order.payment_ref).where(Order.order_no.in_(list(order_nos)))
+        return {no: ref or "" for no, ref in (await self.session.execute(stmt)).all()}
 
     async def count_by_status(self) -> dict[RefundStatus, int]:
         """Every status, 0 included: a gauge that vanishes reads as "no data", not as zero."""
