@@ -25,7 +25,7 @@ from refunds.runtime.logging import configure
 from refunds.runtime.temporal_client import connect, ensure_search_attributes
 from refunds.settings import Settings, get_settings
 from workflows.reconciliation import ReconciliationWorkflow
-from workflows.refund import RefundWorkflow
+from workflows.refund_v1 import RefundWorkflow
 
 
 def activities(

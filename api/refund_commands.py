@@ -31,7 +31,7 @@ from refunds.domain.idempotency import hidden_from, request_fingerprint
 from refunds.domain.matching import check_refund_no
 from refunds.domain.messages import Decision, RefundItem, RefundRequest, RefundSource, Resolution
 from refunds.settings import Settings
-from workflows.refund import RefundWorkflow, workflow_id
+from workflows.refund_v1 import RefundWorkflow, workflow_id
 
 # A refund command waits for its workflow's answer this long, then the caller gets a 503.
 RPC_TIMEOUT = timedelta(seconds=30)

@@ -26,7 +26,7 @@ from refunds.domain.messages import (
     RefundStatus,
 )
 from refunds.settings import Settings
-from workflows.refund import RefundWorkflow, workflow_id
+from workflows.refund_v1 import RefundWorkflow, workflow_id
 
 
 class Delivery(StrEnum):

@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from refunds.domain.messages import RefundStatus
 from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
-from workflows.refund import RefundWorkflow
+from workflows.refund_v1 import RefundWorkflow
 
 
 async def current_details(temporal: Client, refund_no: str) -> str:

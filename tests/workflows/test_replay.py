@@ -13,7 +13,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from workflows.reconciliation import ReconciliationWorkflow
-from workflows.refund import RefundWorkflow
+from workflows.refund_v1 import RefundWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
