@@ -21,7 +21,7 @@ RUN python -m venv /opt/refunds \
 COPY . .
 # The project itself, without the dev-only subpackages (refunds.cli.main.DEV_ONLY_PACKAGES) and
 # without resolving dependencies again; then the build backend goes.
-RUN rm -rf refunds/embedded refunds/sandboxes \
+RUN rm -rf refunds/bench refunds/embedded refunds/sandboxes \
     && /opt/refunds/bin/pip install . --no-deps --no-build-isolation \
     && /opt/refunds/bin/pip uninstall --yes setuptools
 

@@ -1,116 +1,295 @@
-"""`refunds bench`: end-to-end refund throughput and latency against a running `refunds dev`.
+"""`refunds bench`: the product's refund throughput and latency, where the CPU goes, and (with
+`--compare-bare`) the same against a bare workflow of the same shape on the same servers.
 
-Each refund is real: an order paid at the Stripe sandbox, a customer's request, an approver's
-decision, the gateway call, the webhook, restores and finalize. Numbers come from this command,
-never from a timed test.
+By default it starts its own stack in a temp dir, as `refunds dev` runs it (PostgreSQL, the
+Temporal dev server with its sqlite tuning, both sandboxes, the API, `--workers` workers, each a
+process of its own), so it knows every process's PID and owns the configuration. Numbers come
+from this command, never from a timed test.
+
+A run: paid orders registered (off the clock); the product phase (customer's request, approval,
+the workflow's result); histories of a sample of the refunds, counted by event type; the Stripe
+sandbox's refunds per second; then the bare phase: `BareWorkflow`s built from the counted shape,
+on their own task queue, by their own worker processes, driven at the same concurrency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import statistics
+import os
+import shutil
+import sys
+import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 from temporalio.client import Client
 
-from refunds.domain.messages import RefundStatus
-from refunds.sandboxes.payments import pay_with_stripe
+from refunds.bench import report
+from refunds.bench.history import HistoryStats, shape_of
+from refunds.bench.phases import (
+    BarePhase,
+    Endpoints,
+    ProductPhase,
+    prepare_orders,
+    read_histories,
+    stripe_refund_stamps,
+)
+from refunds.bench.procstat import CpuSampler
+from refunds.bench.report import Phase, RateWindows
+from refunds.embedded.process import ChildProcess
 from refunds.settings import Settings
-from workflows.refund import RefundWorkflow, workflow_id
+from workflows.refund import workflow_id
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+@dataclass
+class BenchOptions:
+    refunds: int = 200
+    concurrency: int = 50
+    workers: int = 1
+    compare_bare: bool = False
+    stripe_rate: int | None = None  # REFUNDS_STRIPE_RATE_LIMIT of the workers
+    refund_delay: float = 2.0  # seconds a sandbox refund stays pending, as under `refunds dev`
+    history_sample: int = 30
+    data_dir: Path | None = None  # the own stack's; default a temp dir, removed after a good run
+    dev_data_dir: Path | None = None  # measure a running `refunds dev` instead
 
 
-async def _one(
-    api: httpx.AsyncClient,
-    temporal: Client,
-    info: dict[str, Any],
-    settings: Settings,
-    timings: dict[str, list[float]],
-) -> None:
-    tokens = info["tokens"]
-    admin = {"Authorization": f"Bearer {tokens['admin']}"}
-    amount = 1000
-    assert settings.stripe_api_key is not None
-    ref = await asyncio.to_thread(
-        pay_with_stripe, info["stripe_api_base"], settings.stripe_api_key, amount, "USD"
+@dataclass
+class Target:
+    """Where the bench sends its load, and what it knows of the processes it measures."""
+
+    endpoints: Endpoints
+    roles: dict[str, list[int]]  # CPU role -> the pids at the roots of its process trees
+    stripe_limit: float
+    stripe_limit_source: str
+    bare_workers: BareWorkers
+
+
+class BareWorkers:
+    """Starts the bare workflow's worker processes on a fresh task queue."""
+
+    def __init__(self, temporal_address: str, count: int, logs: Path, env: Mapping[str, str]):
+        self.task_queue = f"bench-bare-{uuid.uuid4().hex[:8]}"
+        argv = [sys.executable, "-m", "refunds.bench.bare_worker"]
+        argv += ["--temporal-address", temporal_address, "--task-queue", self.task_queue]
+        self.children = [
+            ChildProcess(f"bare-worker-{i}", argv, logs / f"bare-worker-{i}.log", env=dict(env))
+            for i in range(count)
+        ]
+
+    def start(self) -> list[int]:
+        for child in self.children:
+            child.start()
+        for child in self.children:
+            _wait_for_line(child, "bare worker polling")
+        return [c.proc.pid for c in self.children if c.proc is not None]
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.stop()
+
+
+def _wait_for_line(child: ChildProcess, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in child.tail(5):
+        if not child.alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"{child.name} did not start:\n{child.tail()}")
+        time.sleep(0.1)
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    product: Phase
+    bare: Phase | None
+    stripe_rate: RateWindows
+
+    @property
+    def complete(self) -> bool:
+        """Every refund (and bare workflow) finished as it should."""
+        return not any(phase.failures for phase in (self.product, self.bare) if phase is not None)
+
+
+async def measure(options: BenchOptions, target: Target) -> Measured:
+    """Orders, the product phase, its histories and gateway rate, then the bare phase."""
+    at = target.endpoints
+    limits = httpx.Limits(max_connections=options.concurrency + 10)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        orders = await prepare_orders(http, at, options.refunds, options.concurrency)
+        product_run = ProductPhase(http, at, orders)
+        product = await product_run.run(options.concurrency, CpuSampler(target.roles))
+        refunds = product_run.succeeded
+        ids = [workflow_id(no) for no in refunds]
+        product.events = await read_histories(at.temporal, ids, options.history_sample)
+        stamps = await stripe_refund_stamps(http, at.stripe_url, refunds)
+    bare = None
+    if options.compare_bare:
+        bare = await _bare(options, target, product.events)
+    return Measured(product, bare, RateWindows.of(stamps))
+
+
+async def _bare(options: BenchOptions, target: Target, product_events: HistoryStats) -> Phase:
+    workers = target.bare_workers
+    pids = await asyncio.to_thread(workers.start)
+    roles = {**target.roles, "bare-worker": pids}
+    shape = shape_of(product_events)
+    bare_run = BarePhase(
+        target.endpoints.temporal, workers.task_queue, shape, options.refunds, options.refund_delay
     )
-    order_no = f"BENCH-{uuid.uuid4().hex[:12]}"
-    order = {
-        "order_no": order_no,
-        "user_id": "alice",
-        "channel": "stripe",
-        "currency": "USD",
-        "total_amount": amount,
-        "paid_amount": amount,
-        "payment_ref": ref,
-        "status": "paid",
-        "items": [{"sku": "BENCH-SKU", "quantity": 1, "unit_amount": amount}],
-    }
-    (await api.post("/v1/orders", json=order, headers=admin)).raise_for_status()
-    started = time.perf_counter()
-    response = await api.post(
-        "/v1/refunds",
-        json={"order_no": order_no, "amount": amount},
-        headers={"Authorization": f"Bearer {tokens['customer']}"},
-    )
-    response.raise_for_status()
-    applied = time.perf_counter()
-    refund_no = response.json()["refund_no"]
-    approver = {"Authorization": f"Bearer {tokens['approver']}"}
-    (
-        await api.post(f"/v1/refunds/{refund_no}/approve", json={}, headers=approver)
-    ).raise_for_status()
-    approved = time.perf_counter()
-    # Wait on the workflow itself: polling the API would load the very process being measured.
-    handle = temporal.get_workflow_handle_for(RefundWorkflow.run, workflow_id(refund_no))
-    state = await handle.result()
-    done = time.perf_counter()
-    if state.status != RefundStatus.SUCCEEDED:
-        raise RuntimeError(f"refund {refund_no} ended {state.status}")
-    timings["apply"].append(applied - started)
-    timings["approve"].append(approved - applied)
-    timings["approve_to_succeeded"].append(done - approved)
-
-
-async def _bench(info: dict[str, Any], settings: Settings, count: int, concurrency: int) -> None:
-    timings: dict[str, list[float]] = {"apply": [], "approve": [], "approve_to_succeeded": []}
-    gate = asyncio.Semaphore(concurrency)
-    temporal = await Client.connect(info["temporal_address"])
-
-    async def guarded(api: httpx.AsyncClient) -> None:
-        async with gate:
-            await _one(api, temporal, info, settings, timings)
-
-    async with httpx.AsyncClient(base_url=info["api_url"], timeout=120) as api:
-        started = time.perf_counter()
-        await asyncio.gather(*(guarded(api) for _ in range(count)))
-        elapsed = time.perf_counter() - started
-    print(
-        f"{count} refunds, concurrency {concurrency}: {elapsed:.1f} s, "
-        f"{count / elapsed:.1f} refunds/s end to end"
-    )
-    for name, values in timings.items():
-        print(
-            f"  {name:22} p50 {statistics.median(values) * 1000:7.0f} ms   "
-            f"p95 {_pct(values, 0.95) * 1000:7.0f} ms   max {max(values) * 1000:7.0f} ms"
+    try:
+        bare = await bare_run.run(options.concurrency, CpuSampler(roles))
+        bare.events = await read_histories(
+            target.endpoints.temporal, bare_run.finished, options.history_sample
         )
+    finally:
+        await asyncio.to_thread(workers.stop)
+    return bare
 
 
-def run_bench(data_dir: Path, count: int, concurrency: int) -> int:
-    dev_json = data_dir / "dev.json"
-    if not dev_json.exists():
-        print(f"no {dev_json}: start `refunds dev --data-dir {data_dir}` first")
+def _lines(options: BenchOptions, target: Target, measured: Measured) -> list[str]:
+    product, bare = measured.product, measured.bare
+    lines = [report.machine_line(options.refunds, options.concurrency, options.workers)]
+    lines += report.table(product, bare)
+    lines.append(report.cpu_line("cpu s/refund (product phase)", product))
+    if bare is not None:
+        lines.append(report.cpu_line("cpu s/wf     (bare phase)   ", bare))
+    assert product.events is not None
+    lines += report.events_lines("product events per refund", product.events)
+    if bare is not None and bare.events is not None:
+        lines += report.events_lines("bare events per workflow", bare.events)
+    lines.append(
+        report.rate_line(measured.stripe_rate, target.stripe_limit, target.stripe_limit_source)
+    )
+    lines.append(report.targets_line(product, bare))
+    for phase in (product, bare):
+        if phase is not None and phase.failures:
+            lines.append(f"{phase.name}: {phase.count - phase.finished} did not finish, e.g.:")
+            lines += [f"  {why}" for why in phase.failures]
+    return lines
+
+
+# ---- the stack it runs against ----------------------------------------------------------------
+
+
+@asynccontextmanager
+async def own_stack(options: BenchOptions, root: Path) -> AsyncIterator[Target]:
+    """PostgreSQL and Temporal as `refunds dev` runs them, then the product's processes."""
+    from refunds.cli.process_stack import ProcessStack
+    from refunds.db.migrate import upgrade
+    from refunds.embedded.ports import free_port
+    from refunds.embedded.postgres import EmbeddedPostgres
+    from refunds.embedded.temporal import EmbeddedTemporal
+
+    postgres = EmbeddedPostgres(root / "postgres", free_port())
+    temporal = EmbeddedTemporal(
+        free_port(), None, root / "temporal.sqlite", root / "logs" / "temporal.log"
+    )
+    extra = {"REFUNDS_STRIPE_RATE_LIMIT": str(options.stripe_rate)} if options.stripe_rate else {}
+    stack: ProcessStack | None = None
+    try:
+        url = postgres.start()
+        upgrade(url)
+        address = temporal.start()
+        stack = ProcessStack(
+            root,
+            url,
+            address,
+            options.workers,
+            refund_delay=options.refund_delay,
+            queue_prefix="bench",
+            extra_env=extra,
+        )
+        stack.start()
+        settings = Settings(data_dir=root, dev_secrets=True)
+        assert settings.jwt_secret is not None
+        roles = {
+            "temporal": _pids([temporal.child]),
+            "postgres": _pids([postgres.child]),
+            "api": _pids([stack.api]),
+            "worker": _pids(stack.workers),
+            "sandbox": _pids(stack.sandboxes),
+        }
+        yield Target(
+            Endpoints(
+                stack.api_url, stack.stripe_url, await Client.connect(address), settings.jwt_secret
+            ),
+            roles,
+            float(options.stripe_rate or settings.stripe_rate_limit),
+            "--stripe-rate" if options.stripe_rate else "REFUNDS_STRIPE_RATE_LIMIT",
+            BareWorkers(address, options.workers, stack.logs, stack.env),
+        )
+    finally:
+        if stack is not None:
+            stack.stop()
+        temporal.stop()
+        postgres.stop()
+
+
+@asynccontextmanager
+async def running_dev(dev_data_dir: Path, root: Path) -> AsyncIterator[Target]:
+    """A running `refunds dev`: its processes are not the bench's, so only the bench's own CPU
+    (and the bare workers') is measured."""
+    info = json.loads((dev_data_dir / "dev.json").read_text())
+    settings = Settings(data_dir=dev_data_dir, dev_secrets=True)
+    assert settings.jwt_secret is not None
+    address = info["temporal_address"]
+    endpoints = Endpoints(
+        info["api_url"],
+        info["stripe_api_base"],
+        await Client.connect(address),
+        settings.jwt_secret,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+    )
+    yield Target(
+        endpoints,
+        {},
+        float(settings.stripe_rate_limit),
+        "REFUNDS_STRIPE_RATE_LIMIT of this shell; the dev workers' may differ",
+        BareWorkers(address, 1, root / "logs", os.environ),
+    )
+
+
+def _pids(children: Sequence[ChildProcess | None]) -> list[int]:
+    return [c.proc.pid for c in children if c is not None and c.proc is not None]
+
+
+# ---- entry point ------------------------------------------------------------------------------
+
+
+async def _bench(options: BenchOptions, root: Path) -> tuple[list[str], bool]:
+    if options.dev_data_dir is not None:
+        context = running_dev(options.dev_data_dir, root)
+    else:
+        context = own_stack(options, root)
+    async with context as target:
+        measured = await measure(options, target)
+        return _lines(options, target, measured), measured.complete
+
+
+def run_bench(options: BenchOptions) -> int:
+    if options.dev_data_dir is not None and not (options.dev_data_dir / "dev.json").exists():
+        print(f"no {options.dev_data_dir / 'dev.json'}: start `refunds dev` first")
         return 2
-    info = json.loads(dev_json.read_text())
-    settings = Settings(data_dir=data_dir, dev_secrets=True)  # the running dev stack's secrets
-    asyncio.run(_bench(info, settings, count, concurrency))
-    return 0
+    temp = options.data_dir is None
+    root = (options.data_dir or Path(tempfile.mkdtemp(prefix="refunds-bench-"))).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        lines, ok = asyncio.run(_bench(options, root))
+    except (RuntimeError, TimeoutError) as exc:  # a server that did not come up, or died
+        print(f"refunds bench: {exc}\nlogs in {root / 'logs'}", file=sys.stderr, flush=True)
+        return 1
+    print("\n".join(lines), flush=True)
+    if temp and ok:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"logs in {root / 'logs'}", file=sys.stderr, flush=True)
+    return 0 if ok else 1

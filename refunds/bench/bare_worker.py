@@ -1,0 +1,48 @@
+"""The bare workflow's worker, a process of its own, so the bench reads its CPU apart:
+`python -m refunds.bench.bare_worker --temporal-address HOST:PORT --task-queue Q`.
+
+Configured as `worker.py` configures the product's worker (default workflow sandbox, the same
+activity slots), so the two differ only in what their workflows do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from refunds.bench.bare_workflow import BareWorkflow, bare_step
+
+
+async def serve(address: str, namespace: str, task_queue: str) -> None:
+    client = await Client.connect(address, namespace=namespace)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BareWorkflow],
+        activities=[bare_step],
+        max_concurrent_activities=200,
+    )
+    async with worker:
+        print(f"bare worker polling {task_queue}", flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m refunds.bench.bare_worker")
+    parser.add_argument("--temporal-address", required=True, help="Temporal frontend host:port")
+    parser.add_argument("--namespace", default="default", help="(default: %(default)s)")
+    parser.add_argument("--task-queue", required=True, help="the bare workflows' task queue")
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args.temporal_address, args.namespace, args.task_queue))
+
+
+if __name__ == "__main__":
+    main()

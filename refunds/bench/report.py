@@ -1,0 +1,195 @@
+"""The bench's numbers and how they are printed: percentiles, phases, the comparison table,
+CPU per process, the gateway's request rate and the issue's targets."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from refunds.bench.history import SHAPE_KINDS, HistoryStats
+
+# Issue 11's targets, printed against each run.
+TARGET_THROUGHPUT_RATIO = 0.60  # product refunds/s over bare workflows/s, at least
+TARGET_EVENTS = 30  # history events per happy-path refund, at most
+TARGET_APPLY_RATIO = 1.5  # product apply p50 over bare Update-with-Start p50, at most
+# CPU roles in print order; a role the run did not have is left out.
+ROLES = ("temporal", "postgres", "api", "worker", "sandbox", "bare-worker", "bench")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1) of the values; 0 when there are none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Phase:
+    """One timed phase: N refunds (or bare workflows) driven at a concurrency."""
+
+    name: str
+    count: int
+    seconds: float = 0.0
+    apply: list[float] = field(default_factory=list)
+    approve: list[float] = field(default_factory=list)
+    done: list[float] = field(default_factory=list)  # the request to the workflow's result
+    failures: list[str] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+    events: HistoryStats | None = None
+
+    @property
+    def finished(self) -> int:
+        return len(self.done)
+
+    @property
+    def per_second(self) -> float:
+        return self.finished / self.seconds if self.seconds else 0.0
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def machine_line(refunds: int, concurrency: int, workers: int) -> str:
+    load = os.getloadavg()[0]
+    return (
+        f"machine: {os.cpu_count()} cores ({cpu_model()}), load {load:.2f} at the start; "
+        f"{refunds} refunds, concurrency {concurrency}, {workers} worker process(es)"
+    )
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:6.0f} ms"
+
+
+def _row(phase: Phase) -> str:
+    events = f"{phase.events.median:6.0f}" if phase.events else "     -"
+    return (
+        f"{phase.name:10} {phase.per_second:6.1f}  {_ms(percentile(phase.apply, 0.5))}"
+        f"  {_ms(percentile(phase.apply, 0.95))}  {_ms(percentile(phase.approve, 0.5))}"
+        f"  {_ms(percentile(phase.done, 0.5))}  {_ms(percentile(phase.done, 0.95))}  {events}"
+    )
+
+
+def _times(product: float, bare: float) -> str:
+    return f"×{product / bare:.2f}" if bare else "-"
+
+
+def _ratio_row(product: Phase, bare: Phase) -> str:
+    def times(q: float, values: Callable[[Phase], list[float]]) -> str:
+        return _times(percentile(values(product), q), percentile(values(bare), q))
+
+    cells = [
+        times(0.5, lambda p: p.apply),
+        times(0.95, lambda p: p.apply),
+        times(0.5, lambda p: p.approve),
+        times(0.5, lambda p: p.done),
+        times(0.95, lambda p: p.done),
+    ]
+    rate = product.per_second / bare.per_second if bare.per_second else 0.0
+    events = "-"
+    if product.events and bare.events:
+        events = _times(product.events.median, bare.events.median)
+    return f"{'ratio':10} {rate:6.2f}  " + "  ".join(f"{c:>9}" for c in cells) + f"  {events:>6}"
+
+
+def table(product: Phase, bare: Phase | None) -> list[str]:
+    header = (
+        f"{'':10} {'/s':>6}  {'apply p50':>9}  {'apply p95':>9}  {'approve p50':>9}"
+        f"  {'done p50':>9}  {'done p95':>9}  {'events':>6}"
+    )
+    lines = [header, _row(product)]
+    if bare is not None:
+        lines += [_row(bare), _ratio_row(product, bare)]
+    return lines
+
+
+def cpu_line(label: str, phase: Phase) -> str:
+    if not phase.cpu or not phase.finished:
+        return f"{label}: not measured"
+    cells = [
+        f"{role} {phase.cpu[role] / phase.finished:.3f}" for role in ROLES if role in phase.cpu
+    ]
+    total = sum(phase.cpu.values()) / phase.finished
+    return f"{label}  " + "  ".join(cells) + f"  total {total:.3f}"
+
+
+def events_lines(label: str, stats: HistoryStats) -> list[str]:
+    if not stats.totals:
+        return [f"{label}: no history read"]
+    lines = [
+        f"{label}: min {min(stats.totals)}, median {stats.median:.0f}, max {max(stats.totals)}"
+        f" ({len(stats.totals)} histories)"
+    ]
+    kinds = ", ".join(f"{name} {stats.per_type.get(kind, 0):.1f}" for name, kind in SHAPE_KINDS)
+    lines.append(f"  {kinds}")
+    by_type = sorted(
+        ((k, v) for k, v in stats.per_type.items() if "/" not in k), key=lambda kv: -kv[1]
+    )
+    lines.append("  by type: " + ", ".join(f"{k} {v:.1f}" for k, v in by_type))
+    return lines
+
+
+@dataclass(frozen=True)
+class RateWindows:
+    """Requests per 1-second window, from their unix-second timestamps."""
+
+    peak: int
+    mean: float
+    seconds: int
+    requests: int
+
+    @classmethod
+    def of(cls, stamps: Iterable[int]) -> RateWindows:
+        per_second = Counter(stamps)
+        if not per_second:
+            return cls(0, 0.0, 0, 0)
+        seconds = max(per_second) - min(per_second) + 1
+        total = sum(per_second.values())
+        return cls(max(per_second.values()), total / seconds, seconds, total)
+
+    def held(self, limit: float) -> bool:
+        return self.peak <= limit
+
+
+def rate_line(windows: RateWindows, limit: float, limit_source: str) -> str:
+    if not windows.requests:
+        return "stripe refunds created per 1 s window: none seen"
+    verdict = "held" if windows.held(limit) else "NOT held"
+    return (
+        f"stripe refunds created per 1 s window: peak {windows.peak}, mean {windows.mean:.1f} "
+        f"over {windows.seconds} s ({windows.requests} refunds); limit {limit:g}/s "
+        f"({limit_source}): {verdict}"
+    )
+
+
+def targets_line(product: Phase, bare: Phase | None) -> str:
+    parts = []
+    if bare is not None and bare.per_second:
+        ratio = product.per_second / bare.per_second
+        ok = ratio >= TARGET_THROUGHPUT_RATIO
+        parts.append(f"throughput {ratio:.2f} × bare (≥ {TARGET_THROUGHPUT_RATIO}): {_yes(ok)}")
+    if product.events is not None and product.events.totals:
+        ok = product.events.median <= TARGET_EVENTS
+        parts.append(f"events/refund {product.events.median:.0f} (≤ {TARGET_EVENTS}): {_yes(ok)}")
+    if bare is not None and bare.apply and product.apply:
+        ratio = percentile(product.apply, 0.5) / percentile(bare.apply, 0.5)
+        ok = ratio <= TARGET_APPLY_RATIO
+        parts.append(f"apply p50 ×{ratio:.2f} bare (≤ {TARGET_APPLY_RATIO}): {_yes(ok)}")
+    return "targets: " + ("; ".join(parts) if parts else "not measured")
+
+
+def _yes(ok: bool) -> str:
+    return "met" if ok else "not met"

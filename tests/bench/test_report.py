@@ -1,0 +1,56 @@
+"""The bench's arithmetic and its table: percentiles, rate windows, ratios, targets."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from refunds.bench.history import history_stats
+from refunds.bench.report import Phase, RateWindows, percentile, table, targets_line
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"), [(0.0, 1.0), (0.5, 5.0), (0.95, 10.0), (0.9, 9.0), (1.0, 10.0)]
+)
+def test_percentiles_are_nearest_rank(q: float, expected: float) -> None:
+    assert percentile([float(v) for v in range(10, 0, -1)], q) == expected
+
+
+def test_the_percentile_of_nothing_is_zero() -> None:
+    assert percentile([], 0.5) == 0.0
+
+
+def test_rate_windows_are_per_second_from_first_to_last() -> None:
+    windows = RateWindows.of([100, 100, 100, 101, 103, 103])
+    assert (windows.peak, windows.seconds, windows.requests) == (3, 4, 6)
+    assert windows.mean == 1.5
+    assert windows.held(3) and not windows.held(2)
+    assert RateWindows.of([]) == RateWindows(0, 0.0, 0, 0)
+
+
+def phase(name: str, count: int, seconds: float, apply: float, events: int) -> Phase:
+    done = [apply * 10] * count
+    result = Phase(name, count, seconds, [apply] * count, [apply] * count, done)
+    result.events = history_stats([Counter({"WORKFLOW_TASK_COMPLETED": events})])
+    return result
+
+
+def test_the_table_has_both_rows_and_their_ratio() -> None:
+    product = phase("product", 10, 2.0, 0.3, 36)
+    bare = phase("bare", 10, 1.0, 0.1, 24)
+    header, product_row, bare_row, ratio = table(product, bare)
+    assert "apply p50" in header and "events" in header
+    assert product_row.split()[:3] == ["product", "5.0", "300"]
+    assert bare_row.split()[:3] == ["bare", "10.0", "100"]
+    assert ratio.split()[:3] == ["ratio", "0.50", "×3.00"]
+    assert ratio.split()[-1] == "×1.50"
+
+
+def test_targets_say_which_are_met() -> None:
+    line = targets_line(phase("product", 10, 1.2, 0.12, 30), phase("bare", 10, 1.0, 0.1, 24))
+    assert line == (
+        "targets: throughput 0.83 × bare (≥ 0.6): met; events/refund 30 (≤ 30): met; "
+        "apply p50 ×1.20 bare (≤ 1.5): met"
+    )
+    assert "not met" in targets_line(phase("product", 10, 4.0, 0.3, 40), None)
