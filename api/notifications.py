@@ -1,21 +1,34 @@
-"""Gateway webhooks: verified by the adapter, deduplicated by the gateway's event id, signalled
-to the refund's workflow. A webhook changes nothing until its signal is delivered."""
+"""Gateway webhooks: verified by the adapter, deduplicated by the gateway's event id, and
+signalled to the refund's workflow only when they are news *(issue 11)*. A webhook changes
+nothing until its signal is delivered."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from refunds.db.models import GatewayNotificationRow
-from refunds.db.repositories import RefundRepository
+from refunds.db.models import Refund
+from refunds.db.repositories import (
+    GatewayNotificationRepository,
+    OrderRepository,
+    RefundRepository,
+)
+from refunds.domain.matching import gateway_mismatch
 from refunds.domain.messages import GatewayNotification
+from refunds.domain.notifications import NotificationOutcome, most_done
 from refunds.gateways.base import ParsedNotification
-from refunds.runtime.refund_runs import deliver
+from refunds.runtime.refund_runs import Delivery, deliver
 from refunds.settings import Settings
+
+OUTCOME_OF_DELIVERY = {
+    Delivery.SIGNALLED: NotificationOutcome.SIGNALLED,
+    Delivery.REOPENED: NotificationOutcome.REOPENED,
+    Delivery.REPAIRED: NotificationOutcome.REPAIRED,
+    Delivery.IGNORED: NotificationOutcome.IGNORED,
+}
 
 
 async def accept_notification(
@@ -24,33 +37,35 @@ async def accept_notification(
     settings: Settings,
     gateway: str,
     parsed: ParsedNotification,
-) -> bool:
-    """Record and deliver a verified notification once. False: a duplicate, nothing done.
+) -> NotificationOutcome | None:
+    """Record a verified notification once and deliver what is news in it. None: this event
+    was recorded before (a redelivery), nothing done.
 
-    The row and the signal share one transaction: if the signal fails, the row rolls back and
-    the gateway's retry is processed afresh; a signal delivered twice is ignored by the workflow.
+    The row, the refund's gateway status and the signal share one transaction: if the signal
+    fails, both roll back and the gateway's retry is processed afresh; a signal delivered twice
+    is ignored by the workflow.
     """
     first = parsed.refunds[0] if parsed.refunds else None
-    stmt = (
-        insert(GatewayNotificationRow)
-        .values(
-            gateway=gateway,
-            notification_id=parsed.notification_id,
-            event_type=parsed.event_type,
-            refund_no=first.refund_no if first else None,
-            status=first.status.value if first else None,
-            payload=_jsonable(parsed.payload),
-        )
-        .on_conflict_do_nothing(index_elements=["gateway", "notification_id"])
-        .returning(GatewayNotificationRow.id)
+    notifications = GatewayNotificationRepository(session)
+    row_id = await notifications.record(
+        gateway,
+        parsed.notification_id,
+        parsed.event_type,
+        first.refund_no if first else None,
+        first.status if first else None,
+        _jsonable(parsed.payload),
     )
-    if (await session.execute(stmt)).scalar_one_or_none() is None:
+    if row_id is None:
         await session.rollback()
-        return False
-    for notification in parsed.refunds:
+        return None
+    outcomes = [
         await _deliver(session, client, settings, gateway, notification)
+        for notification in parsed.refunds
+    ]
+    outcome = most_done(outcomes)
+    await notifications.set_outcome(row_id, outcome)
     await session.commit()
-    return True
+    return outcome
 
 
 async def _deliver(
@@ -59,11 +74,14 @@ async def _deliver(
     settings: Settings,
     gateway: str,
     notification: GatewayNotification,
-) -> None:
+) -> NotificationOutcome:
     refunds = RefundRepository(session)
-    refund = await refunds.find(notification.refund_no)
+    # The row lock puts the notifications of one refund in a line (Stripe sends two events per
+    # status, often at the same moment) with the gateway activities' records: each one reads
+    # the status the one before it left, so one of two twins is news, never both.
+    refund = await refunds.find(notification.refund_no, lock=True)
     if refund is None:
-        return  # not one of ours: recorded, nothing to move
+        return NotificationOutcome.NOT_OURS
     # Every gateway answer is on the refund's timeline, whatever the workflow makes of it: ops
     # deciding an abnormal refund must see that the gateway said SUCCESS.
     await refunds.add_event(
@@ -81,7 +99,33 @@ async def _deliver(
         },
         dedupe_key=f"{refund.refund_no}:{gateway}:{notification.event_id}",
     )
-    await deliver(client, settings, refund, notification)
+    if not await _is_news(session, refund, notification):
+        # Not signalled, even when the refund's run is closed under it: the news it repeats
+        # was delivered (or repaired) when it came; the daily reconciliation repairs the rest.
+        return NotificationOutcome.DUPLICATE
+    return OUTCOME_OF_DELIVERY[await deliver(client, settings, refund, notification)]
+
+
+async def _is_news(
+    session: AsyncSession, refund: Refund, notification: GatewayNotification
+) -> bool:
+    """A gateway refund that is not the one we asked for is always news (the workflow marks the
+    refund abnormal), and its status is not our refund's: it is not recorded."""
+    if await _mismatch(session, refund, notification):
+        return True
+    return await RefundRepository(session).advance_gateway_status(refund, notification.status)
+
+
+async def _mismatch(
+    session: AsyncSession, refund: Refund, notification: GatewayNotification
+) -> bool:
+    if notification.amount is None and notification.payment_ref is None:
+        return False  # nothing to compare: no need to read the order
+    payment_ref = await OrderRepository(session).payment_ref(refund.order_no)
+    reason = gateway_mismatch(
+        refund.amount, payment_ref or "", notification.amount, notification.payment_ref
+    )
+    return reason is not None
 
 
 def _jsonable(payload: Any) -> Any:

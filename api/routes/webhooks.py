@@ -1,4 +1,5 @@
-"""Gateway webhooks: verify, dedupe, signal. A forged, stale or replayed one changes nothing."""
+"""Gateway webhooks: verify, dedupe, signal the news. A forged, stale or replayed one changes
+nothing."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ async def _receive(
         WEBHOOKS.labels(gateway, "rejected").inc()
         log.warning("webhook_rejected", extra={"gateway": gateway, "code": exc.code})
         return exc
-    fresh = await accept_notification(session, client, settings, gateway, parsed)
+    outcome = await accept_notification(session, client, settings, gateway, parsed)
+    fresh = outcome is not None
     WEBHOOKS.labels(gateway, "accepted" if fresh else "duplicate").inc()
     for refund in parsed.refunds:
         log.info(
@@ -70,6 +72,7 @@ async def _receive(
                 "event_id": parsed.notification_id,
                 "event_type": parsed.event_type,
                 "gateway_status": refund.status.value,
+                "outcome": outcome.value if outcome else None,
             },
         )
     return fresh

@@ -24,7 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from refunds.domain.messages import Channel, FindingKind
+from refunds.domain.messages import Channel, FindingKind, GatewayStatus
+from refunds.domain.notifications import NotificationOutcome
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -116,6 +117,7 @@ class Refund(Base):
             name="status",
         ),
         CheckConstraint("source IN ('customer','admin')", name="source"),
+        CheckConstraint(_one_of("gateway_status", GatewayStatus), name="gateway_status"),
         Index("ix_refunds_status_id", "status", "id"),
         Index("ix_refunds_order_no_id", "order_no", "id"),
     )
@@ -138,6 +140,9 @@ class Refund(Base):
     request_fingerprint: Mapped[str] = mapped_column(String(64))
     # The workflow run that owns this refund: a second run for the same refund_no stands down.
     workflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    # The last gateway status that was news for this refund (webhooks, create and poll answers),
+    # None before the gateway said anything: a notification that is not news is not signalled.
+    gateway_status: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -225,7 +230,10 @@ class GatewayNotificationRow(Base):
     """Every verified webhook, unique by the gateway's own event id: the dedupe key."""
 
     __tablename__ = "gateway_notifications"
-    __table_args__ = (UniqueConstraint("gateway", "notification_id"),)
+    __table_args__ = (
+        UniqueConstraint("gateway", "notification_id"),
+        CheckConstraint(_one_of("outcome", NotificationOutcome), name="outcome"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     gateway: Mapped[str] = mapped_column(String(16))
@@ -235,6 +243,9 @@ class GatewayNotificationRow(Base):
     status: Mapped[str | None] = mapped_column(String(16))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     received_at: Mapped[datetime] = _now()
+    # What was done with it (issue 11). The default is what every notification about a refund
+    # of ours got before then (migration 0003).
+    outcome: Mapped[str] = mapped_column(String(16), server_default=text("'signalled'"))
 
 
 class Reconciliation(Base):

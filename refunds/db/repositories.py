@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from refunds.db.models import (
     Coupon,
+    GatewayNotificationRow,
     InventoryMovement,
     Order,
     PointsLedger,
@@ -20,6 +21,9 @@ from refunds.db.models import (
     Restoration,
 )
 from refunds.domain.errors import OrderNotFound, RefundNotFound
+from refunds.domain.messages import GatewayStatus
+from refunds.domain.notifications import NotificationOutcome
+from refunds.domain.transitions import is_news
 
 
 class OrderRepository:
@@ -32,6 +36,11 @@ class OrderRepository:
             # A locked read must see the row as it is now, not as this session last loaded it.
             stmt = stmt.with_for_update(of=Order).execution_options(populate_existing=True)
         return (await self.session.scalars(stmt)).one_or_none()
+
+    async def payment_ref(self, order_no: str) -> str | None:
+        """The payment the order was paid with (Stripe PaymentIntent, WeChat transaction_id)."""
+        stmt = select(Order.payment_ref).where(Order.order_no == order_no)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def get(self, order_no: str, *, lock: bool = False) -> Order:
         order = await self.find(order_no, lock=lock)
@@ -79,6 +88,15 @@ class RefundRepository:
         if refund is None:
             raise RefundNotFound(f"refund {refund_no} not found")
         return refund
+
+    async def advance_gateway_status(self, refund: Refund, status: GatewayStatus) -> bool:
+        """Record the gateway's status if it is news (forward, or a late failure); the caller
+        holds the refund row lock. True when it was news."""
+        current = GatewayStatus(refund.gateway_status) if refund.gateway_status else None
+        if not is_news(current, status):
+            return False
+        refund.gateway_status = status.value
+        return True
 
     async def events(self, refund_no: str) -> Sequence[RefundEvent]:
         stmt = (
@@ -142,3 +160,45 @@ class RefundRepository:
         if after_id is not None:
             stmt = stmt.where(Refund.id > after_id)
         return (await self.session.scalars(stmt)).all()
+
+
+class GatewayNotificationRepository:
+    """The verified webhooks, one row per gateway event id: the dedupe key (issue 11: and what
+    was done with each)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def record(
+        self,
+        gateway: str,
+        notification_id: str,
+        event_type: str,
+        refund_no: str | None,
+        status: GatewayStatus | None,
+        payload: dict[str, Any],
+    ) -> int | None:
+        """Insert the notification's row; None when this gateway event was recorded already (a
+        redelivery). A concurrent insert of the same event waits for the first to end."""
+        stmt = (
+            insert(GatewayNotificationRow)
+            .values(
+                gateway=gateway,
+                notification_id=notification_id,
+                event_type=event_type,
+                refund_no=refund_no,
+                status=status.value if status else None,
+                payload=payload,
+            )
+            .on_conflict_do_nothing(index_elements=["gateway", "notification_id"])
+            .returning(GatewayNotificationRow.id)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def set_outcome(self, row_id: int, outcome: NotificationOutcome) -> None:
+        stmt = (
+            update(GatewayNotificationRow)
+            .where(GatewayNotificationRow.id == row_id)
+            .values(outcome=outcome.value)
+        )
+        await self.session.execute(stmt)

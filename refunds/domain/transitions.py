@@ -53,3 +53,9 @@ def gateway_moves_forward(current: GatewayStatus | None, new: GatewayStatus) -> 
 def is_late_failure(current: GatewayStatus | None, new: GatewayStatus) -> bool:
     """The one backward move that is real: a succeeded refund reported failed later."""
     return current == GatewayStatus.SUCCEEDED and new == GatewayStatus.FAILED
+
+
+def is_news(current: GatewayStatus | None, new: GatewayStatus) -> bool:
+    """Whether a gateway answer tells a refund anything it has not heard *(issue 11)*: only news
+    is worth a workflow task (Stripe sends four events per refund, two of them repeats)."""
+    return gateway_moves_forward(current, new) or is_late_failure(current, new)

@@ -12,6 +12,7 @@ from refunds.domain.transitions import (
     can_move,
     gateway_moves_forward,
     is_late_failure,
+    is_news,
     money_effect,
 )
 
@@ -136,3 +137,39 @@ def test_late_failure_is_only_succeeded_then_failed(
     current: GatewayStatus | None, new: GatewayStatus
 ) -> None:
     assert is_late_failure(current, new) is (current == G.SUCCEEDED and new == G.FAILED)
+
+
+# Every (heard so far, answer) pair: news is what moves the refund on, or the late failure.
+NEWS = {
+    (None, G.PROCESSING): True,
+    (None, G.ABNORMAL): True,
+    (None, G.SUCCEEDED): True,
+    (None, G.FAILED): True,
+    (G.PROCESSING, G.PROCESSING): False,
+    (G.PROCESSING, G.ABNORMAL): True,
+    (G.PROCESSING, G.SUCCEEDED): True,
+    (G.PROCESSING, G.FAILED): True,
+    (G.ABNORMAL, G.PROCESSING): False,
+    (G.ABNORMAL, G.ABNORMAL): False,
+    (G.ABNORMAL, G.SUCCEEDED): True,
+    (G.ABNORMAL, G.FAILED): True,
+    (G.SUCCEEDED, G.PROCESSING): False,
+    (G.SUCCEEDED, G.ABNORMAL): False,  # WeChat's stale ABNORMAL after SUCCESS
+    (G.SUCCEEDED, G.SUCCEEDED): False,
+    (G.SUCCEEDED, G.FAILED): True,  # the late failure: reopens a finished refund
+    (G.FAILED, G.PROCESSING): False,
+    (G.FAILED, G.ABNORMAL): False,
+    (G.FAILED, G.SUCCEEDED): False,
+    (G.FAILED, G.FAILED): False,
+}
+
+
+def test_the_news_table_covers_every_pair() -> None:
+    assert set(NEWS) == set(itertools.product([None, *G], list(G)))
+
+
+@pytest.mark.parametrize(("current", "new", "news"), [(c, n, v) for (c, n), v in NEWS.items()])
+def test_only_a_forward_move_or_a_late_failure_is_news(
+    current: GatewayStatus | None, new: GatewayStatus, news: bool
+) -> None:
+    assert is_news(current, new) is news
