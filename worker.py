@@ -1,11 +1,14 @@
-"""The refunds worker: wires clients into activities and runs them with the workflow.
+"""The refunds worker: wires clients into activities and runs them with the workflows.
 
-`python worker.py` or `refunds worker`; run any number of replicas against one task queue.
+`python worker.py` or `refunds worker`; run any number of replicas. Each process polls the main
+task queue (workflows, ledger and restore steps) and one queue per payment channel for the
+gateway calls, whose rate Temporal holds for all replicas together.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,12 +23,14 @@ from activities.reconciliation import ReconciliationActivities
 from activities.restore import RestoreActivities
 from refunds.db.engine import make_engine, make_sessionmaker
 from refunds.domain.messages import Channel
+from refunds.domain.task_queues import gateway_task_queue
 from refunds.gateways.base import Gateway
 from refunds.runtime.logging import configure
 from refunds.runtime.temporal_client import connect, ensure_search_attributes
 from refunds.settings import Settings, get_settings
 from workflows.reconciliation import ReconciliationWorkflow
-from workflows.refund_v1 import RefundWorkflow
+from workflows.refund import RefundWorkflow
+from workflows.refund_v1 import RefundWorkflowV1
 
 
 def activities(
@@ -34,12 +39,22 @@ def activities(
     client: Client,
     settings: Settings,
 ) -> list[Callable[..., Any]]:
-    """Every activity the workflows schedule (by the names in `domain.activity_names`)."""
+    """The activities of the main task queue: the refund workflow's ledger and restore steps,
+    reconciliation, and every activity the first workflow type schedules, until it drains."""
     ledger = LedgerActivities(sessionmaker)
     restore = RestoreActivities(sessionmaker)
-    gateway = GatewayActivities(gateways)
+    first_type_gateway = GatewayActivities(gateways)
     reconciliation = ReconciliationActivities(sessionmaker, gateways, client, settings)
     return [
+        ledger.open_refund,
+        ledger.claim_refund_run,
+        ledger.record_step,
+        restore.complete_refund,
+        restore.take_back_restores,
+        reconciliation.open_reconciliation,
+        reconciliation.reconcile_step,
+        reconciliation.close_reconciliation,
+        # RefundWorkflow (workflows/refund_v1.py) runs: design §4, "Two workflow types".
         ledger.apply_refund,
         ledger.claim_refund,
         ledger.transition,
@@ -48,27 +63,51 @@ def activities(
         restore.restore_inventory,
         restore.release_coupon,
         restore.reverse_restores,
-        gateway.create_gateway_refund,
-        gateway.get_gateway_refund,
-        reconciliation.open_reconciliation,
-        reconciliation.reconcile_step,
-        reconciliation.close_reconciliation,
+        first_type_gateway.create_gateway_refund,
+        first_type_gateway.get_gateway_refund,
     ]
 
 
-def build_worker(
+def gateway_activities(
+    sessionmaker: async_sessionmaker[AsyncSession], gateways: Mapping[Channel, Gateway]
+) -> list[Callable[..., Any]]:
+    """The activities of each channel's gateway queue."""
+    calls = GatewayActivities(gateways, sessionmaker)
+    return [calls.refund_at_gateway, calls.look_up_at_gateway]
+
+
+def gateway_rate(settings: Settings, channel: Channel) -> float:
+    """Requests per second the whole fleet may send to this channel's gateway."""
+    if channel == Channel.STRIPE:
+        return float(settings.stripe_rate_limit)
+    return float(settings.wechatpay_rate_limit)
+
+
+def build_workers(
     client: Client,
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
     gateways: Mapping[Channel, Gateway],
-) -> Worker:
-    return Worker(
+) -> list[Worker]:
+    main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[RefundWorkflow, ReconciliationWorkflow],
+        workflows=[RefundWorkflow, RefundWorkflowV1, ReconciliationWorkflow],
         activities=activities(sessionmaker, gateways, client, settings),
         max_concurrent_activities=200,
     )
+    per_channel = [
+        Worker(
+            client,
+            task_queue=gateway_task_queue(settings.task_queue, channel),
+            activities=gateway_activities(sessionmaker, gateways),
+            max_concurrent_activities=100,
+            # Enforced by the Temporal server for the queue, whatever the number of workers.
+            max_task_queue_activities_per_second=gateway_rate(settings, channel),
+        )
+        for channel in Channel
+    ]
+    return [main, *per_channel]
 
 
 async def run_worker(settings: Settings) -> None:
@@ -80,12 +119,14 @@ async def run_worker(settings: Settings) -> None:
     # Refused on Temporal Cloud: logged with the command ops run once, and the worker goes on.
     await ensure_search_attributes(client, client.namespace)
     engine = make_engine(settings.database_url)
-    worker = build_worker(client, settings, make_sessionmaker(engine), build_gateways(settings))
+    workers = build_workers(client, settings, make_sessionmaker(engine), build_gateways(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with worker:
+    async with contextlib.AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
         await stop.wait()
     await engine.dispose()
 

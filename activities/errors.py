@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 from temporalio.exceptions import ApplicationError
 
@@ -14,7 +14,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def business_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def business_errors(
+    fn: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
     """A business rule broken will not heal on retry: fail the activity for good, typed."""
 
     @functools.wraps(fn)

@@ -1,20 +1,116 @@
-"""Gateway calls: the only activities that move money. Idempotent by refund_no at the gateway."""
+"""Gateway calls: the only activities that move money. Idempotent by refund_no at the gateway.
+
+They run on the channel's own task queue (`refunds.runtime.task_queues`), whose rate Temporal
+holds for every worker together: the gateway's request limit is the fleet's, not a process's.
+What the gateway answered is written to the refund's timeline here, in the activity that heard
+it, so the workflow spends no step on it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.contracts import GatewayCalls
 from activities.errors import business_errors
+from refunds.db.repositories import RefundRepository
 from refunds.domain import activity_names as names
-from refunds.domain.messages import Channel, GatewayLookup, GatewayRefund, GatewayRefundInput
+from refunds.domain.matching import gateway_mismatch
+from refunds.domain.messages import (
+    Channel,
+    GatewayLookup,
+    GatewayRefund,
+    GatewayRefundInput,
+    RefundFacts,
+)
 from refunds.gateways.base import Gateway
 
 
-class GatewayActivities:
-    def __init__(self, gateways: Mapping[Channel, Gateway]) -> None:
+class GatewayActivities(GatewayCalls):
+    def __init__(
+        self,
+        gateways: Mapping[Channel, Gateway],
+        sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self.gateways = gateways
+        self.sessionmaker = sessionmaker
+
+    @activity.defn
+    @business_errors
+    async def refund_at_gateway(self, facts: RefundFacts) -> GatewayRefund:
+        activity.logger.info(
+            "gateway refund %s attempt %d", facts.refund_no, activity.info().attempt
+        )
+        refund = await self.gateways[facts.channel].create_refund(
+            GatewayRefundInput(
+                refund_no=facts.refund_no,
+                order_no=facts.order_no,
+                channel=facts.channel,
+                payment_ref=facts.payment_ref,
+                amount=facts.amount,
+                currency=facts.currency,
+                total_amount=facts.total_amount,
+                reason=facts.reason,
+            )
+        )
+        detail = {"gateway_refund_id": refund.gateway_refund_id, "gateway_status": refund.status}
+        # Once per refund: a retry after this commit found the same refund by its lookup.
+        await self._heard(
+            facts, refund, "gateway_submitted", detail, f"{facts.refund_no}:submitted"
+        )
+        return refund
+
+    @activity.defn
+    @business_errors
+    async def look_up_at_gateway(self, facts: RefundFacts) -> GatewayRefund | None:
+        found = await self.gateways[facts.channel].get_refund(
+            GatewayLookup(facts.refund_no, facts.channel, facts.payment_ref)
+        )
+        info = activity.info()
+        key = f"{facts.refund_no}:polled:{info.workflow_run_id}:{info.activity_id}"
+        if found is None:
+            await self._heard(facts, None, "gateway_polled", {"gateway_status": "not_found"}, key)
+            return None
+        detail = {
+            "gateway_status": found.status,
+            "gateway_refund_id": found.gateway_refund_id,
+            "amount": found.amount,
+            "failure_reason": found.failure_reason,
+        }
+        await self._heard(facts, found, "gateway_polled", detail | {"via": "poll"}, key)
+        return found
+
+    async def _heard(
+        self,
+        facts: RefundFacts,
+        refund: GatewayRefund | None,
+        event: str,
+        detail: Mapping[str, Any],
+        key: str,
+    ) -> None:
+        """The gateway's answer on the timeline; its status recorded when it is news and the
+        refund it describes is ours (a mismatch is the workflow's to judge, never a success)."""
+        if self.sessionmaker is None:
+            return
+        async with self.sessionmaker.begin() as session:
+            repo = RefundRepository(session)
+            row = await repo.get(facts.refund_no, lock=refund is not None)
+            await repo.add_event(facts.refund_no, "gateway", event, dict(detail), key)
+            if refund is None:
+                return
+            ours = (
+                gateway_mismatch(facts.amount, facts.payment_ref, refund.amount, refund.payment_ref)
+                is None
+            )
+            if ours:
+                if row.gateway_refund_id is None:
+                    row.gateway_refund_id = refund.gateway_refund_id
+                await repo.advance_gateway_status(row, refund.status)
+
+    # ---- the first workflow type's activities (kept until its runs drain) ------------------
 
     @activity.defn(name=names.CREATE_GATEWAY_REFUND)
     @business_errors

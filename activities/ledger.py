@@ -1,7 +1,8 @@
 """Activities on the system of record: apply (validate + reserve), status moves, timeline.
 
 Each runs in one transaction and is idempotent by refund_no: running it twice changes nothing
-the second time.
+the second time. The `LedgerSteps` methods serve the refund workflow; the ones named by
+`domain.activity_names` serve runs of the first workflow type until they drain (design §4).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.contracts import LedgerSteps
 from activities.errors import business_errors
 from refunds.db.models import Order, Refund
 from refunds.db.repositories import OrderRepository, RefundRepository
@@ -31,12 +33,17 @@ from refunds.domain.messages import (
     REFUNDABLE_ORDER_STATUSES,
     RELEASED_STATUSES,
     TERMINAL_STATUSES,
+    Applied,
     ApplyResult,
     Channel,
     OrderStatus,
+    RefundFacts,
+    RefundItem,
     RefundRequest,
+    RefundRow,
     RefundSource,
     RefundStatus,
+    Step,
     TimelineInput,
     TransitionInput,
 )
@@ -45,61 +52,186 @@ from refunds.domain.transitions import can_move, money_effect
 log = logging.getLogger("refunds.ledger")
 
 
-class LedgerActivities:
+def facts_of(order: Order, refund: Refund) -> RefundFacts:
+    return RefundFacts(
+        refund_no=refund.refund_no,
+        order_no=order.order_no,
+        amount=refund.amount,
+        currency=refund.currency,
+        channel=Channel(order.channel),
+        payment_ref=order.payment_ref or "",
+        total_amount=order.paid_amount,
+        reason=refund.reason,
+        requested_by=refund.requested_by,
+        source=RefundSource(refund.source),
+        items=[RefundItem(i["sku"], int(i["quantity"])) for i in refund.items],
+        created_at=refund.created_at.isoformat(),
+    )
+
+
+def row_of(refund: Refund) -> RefundRow:
+    return RefundRow(
+        status=RefundStatus(refund.status),
+        approved_by=refund.approved_by,
+        gateway_refund_id=refund.gateway_refund_id,
+        needs_manual_return=refund.needs_manual_return,
+        updated_at=refund.updated_at.isoformat(),
+        completed_at=refund.completed_at.isoformat() if refund.completed_at else None,
+    )
+
+
+async def move_refund(session: AsyncSession, refund: Refund, step: Step) -> None:
+    """The step's status move with the order's money, and its timeline entry; the caller holds
+    the refund row lock. A repeat of the move already made is a no-op (idempotent by status)."""
+    assert step.to_status is not None
+    current = RefundStatus(refund.status)
+    if current == step.to_status:
+        return
+    if not can_move(current, step.to_status):
+        raise RefundConflict(f"refund {refund.refund_no}: {current} -> {step.to_status}")
+    order = await OrderRepository(session).get(refund.order_no, lock=True)
+    _apply_money(order, *money_effect(current, step.to_status, refund.amount))
+    _apply_refund_fields(refund, step.to_status, step.event, step.actor)
+    await RefundRepository(session).add_event(
+        refund.refund_no,
+        step.actor,
+        step.event,
+        {**step.detail, "from": current.value, "to": step.to_status.value},
+    )
+    await session.flush()
+    log.info(
+        "refund_moved",
+        extra={
+            "refund_no": refund.refund_no,
+            "order_no": refund.order_no,
+            "from_status": current.value,
+            "to_status": step.to_status.value,
+            "event": step.event,
+            "actor": step.actor,
+            "amount": refund.amount,
+        },
+    )
+
+
+def _apply_money(order: Order, reserved_delta: int, refunded_delta: int) -> None:
+    order.reserved_amount += reserved_delta
+    order.refunded_amount += refunded_delta
+    # A cancelled order stays cancelled either way: it still takes refunds of what is owed.
+    if order.paid_amount > 0 and order.refunded_amount == order.paid_amount:
+        if order.status == OrderStatus.PAID:
+            order.status = OrderStatus.REFUNDED.value
+    elif order.status == OrderStatus.REFUNDED:
+        order.status = OrderStatus.PAID.value
+    order.updated_at = datetime.now(UTC)
+
+
+def _apply_refund_fields(refund: Refund, to_status: RefundStatus, event: str, actor: str) -> None:
+    refund.status = to_status.value
+    refund.updated_at = datetime.now(UTC)
+    if event == "approved":
+        refund.approved_by = actor
+    if to_status == RefundStatus.SUCCEEDED or to_status in RELEASED_STATUSES:
+        refund.completed_at = refund.updated_at
+
+
+class LedgerActivities(LedgerSteps):
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessionmaker = sessionmaker
+
+    @activity.defn
+    @business_errors
+    async def open_refund(self, request: RefundRequest) -> Applied:
+        async with self.sessionmaker.begin() as session:
+            order, refund, owned = await self._open(session, request)
+            return Applied(
+                facts_of(order, refund),
+                row_of(refund),
+                auto_approved=self._auto_approved(refund, request),
+                owned=owned,
+            )
+
+    @activity.defn
+    @business_errors
+    async def claim_refund_run(self, request: RefundRequest) -> Applied:
+        async with self.sessionmaker.begin() as session:
+            order, refund, owned = await self._claim(session, request)
+            return Applied(facts_of(order, refund), row_of(refund), owned=owned)
+
+    @activity.defn
+    @business_errors
+    async def record_step(self, step: Step) -> RefundRow:
+        async with self.sessionmaker.begin() as session:
+            repo = RefundRepository(session)
+            refund = await repo.get(step.facts.refund_no, lock=step.to_status is not None)
+            if step.to_status is not None:
+                await move_refund(session, refund, step)
+            else:
+                await repo.add_event(
+                    refund.refund_no, step.actor, step.event, dict(step.detail), step.key or None
+                )
+            return row_of(refund)
+
+    # ---- the first workflow type's activities (kept until its runs drain) ------------------
 
     @activity.defn(name=names.APPLY_REFUND)
     @business_errors
     async def apply_refund(self, request: RefundRequest) -> ApplyResult:
         """Validate and reserve the amount in one transaction, under the order's row lock."""
-        run_id = activity.info().workflow_run_id or ""
         async with self.sessionmaker.begin() as session:
-            refunds = RefundRepository(session)
-            existing = await refunds.find(request.refund_no)
-            if existing is not None:
-                return await self._replay(session, existing, request, run_id)
-            order = await OrderRepository(session).find(request.order_no, lock=True)
-            self._check_order(order, request)
-            assert order is not None
-            await self._check_items(session, order, request)
-            await self._reserve(session, order, request.amount)
-            refund = self._new_refund(order, request, run_id)
-            session.add(refund)
-            await session.flush()
-            await refunds.add_event(
-                refund.refund_no,
-                request.requested_by,
-                "requested",
-                {
-                    "amount": request.amount,
-                    "currency": order.currency,
-                    "reason": request.reason,
-                    "source": str(request.source),
-                },
-                dedupe_key=f"{refund.refund_no}:requested",
-            )
-            log.info(
-                "refund_applied",
-                extra={
-                    "refund_no": refund.refund_no,
-                    "order_no": order.order_no,
-                    "amount": request.amount,
-                    "currency": order.currency,
-                    "source": str(request.source),
-                },
-            )
-            return self._result(order, refund, request, owned=True)
+            order, refund, owned = await self._open(session, request)
+            return self._result(order, refund, request, owned)
+
+    async def _open(
+        self, session: AsyncSession, request: RefundRequest
+    ) -> tuple[Order, Refund, bool]:
+        """The order, the refund and whether this run owns it: a new refund reserved under the
+        order's row lock, or the one this refund_no already names (same caller, same body)."""
+        run_id = activity.info().workflow_run_id or ""
+        refunds = RefundRepository(session)
+        existing = await refunds.find(request.refund_no)
+        if existing is not None:
+            return await self._replay(session, existing, request, run_id)
+        order = await OrderRepository(session).find(request.order_no, lock=True)
+        self._check_order(order, request)
+        assert order is not None
+        await self._check_items(session, order, request)
+        await self._reserve(session, order, request.amount)
+        refund = self._new_refund(order, request, run_id)
+        session.add(refund)
+        await session.flush()
+        await refunds.add_event(
+            refund.refund_no,
+            request.requested_by,
+            "requested",
+            {
+                "amount": request.amount,
+                "currency": order.currency,
+                "reason": request.reason,
+                "source": str(request.source),
+            },
+            dedupe_key=f"{refund.refund_no}:requested",
+        )
+        log.info(
+            "refund_applied",
+            extra={
+                "refund_no": refund.refund_no,
+                "order_no": order.order_no,
+                "amount": request.amount,
+                "currency": order.currency,
+                "source": str(request.source),
+            },
+        )
+        return order, refund, True
 
     async def _replay(
         self, session: AsyncSession, refund: Refund, request: RefundRequest, run_id: str
-    ) -> ApplyResult:
+    ) -> tuple[Order, Refund, bool]:
         if hidden_from(request, refund.requested_by):
             raise RefundNotFound(f"refund {refund.refund_no} not found")  # not this caller's
         if refund.request_fingerprint != request_fingerprint(request):
             raise RefundConflict(f"refund {refund.refund_no} exists with a different request")
         order = await OrderRepository(session).get(refund.order_no)
-        return self._result(order, refund, request, owned=refund.workflow_run_id == run_id)
+        return order, refund, refund.workflow_run_id == run_id
 
     def _check_order(self, order: Order | None, request: RefundRequest) -> None:
         customer_mismatch = (
@@ -145,7 +277,10 @@ class LedgerActivities:
             )
 
     def _new_refund(self, order: Order, request: RefundRequest, run_id: str) -> Refund:
+        now = datetime.now(UTC)  # set here, so the step can answer with it without a read
         return Refund(
+            created_at=now,
+            updated_at=now,
             refund_no=request.refund_no,
             order_no=order.order_no,
             amount=request.amount,
@@ -162,9 +297,13 @@ class LedgerActivities:
         )
 
     @staticmethod
-    def _result(order: Order, refund: Refund, request: RefundRequest, owned: bool) -> ApplyResult:
+    def _auto_approved(refund: Refund, request: RefundRequest) -> bool:
         limit = request.auto_approve_limit
-        auto = refund.source == RefundSource.ADMIN and 0 < refund.amount <= limit
+        return refund.source == RefundSource.ADMIN and 0 < refund.amount <= limit
+
+    def _result(
+        self, order: Order, refund: Refund, request: RefundRequest, owned: bool
+    ) -> ApplyResult:
         return ApplyResult(
             refund_no=refund.refund_no,
             order_no=order.order_no,
@@ -174,35 +313,41 @@ class LedgerActivities:
             payment_ref=order.payment_ref or "",
             status=RefundStatus(refund.status),
             total_amount=order.paid_amount,
-            auto_approved=auto,
+            auto_approved=self._auto_approved(refund, request),
             owned=owned,
         )
 
     @activity.defn(name=names.CLAIM_REFUND)
     @business_errors
     async def claim_refund(self, request: RefundRequest) -> ApplyResult:
+        async with self.sessionmaker.begin() as session:
+            order, refund, owned = await self._claim(session, request)
+            return self._result(order, refund, request, owned)
+
+    async def _claim(
+        self, session: AsyncSession, request: RefundRequest
+    ) -> tuple[Order, Refund, bool]:
         """A repair run takes a refund over from the run that was closed under it; a terminal
         refund is not claimed (owned False): there is nothing left to carry on."""
         run_id = activity.info().workflow_run_id or ""
-        async with self.sessionmaker.begin() as session:
-            refunds = RefundRepository(session)
-            refund = await refunds.get(request.refund_no, lock=True)
-            order = await OrderRepository(session).get(refund.order_no)
-            if RefundStatus(refund.status) in TERMINAL_STATUSES:
-                return self._result(order, refund, request, owned=refund.workflow_run_id == run_id)
-            previous, refund.workflow_run_id = refund.workflow_run_id, run_id
-            await refunds.add_event(
-                refund.refund_no,
-                "reconciliation",
-                "repaired",
-                {"status": refund.status, "previous_run_id": previous, "run_id": run_id},
-                dedupe_key=f"{refund.refund_no}:repaired:{run_id}",
-            )
-            log.warning(
-                "refund_repaired",
-                extra={"refund_no": refund.refund_no, "status": refund.status, "run_id": run_id},
-            )
-            return self._result(order, refund, request, owned=True)
+        refunds = RefundRepository(session)
+        refund = await refunds.get(request.refund_no, lock=True)
+        order = await OrderRepository(session).get(refund.order_no)
+        if RefundStatus(refund.status) in TERMINAL_STATUSES:
+            return order, refund, refund.workflow_run_id == run_id
+        previous, refund.workflow_run_id = refund.workflow_run_id, run_id
+        await refunds.add_event(
+            refund.refund_no,
+            "reconciliation",
+            "repaired",
+            {"status": refund.status, "previous_run_id": previous, "run_id": run_id},
+            dedupe_key=f"{refund.refund_no}:repaired:{run_id}",
+        )
+        log.warning(
+            "refund_repaired",
+            extra={"refund_no": refund.refund_no, "status": refund.status, "run_id": run_id},
+        )
+        return order, refund, True
 
     @activity.defn(name=names.TRANSITION)
     @business_errors
@@ -210,54 +355,26 @@ class LedgerActivities:
         """Move the refund and the order's money together; a repeat of the same move is a no-op."""
         async with self.sessionmaker.begin() as session:
             refund = await RefundRepository(session).get(move.refund_no, lock=True)
-            current = RefundStatus(refund.status)
-            if current == move.to_status:
-                return current
-            if not can_move(current, move.to_status):
-                raise RefundConflict(f"refund {refund.refund_no}: {current} -> {move.to_status}")
-            order = await OrderRepository(session).get(refund.order_no, lock=True)
-            self._apply_money(order, *money_effect(current, move.to_status, refund.amount))
-            self._apply_refund_fields(refund, move)
-            await RefundRepository(session).add_event(
-                refund.refund_no,
+            step = Step(
+                RefundFacts(
+                    refund.refund_no,
+                    refund.order_no,
+                    refund.amount,
+                    refund.currency,
+                    Channel(refund.channel),
+                    "",
+                    0,
+                    refund.reason,
+                    refund.requested_by,
+                    RefundSource(refund.source),
+                ),
                 move.actor,
                 move.event,
-                {**move.detail, "from": current.value, "to": move.to_status.value},
+                dict(move.detail),
+                to_status=move.to_status,
             )
-            log.info(
-                "refund_moved",
-                extra={
-                    "refund_no": refund.refund_no,
-                    "order_no": refund.order_no,
-                    "from_status": current.value,
-                    "to_status": move.to_status.value,
-                    "event": move.event,
-                    "actor": move.actor,
-                    "amount": refund.amount,
-                },
-            )
+            await move_refund(session, refund, step)
             return move.to_status
-
-    @staticmethod
-    def _apply_money(order: Order, reserved_delta: int, refunded_delta: int) -> None:
-        order.reserved_amount += reserved_delta
-        order.refunded_amount += refunded_delta
-        # A cancelled order stays cancelled either way: it still takes refunds of what is owed.
-        if order.paid_amount > 0 and order.refunded_amount == order.paid_amount:
-            if order.status == OrderStatus.PAID:
-                order.status = OrderStatus.REFUNDED.value
-        elif order.status == OrderStatus.REFUNDED:
-            order.status = OrderStatus.PAID.value
-        order.updated_at = datetime.now(UTC)
-
-    @staticmethod
-    def _apply_refund_fields(refund: Refund, move: TransitionInput) -> None:
-        refund.status = move.to_status.value
-        refund.updated_at = datetime.now(UTC)
-        if move.event == "approved":
-            refund.approved_by = move.actor
-        if move.to_status == RefundStatus.SUCCEEDED or move.to_status in RELEASED_STATUSES:
-            refund.completed_at = refund.updated_at
 
     @activity.defn(name=names.RECORD_EVENT)
     @business_errors

@@ -8,6 +8,7 @@ refunds of one order restore one at a time, which is what makes the proration ex
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import exists, func, select, text
@@ -16,13 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 from temporalio import activity
 
+from activities.contracts import RestoreSteps
 from activities.errors import business_errors
+from activities.ledger import move_refund, row_of
 from activities.restore_reversal import take_back
 from refunds.db.models import Coupon, InventoryMovement, InventoryStock, Order, PointsLedger, Refund
 from refunds.db.models import Restoration as RestorationRow
 from refunds.db.repositories import OrderRepository, RefundRepository
 from refunds.domain import activity_names as names
-from refunds.domain.messages import RestoreInput, RestoreResult
+from refunds.domain.messages import RefundRow, RefundStatus, RestoreInput, RestoreResult, Step
 from refunds.domain.money import prorated_points
 
 POINTS, INVENTORY, COUPON = "points", "inventory", "coupon"
@@ -30,7 +33,7 @@ REVERSAL = "reversal"  # the restores of a refund that failed after all, taken b
 log = logging.getLogger("refunds.restore")
 
 
-class RestoreActivities:
+class RestoreActivities(RestoreSteps):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -51,56 +54,86 @@ class RestoreActivities:
         earlier = RestoreResult(refund_no, kind, False, dict(done.detail)) if done else None
         return refund, order, earlier
 
+    @activity.defn
+    @business_errors
+    async def complete_refund(self, step: Step) -> RefundRow:
+        async with self.sessionmaker.begin() as session:
+            refund = await RefundRepository(session).get(step.facts.refund_no, lock=True)
+            if refund.status != RefundStatus.SUCCEEDED:  # else done, restores with it
+                for restore in (self._points, self._inventory, self._coupon):
+                    await restore(session, refund.refund_no)
+                await move_refund(session, refund, replace(step, to_status=RefundStatus.SUCCEEDED))
+            return row_of(refund)
+
+    @activity.defn
+    @business_errors
+    async def take_back_restores(self, step: Step) -> RefundRow:
+        async with self.sessionmaker.begin() as session:
+            refund = await RefundRepository(session).get(step.facts.refund_no, lock=True)
+            if step.to_status is None or refund.status != step.to_status:
+                await self._reversal(session, refund.refund_no)
+                if step.to_status is not None:
+                    await move_refund(session, refund, step)
+            return row_of(refund)
+
+    # ---- the first workflow type's activities (kept until its runs drain) ------------------
+
     @activity.defn(name=names.RESTORE_POINTS)
     @business_errors
     async def restore_points(self, entry: RestoreInput) -> RestoreResult:
         async with self.sessionmaker.begin() as session:
-            refund, order, earlier = await self._begin(session, entry.refund_no, POINTS)
-            if earlier is not None:
-                return earlier
-            refunded_before = await _amount_restored_for(session, order.order_no, POINTS)
-            restored_before = await OrderRepository(session).restored_points(order.order_no)
-            points = prorated_points(
-                order.points_used,
-                order.paid_amount,
-                refund.amount,
-                refunded_before,
-                restored_before,
+            return await self._points(session, entry.refund_no)
+
+    async def _points(self, session: AsyncSession, refund_no: str) -> RestoreResult:
+        refund, order, earlier = await self._begin(session, refund_no, POINTS)
+        if earlier is not None:
+            return earlier
+        refunded_before = await _amount_restored_for(session, order.order_no, POINTS)
+        restored_before = await OrderRepository(session).restored_points(order.order_no)
+        points = prorated_points(
+            order.points_used,
+            order.paid_amount,
+            refund.amount,
+            refunded_before,
+            restored_before,
+        )
+        # The refund whose money completes the order takes the remainder; remember which it
+        # is, since that refund (and no other) releases the coupon.
+        completes = int(refunded_before + refund.amount >= order.paid_amount)
+        detail: dict[str, str | int | None] = {
+            "points": points,
+            "user_id": order.user_id,
+            "completes_order": completes,
+        }
+        await _claim(session, refund.refund_no, POINTS, detail)
+        session.add(
+            PointsLedger(
+                user_id=order.user_id,
+                order_no=order.order_no,
+                refund_no=refund.refund_no,
+                kind="refund_restore",
+                points=points,
             )
-            # The refund whose money completes the order takes the remainder; remember which it
-            # is, since that refund (and no other) releases the coupon.
-            completes = int(refunded_before + refund.amount >= order.paid_amount)
-            detail: dict[str, str | int | None] = {
-                "points": points,
-                "user_id": order.user_id,
-                "completes_order": completes,
-            }
-            await _claim(session, refund.refund_no, POINTS, detail)
-            session.add(
-                PointsLedger(
-                    user_id=order.user_id,
-                    order_no=order.order_no,
-                    refund_no=refund.refund_no,
-                    kind="refund_restore",
-                    points=points,
-                )
-            )
-            await _timeline(session, refund.refund_no, "points_restored", detail)
-            return RestoreResult(refund.refund_no, POINTS, True, detail)
+        )
+        await _timeline(session, refund.refund_no, "points_restored", detail)
+        return RestoreResult(refund.refund_no, POINTS, True, detail)
 
     @activity.defn(name=names.RESTORE_INVENTORY)
     @business_errors
     async def restore_inventory(self, entry: RestoreInput) -> RestoreResult:
         async with self.sessionmaker.begin() as session:
-            refund, order, earlier = await self._begin(session, entry.refund_no, INVENTORY)
-            if earlier is not None:
-                return earlier
-            if order.fulfillment != "unfulfilled":
-                detail = await self._flag_manual_return(session, refund, order)
-            else:
-                detail = await self._restock(session, refund, order)
-            await _claim(session, refund.refund_no, INVENTORY, detail)
-            return RestoreResult(refund.refund_no, INVENTORY, True, detail)
+            return await self._inventory(session, entry.refund_no)
+
+    async def _inventory(self, session: AsyncSession, refund_no: str) -> RestoreResult:
+        refund, order, earlier = await self._begin(session, refund_no, INVENTORY)
+        if earlier is not None:
+            return earlier
+        if order.fulfillment != "unfulfilled":
+            detail = await self._flag_manual_return(session, refund, order)
+        else:
+            detail = await self._restock(session, refund, order)
+        await _claim(session, refund.refund_no, INVENTORY, detail)
+        return RestoreResult(refund.refund_no, INVENTORY, True, detail)
 
     async def _flag_manual_return(
         self, session: AsyncSession, refund: Refund, order: Order
@@ -148,42 +181,46 @@ class RestoreActivities:
     async def release_coupon(self, entry: RestoreInput) -> RestoreResult:
         """Released only when this refund's success completes the order (SPEC §3)."""
         async with self.sessionmaker.begin() as session:
-            refund, order, earlier = await self._begin(session, entry.refund_no, COUPON)
-            if earlier is not None:
-                return earlier
-            points_step = await RefundRepository(session).restoration(refund.refund_no, POINTS)
-            completes = points_step is not None and points_step.detail.get("completes_order") == 1
-            detail: dict[str, str | int | None] = {"coupon_code": order.coupon_code, "released": 0}
-            coupon = (
-                await session.get(Coupon, order.coupon_code, with_for_update=True)
-                if order.coupon_code
-                else None
-            )
-            if coupon is not None and completes and coupon.status == "used":
-                coupon.status = "available"
-                coupon.released_by_refund_no = refund.refund_no
-                coupon.updated_at = datetime.now(UTC)
-                detail["released"] = 1
-                await _timeline(session, refund.refund_no, "coupon_released", detail)
-            await _claim(session, refund.refund_no, COUPON, detail)
-            return RestoreResult(refund.refund_no, COUPON, True, detail)
+            return await self._coupon(session, entry.refund_no)
+
+    async def _coupon(self, session: AsyncSession, refund_no: str) -> RestoreResult:
+        refund, order, earlier = await self._begin(session, refund_no, COUPON)
+        if earlier is not None:
+            return earlier
+        points_step = await RefundRepository(session).restoration(refund.refund_no, POINTS)
+        completes = points_step is not None and points_step.detail.get("completes_order") == 1
+        detail: dict[str, str | int | None] = {"coupon_code": order.coupon_code, "released": 0}
+        coupon = (
+            await session.get(Coupon, order.coupon_code, with_for_update=True)
+            if order.coupon_code
+            else None
+        )
+        if coupon is not None and completes and coupon.status == "used":
+            coupon.status = "available"
+            coupon.released_by_refund_no = refund.refund_no
+            coupon.updated_at = datetime.now(UTC)
+            detail["released"] = 1
+            await _timeline(session, refund.refund_no, "coupon_released", detail)
+        await _claim(session, refund.refund_no, COUPON, detail)
+        return RestoreResult(refund.refund_no, COUPON, True, detail)
 
     @activity.defn(name=names.REVERSE_RESTORES)
     @business_errors
     async def reverse_restores(self, entry: RestoreInput) -> RestoreResult:
         """Take back what this refund restored: it ended failed after succeeding (SPEC §4)."""
         async with self.sessionmaker.begin() as session:
-            refund, order, earlier = await self._begin(session, entry.refund_no, REVERSAL)
-            if earlier is not None:
-                return earlier
-            detail = await take_back(session, refund, order)
-            await _claim(session, refund.refund_no, REVERSAL, detail)
-            await _timeline(session, refund.refund_no, "restores_reversed", detail)
-            # Ops should see this one: the customer keeps nothing the failed refund gave back.
-            log.warning(
-                "restores_reversed", extra={"refund_no": refund.refund_no, "detail": detail}
-            )
-            return RestoreResult(refund.refund_no, REVERSAL, True, detail)
+            return await self._reversal(session, entry.refund_no)
+
+    async def _reversal(self, session: AsyncSession, refund_no: str) -> RestoreResult:
+        refund, order, earlier = await self._begin(session, refund_no, REVERSAL)
+        if earlier is not None:
+            return earlier
+        detail = await take_back(session, refund, order)
+        await _claim(session, refund.refund_no, REVERSAL, detail)
+        await _timeline(session, refund.refund_no, "restores_reversed", detail)
+        # Ops should see this one: the customer keeps nothing the failed refund gave back.
+        log.warning("restores_reversed", extra={"refund_no": refund.refund_no, "detail": detail})
+        return RestoreResult(refund.refund_no, REVERSAL, True, detail)
 
 
 async def _amount_restored_for(session: AsyncSession, order_no: str, kind: str) -> int:

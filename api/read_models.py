@@ -3,6 +3,8 @@ their timeline."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
@@ -10,7 +12,7 @@ from api.schemas import CouponOut, OrderItemOut, OrderOut, RefundOut, TimelineEv
 from refunds.db.models import Order, Refund
 from refunds.db.repositories import OrderRepository, RefundRepository
 from refunds.domain.errors import OrderNotFound, RefundNotFound
-from refunds.domain.messages import REFUNDABLE_ORDER_STATUSES, Channel, OrderStatus
+from refunds.domain.messages import REFUNDABLE_ORDER_STATUSES, Channel, OrderStatus, RefundView
 
 
 def can_see_order(principal: Principal, order: Order) -> bool:
@@ -37,6 +39,44 @@ async def visible_refund(session: AsyncSession, principal: Principal, refund_no:
 
 def refund_out(refund: Refund, timeline: list[TimelineEventOut] | None = None) -> RefundOut:
     return RefundOut.model_validate(refund).model_copy(update={"timeline": timeline})
+
+
+def refund_from_view(view: RefundView) -> RefundOut | None:
+    """The refund as the workflow's step committed it; None from a first-type run, which
+    answers without it (the caller reads the row)."""
+    facts, row = view.facts, view.row
+    if facts is None or row is None:
+        return None
+    return RefundOut(
+        refund_no=facts.refund_no,
+        order_no=facts.order_no,
+        amount=facts.amount,
+        currency=facts.currency,
+        channel=facts.channel,
+        reason=facts.reason,
+        items=[{"sku": i.sku, "quantity": i.quantity} for i in facts.items],
+        source=facts.source,
+        requested_by=facts.requested_by,
+        approved_by=row.approved_by,
+        gateway_refund_id=row.gateway_refund_id,
+        status=row.status,
+        needs_manual_return=row.needs_manual_return,
+        created_at=datetime.fromisoformat(facts.created_at),
+        updated_at=datetime.fromisoformat(row.updated_at),
+        completed_at=datetime.fromisoformat(row.completed_at) if row.completed_at else None,
+    )
+
+
+async def answered_refund(
+    session: AsyncSession, principal: Principal, answer: Refund | RefundView
+) -> RefundOut:
+    """What a command returns: the workflow's answer as it is, else the ledger's row."""
+    if isinstance(answer, Refund):
+        return refund_out(answer)
+    out = refund_from_view(answer)
+    if out is not None:
+        return out
+    return refund_out(await visible_refund(session, principal, answer.refund_no))
 
 
 async def refund_with_timeline(session: AsyncSession, refund: Refund) -> RefundOut:

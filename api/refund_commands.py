@@ -1,24 +1,30 @@
 """Commands that go to refund workflows: apply (Update-with-Start), approve, reject, resolve.
 
-The API never moves a refund itself: the workflow owns its state and answers synchronously.
+The API never moves a refund itself: the workflow owns its state and answers synchronously,
+with the refund as its step committed it (`RefundView`), which the API returns as it is.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Principal
 from api.errors import domain_error_from_temporal
 from api.schemas import RefundIn
-from refunds.db.models import Order
+from refunds.db.models import Order, Refund
 from refunds.db.repositories import RefundRepository
 from refunds.domain.errors import (
     CurrencyMismatch,
@@ -29,9 +35,18 @@ from refunds.domain.errors import (
 )
 from refunds.domain.idempotency import hidden_from, request_fingerprint
 from refunds.domain.matching import check_refund_no
-from refunds.domain.messages import Decision, RefundItem, RefundRequest, RefundSource, Resolution
+from refunds.domain.messages import (
+    Channel,
+    Decision,
+    RefundItem,
+    RefundRequest,
+    RefundSource,
+    RefundStatus,
+    RefundView,
+    Resolution,
+)
 from refunds.settings import Settings
-from workflows.refund_v1 import RefundWorkflow, workflow_id
+from workflows.refund import RefundWorkflow, start_attributes, workflow_id
 
 # A refund command waits for its workflow's answer this long, then the caller gets a 503.
 RPC_TIMEOUT = timedelta(seconds=30)
@@ -73,30 +88,39 @@ async def submit_refund(
     client: Client,
     settings: Settings,
     request: RefundRequest,
-    currency: str,
-) -> bool:
-    """Start the refund's workflow and wait for its apply answer. False: it already existed."""
+    order: Order,
+) -> Refund | RefundView:
+    """Start the refund's workflow and answer with what it applied; a refund_no that exists
+    already answers with its row (same caller, same body), and starts nothing."""
     existing = await RefundRepository(session).find(request.refund_no)
     if existing is not None:
         if hidden_from(request, existing.requested_by):
             raise RefundNotFound(f"refund {request.refund_no} not found")  # another customer's
         if existing.request_fingerprint != request_fingerprint(request):
             raise RefundConflict(f"refund {request.refund_no} exists with a different request")
-        return False
+        return existing
     operation = WithStartWorkflowOperation(
         RefundWorkflow.run,
         request,
         id=workflow_id(request.refund_no),
         task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        # What ops read in the Temporal UI's list before opening a refund.
-        static_summary=f"{request.amount} {currency} of order {request.order_no} "
+        # What ops filter and read in the Temporal UI's list before opening a refund.
+        search_attributes=start_attributes(
+            request.refund_no,
+            order.order_no,
+            Channel(order.channel),
+            request.amount,
+            RefundStatus.PENDING_APPROVAL,
+        ),
+        static_summary=f"{request.amount} {order.currency} of order {request.order_no} "
         f"({request.source.value} {request.requested_by})",
     )
+    await session.rollback()  # no snapshot held across the workflow round trip
     try:
         # The update carries this caller's request: if another caller's workflow is already
         # running under this refund_no, it refuses a different body or another customer.
-        await client.execute_update_with_start_workflow(
+        return await client.execute_update_with_start_workflow(
             RefundWorkflow.apply,
             request,
             start_workflow_operation=operation,
@@ -104,58 +128,64 @@ async def submit_refund(
         )
     except WorkflowUpdateFailedError as err:
         raise domain_error_from_temporal(err) or err from err
-    return True
 
 
 async def _update(
     client: Client,
     session: AsyncSession,
     refund_no: str,
-    update: Any,
-    arg: Any,
+    send: Callable[[WorkflowHandle[RefundWorkflow, RefundView]], Awaitable[RefundView]],
     not_open: type[RefundNotPendingApproval] | type[RefundNotAbnormal],
-) -> None:
-    refund = await RefundRepository(session).find(refund_no)
-    if refund is None:
-        raise RefundNotFound(f"refund {refund_no} not found")
-    handle = client.get_workflow_handle(workflow_id(refund_no))
+) -> RefundView:
+    """The update's answer. The ledger is read only when there is no open run to answer."""
+    handle = client.get_workflow_handle_for(RefundWorkflow.run, workflow_id(refund_no))
     try:
-        await handle.execute_update(update, arg, rpc_timeout=RPC_TIMEOUT)
+        view = await send(handle)
     except WorkflowUpdateFailedError as err:
         raise domain_error_from_temporal(err) or err from err
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:  # its workflow has finished
-            raise not_open(f"refund {refund_no} is {refund.status}") from err
-        raise
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        refund = await RefundRepository(session).find(refund_no)  # no run: finished or none
+        if refund is None:
+            raise RefundNotFound(f"refund {refund_no} not found") from err
+        raise not_open(f"refund {refund_no} is {refund.status}") from err
+    return view
 
 
 async def approve(
     client: Client, session: AsyncSession, refund_no: str, actor: str, note: str
-) -> None:
-    await _update(
+) -> RefundView:
+    decision = Decision(actor, note)
+    return await _update(
         client,
         session,
         refund_no,
-        RefundWorkflow.approve,
-        Decision(actor, note),
+        lambda h: h.execute_update(RefundWorkflow.approve, decision, rpc_timeout=RPC_TIMEOUT),
         RefundNotPendingApproval,
     )
 
 
 async def reject(
     client: Client, session: AsyncSession, refund_no: str, actor: str, reason: str
-) -> None:
-    await _update(
+) -> RefundView:
+    decision = Decision(actor, reason)
+    return await _update(
         client,
         session,
         refund_no,
-        RefundWorkflow.reject,
-        Decision(actor, reason),
+        lambda h: h.execute_update(RefundWorkflow.reject, decision, rpc_timeout=RPC_TIMEOUT),
         RefundNotPendingApproval,
     )
 
 
 async def resolve(
     client: Client, session: AsyncSession, refund_no: str, resolution: Resolution
-) -> None:
-    await _update(client, session, refund_no, RefundWorkflow.resolve, resolution, RefundNotAbnormal)
+) -> RefundView:
+    return await _update(
+        client,
+        session,
+        refund_no,
+        lambda h: h.execute_update(RefundWorkflow.resolve, resolution, rpc_timeout=RPC_TIMEOUT),
+        RefundNotAbnormal,
+    )

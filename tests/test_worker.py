@@ -31,10 +31,10 @@ async def test_worker_serves_sdk_metrics_of_its_refunds(shop: Shop) -> None:
     assert port is not None
     gateway_calls = {
         "name": "temporal_activity_execution_latency_count",
-        "activity_type": "create_gateway_refund",
-        "workflow_type": "RefundWorkflow",
+        "activity_type": "refund_at_gateway",
+        "workflow_type": "Refund",
     }
-    completed = {"name": "temporal_workflow_completed", "workflow_type": "RefundWorkflow"}
+    completed = {"name": "temporal_workflow_completed", "workflow_type": "Refund"}
     before = await scrape(port)
     order = await shop.order(amount=1200)
     refund = await shop.refund(order, 1200)

@@ -10,7 +10,13 @@ from api import refund_commands
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import PrincipalDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import documented
-from api.read_models import refund_out, refund_with_timeline, visible_order, visible_refund
+from api.read_models import (
+    answered_refund,
+    refund_out,
+    refund_with_timeline,
+    visible_order,
+    visible_refund,
+)
 from api.schemas import (
     IDENTIFIER,
     ApproveIn,
@@ -41,16 +47,14 @@ async def create_refund(
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> RefundOut:
-    """Apply for a refund: validated and reserved synchronously, then carried by its workflow."""
+    """Apply for a refund: validated and reserved synchronously, then carried by its workflow.
+    The answer is the refund as applied; its timeline is `GET /v1/refunds/{refund_no}`."""
     principal.require("customer", "admin")
     order = await visible_order(session, principal, body.order_no)
     refund_no = refund_commands.choose_refund_no(principal, body, idempotency_key)
     request = refund_commands.build_request(principal, order, body, refund_no, settings)
-    currency = order.currency
-    await session.rollback()  # no snapshot held across the workflow round trip
-    await refund_commands.submit_refund(session, client, settings, request, currency)
-    refund = await RefundRepository(session).get(refund_no)
-    return await refund_with_timeline(session, refund)
+    answer = await refund_commands.submit_refund(session, client, settings, request, order)
+    return await answered_refund(session, principal, answer)
 
 
 @router.post("/{refund_no}/approve", response_model=RefundOut, responses=COMMAND_ERRORS)
@@ -63,8 +67,8 @@ async def approve_refund(
 ) -> RefundOut:
     """Approve a pending refund; the requester cannot approve their own (403)."""
     principal.require("approver", "admin")
-    await refund_commands.approve(client, session, refund_no, principal.sub, body.note)
-    return await _fresh(session, principal, refund_no)
+    view = await refund_commands.approve(client, session, refund_no, principal.sub, body.note)
+    return await answered_refund(session, principal, view)
 
 
 @router.post("/{refund_no}/reject", response_model=RefundOut, responses=COMMAND_ERRORS)
@@ -77,8 +81,8 @@ async def reject_refund(
 ) -> RefundOut:
     """Reject a pending refund; its reservation is released."""
     principal.require("approver", "admin")
-    await refund_commands.reject(client, session, refund_no, principal.sub, body.reason)
-    return await _fresh(session, principal, refund_no)
+    view = await refund_commands.reject(client, session, refund_no, principal.sub, body.reason)
+    return await answered_refund(session, principal, view)
 
 
 @router.post("/{refund_no}/resolve", response_model=RefundOut, responses=COMMAND_ERRORS)
@@ -92,8 +96,8 @@ async def resolve_refund(
     """Ops decide an abnormal refund: paid back offline (succeeded) or failed."""
     principal.require("ops")
     resolution = Resolution(principal.sub, body.outcome, body.note)
-    await refund_commands.resolve(client, session, refund_no, resolution)
-    return await _fresh(session, principal, refund_no)
+    view = await refund_commands.resolve(client, session, refund_no, resolution)
+    return await answered_refund(session, principal, view)
 
 
 @router.get("/{refund_no}", response_model=RefundOut, responses=documented(401, 403, 404, 422))
@@ -125,8 +129,3 @@ async def list_refunds(
     page = list(rows[:limit])
     next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
     return RefundPage(items=[refund_out(r) for r in page], next_cursor=next_cursor)
-
-
-async def _fresh(session: SessionDep, principal: PrincipalDep, refund_no: str) -> RefundOut:
-    await session.rollback()
-    return await refund_with_timeline(session, await visible_refund(session, principal, refund_no))

@@ -133,6 +133,75 @@ class ApplyResult:
 
 
 @dataclass(frozen=True)
+class RefundFacts:
+    """What apply established about a refund and never changes (issue 11: the successor of
+    `ApplyResult`). Every later step of the workflow takes these facts as they are."""
+
+    refund_no: str
+    order_no: str
+    amount: int
+    currency: str
+    channel: Channel
+    payment_ref: str
+    # The order's paid amount: WeChat Pay's refund call needs the payment's total.
+    total_amount: int
+    reason: str
+    requested_by: str
+    source: RefundSource
+    items: list[RefundItem] = field(default_factory=list)
+    created_at: str = ""  # ISO 8601, as the ledger row has it
+
+
+@dataclass(frozen=True)
+class RefundRow:
+    """The refund's changing fields as a step committed them: what an update answers with, so
+    the API does not read back what the workflow has just written."""
+
+    status: RefundStatus
+    approved_by: str | None = None
+    gateway_refund_id: str | None = None
+    needs_manual_return: bool = False
+    updated_at: str = ""  # ISO 8601
+    completed_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The answer of the apply step: the facts, the row, and what the run should do next."""
+
+    facts: RefundFacts
+    row: RefundRow
+    auto_approved: bool = False
+    # False when another workflow run already owns this refund_no: this run must stop.
+    owned: bool = True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a refund: a timeline entry and, when `to_status` is set, the status move it
+    records, written in one transaction. `key` makes an entry without a move happen once."""
+
+    facts: RefundFacts
+    actor: str
+    event: str
+    detail: dict[str, str | int | None] = field(default_factory=dict)
+    to_status: RefundStatus | None = None
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class RefundView:
+    """What the refund workflow answers (updates, query, result). `facts`/`row` are None from
+    a run of the first workflow type (`RefundWorkflow` v1), which answered with `RefundState`:
+    the API then reads the row itself."""
+
+    refund_no: str
+    status: RefundStatus | None
+    facts: RefundFacts | None = None
+    row: RefundRow | None = None
+
+
+@dataclass(frozen=True)
 class Decision:
     """An approver's `approve` or `reject` message."""
 

@@ -11,13 +11,18 @@ from dataclasses import replace
 from enum import StrEnum
 
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from refunds.db.models import Refund
 from refunds.domain.messages import (
     TERMINAL_STATUSES,
+    Channel,
     GatewayNotification,
     GatewayStatus,
     RefundItem,
@@ -26,7 +31,7 @@ from refunds.domain.messages import (
     RefundStatus,
 )
 from refunds.settings import Settings
-from workflows.refund_v1 import RefundWorkflow, workflow_id
+from workflows.refund import RefundWorkflow, start_attributes, workflow_id
 
 
 class Delivery(StrEnum):
@@ -75,8 +80,20 @@ async def deliver(
         id=workflow_id(refund.refund_no),
         task_queue=settings.task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=_attributes(refund),
+        static_summary=f"{refund.refund_no} reopened: the gateway failed it after success",
     )
     return Delivery.REOPENED
+
+
+def _attributes(refund: Refund) -> TypedSearchAttributes:
+    return start_attributes(
+        refund.refund_no,
+        refund.order_no,
+        Channel(refund.channel),
+        refund.amount,
+        RefundStatus(refund.status),
+    )
 
 
 async def is_running(client: Client, refund_no: str) -> bool:
@@ -102,6 +119,7 @@ async def repair(client: Client, settings: Settings, refund: Refund) -> bool:
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=_attributes(refund),
             static_summary=f"repair of {refund.refund_no} ({refund.status})",
         )
     except WorkflowAlreadyStartedError:

@@ -27,7 +27,7 @@ from tests.e2e.support import (
     wechat_refunds,
 )
 from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
-from workflows.refund_v1 import workflow_id
+from workflows.refund import workflow_id
 
 HASTY = {"outcome_deadline": timedelta(seconds=4), "abnormal_poll_interval": timedelta(seconds=1)}
 

@@ -24,7 +24,7 @@ from tests.e2e.test_gateway_silence_and_abnormal import refund_elsewhere
 from tests.e2e.test_restores import lock_waiters, wait_for
 from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
 from workflows.reconciliation import ReconciliationWorkflow
-from workflows.refund_v1 import workflow_id
+from workflows.refund import workflow_id
 
 
 async def reconcile_today(

@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 from refunds.db.models import Refund
 from tests.e2e.support import Sessions, order_locked
 from tests.factories import Shop, uid
-from workflows.refund_v1 import workflow_id
+from workflows.refund import workflow_id
 
 
 async def refund_rows(sessionmaker: Sessions, refund_no: str) -> list[tuple[str, int]]:

@@ -12,24 +12,33 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
+from activities.contracts import GatewayCalls, LedgerSteps, RestoreSteps
 from refunds.domain import activity_names
 from tests.stack import Stack
-from worker import activities
+from worker import activities, gateway_activities
 
 IO_PACKAGES = (
-    *("activities", "refunds.db", "refunds.gateways", "refunds.sandboxes", "api"),
+    *("activities.ledger", "activities.restore", "activities.gateway", "activities.errors"),
+    *(
+        "activities.reconciliation",
+        "activities.restore_reversal",
+        "refunds.db",
+        "refunds.gateways",
+        "refunds.sandboxes",
+        "api",
+    ),
     *("refunds.settings", "refunds.runtime", "refunds.embedded", "refunds.cli"),
     *("stripe", "wechatpayv3", "sqlalchemy", "psycopg", "httpx"),
 )
 
 
 def packages_loaded_by(module: str, repo_root: Path) -> set[str]:
-    """Packages (top-level, and the second level under `refunds`) a fresh interpreter has
-    loaded after importing `module`."""
+    """Packages (top-level, and the second level under `refunds` and `activities`) a fresh
+    interpreter has loaded after importing `module`."""
     probe = (
         f"import sys, {module}\n"
-        "names = {'.'.join(m.split('.')[:2]) if m.startswith('refunds.') else m.split('.')[0]"
-        " for m in sys.modules}\n"
+        "names = {'.'.join(m.split('.')[:2]) if m.startswith(('refunds.', 'activities.'))"
+        " else m.split('.')[0] for m in sys.modules}\n"
         "print(' '.join(sorted(names)))\n"
     )
     return set(
@@ -39,7 +48,9 @@ def packages_loaded_by(module: str, repo_root: Path) -> set[str]:
     )
 
 
-@pytest.mark.parametrize("module", ["workflows.refund_v1", "workflows.reconciliation"])
+@pytest.mark.parametrize(
+    "module", ["workflows.refund", "workflows.refund_v1", "workflows.reconciliation"]
+)
 def test_importing_a_workflow_loads_no_io_package(repo_root: Path, module: str) -> None:
     loaded = packages_loaded_by(module, repo_root)
     assert "workflows" in loaded
@@ -49,18 +60,43 @@ def test_importing_a_workflow_loads_no_io_package(repo_root: Path, module: str) 
 def test_the_api_does_not_load_the_activities(repo_root: Path) -> None:
     loaded = packages_loaded_by("api.main", repo_root)
     assert {"api", "workflows"} <= loaded
-    assert {"activities", "worker"}.isdisjoint(loaded)
+    # The workflow's typed seam (signatures only) comes with it; no activity's code does.
+    assert {name for name in loaded if name.startswith("activities")} <= {
+        "activities",
+        "activities.contracts",
+    }
+    assert "worker" not in loaded
 
 
-def test_every_scheduled_name_is_a_registered_activity(
+def _declared(contract: type) -> set[str]:
+    """The activity names a contract class declares (its `@activity.defn` methods)."""
+    return {
+        definition.name
+        for member in vars(contract).values()
+        if (definition := activity._Definition.from_callable(member)) is not None
+    }
+
+
+def test_every_scheduled_activity_is_registered_on_its_queue(
     sessionmaker: async_sessionmaker[AsyncSession], temporal: Client, stack: Stack
 ) -> None:
-    registered = {
+    main = {
         activity._Definition.must_from_callable(fn).name
         for fn in activities(sessionmaker, {}, temporal, stack.settings)
     }
-    scheduled = {
+    gateway_queue = {
+        activity._Definition.must_from_callable(fn).name
+        for fn in gateway_activities(sessionmaker, {})
+    }
+    # The refund workflow's seam: ledger and restore steps on the main queue, gateway calls on
+    # each channel's queue (and nowhere else: the rate limit holds only there).
+    assert _declared(LedgerSteps) | _declared(RestoreSteps) <= main
+    assert _declared(GatewayCalls) == gateway_queue
+    assert gateway_queue.isdisjoint(main)
+    # The first workflow type schedules by these names until its runs drain.
+    first_type = {
         value for key, value in vars(activity_names).items() if key.isupper() and key[0] != "_"
     }
-    assert len(scheduled) == 13
-    assert scheduled == registered
+    assert len(first_type) == 13
+    assert first_type <= main
+    assert main == first_type | _declared(LedgerSteps) | _declared(RestoreSteps)

@@ -13,7 +13,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from workflows.reconciliation import ReconciliationWorkflow
-from workflows.refund_v1 import RefundWorkflow
+from workflows.refund import RefundWorkflow
+from workflows.refund_v1 import RefundWorkflowV1
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -21,7 +22,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_stored_history_replays_deterministically(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=[RefundWorkflow, ReconciliationWorkflow])
+    replayer = Replayer(workflows=[RefundWorkflow, RefundWorkflowV1, ReconciliationWorkflow])
     result = await replayer.replay_workflow(history)
     assert result.replay_failure is None
 
