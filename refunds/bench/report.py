@@ -150,24 +150,30 @@ class RateWindows:
     mean: float
     seconds: int
     requests: int
+    counts: tuple[int, ...] = ()  # per window, first to last second
 
     @classmethod
     def of(cls, stamps: Iterable[int]) -> RateWindows:
         per_second = Counter(stamps)
         if not per_second:
             return cls(0, 0.0, 0, 0)
-        seconds = max(per_second) - min(per_second) + 1
-        total = sum(per_second.values())
-        return cls(max(per_second.values()), total / seconds, seconds, total)
+        first, last = min(per_second), max(per_second)
+        counts = tuple(per_second[second] for second in range(first, last + 1))
+        total = sum(counts)
+        return cls(max(counts), total / len(counts), len(counts), total, counts)
 
     def held(self, limit: float) -> bool:
         return self.peak <= limit
+
+    def over(self, limit: float) -> int:
+        """Windows with more requests than the limit."""
+        return sum(1 for count in self.counts if count > limit)
 
 
 def rate_line(windows: RateWindows, limit: float, limit_source: str) -> str:
     if not windows.requests:
         return "stripe refunds created per 1 s window: none seen"
-    verdict = "held" if windows.held(limit) else "NOT held"
+    verdict = "held" if windows.held(limit) else f"NOT held in {windows.over(limit)} windows"
     return (
         f"stripe refunds created per 1 s window: peak {windows.peak}, mean {windows.mean:.1f} "
         f"over {windows.seconds} s ({windows.requests} refunds); limit {limit:g}/s "

@@ -25,7 +25,9 @@ def test_rate_windows_are_per_second_from_first_to_last() -> None:
     windows = RateWindows.of([100, 100, 100, 101, 103, 103])
     assert (windows.peak, windows.seconds, windows.requests) == (3, 4, 6)
     assert windows.mean == 1.5
+    assert windows.counts == (3, 1, 0, 2)
     assert windows.held(3) and not windows.held(2)
+    assert windows.over(1) == 2
     assert RateWindows.of([]) == RateWindows(0, 0.0, 0, 0)
 
 
