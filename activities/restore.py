@@ -45,11 +45,16 @@ class RestoreActivities(RestoreSteps):
     async def _begin(
         self, session: AsyncSession, refund_no: str, kind: str
     ) -> tuple[Refund, Order, RestoreResult | None]:
-        """Lock the order; the third item is the earlier result when this restore already ran."""
-        # A lock we cannot get soon is a transient failure: fail and let Temporal retry.
-        await session.execute(text(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}"))
-        refund = await RefundRepository(session).get(refund_no)
-        order = await OrderRepository(session).get(refund.order_no, lock=True)
+        """Lock the order; the third item is the earlier result when this restore already ran.
+        Restores sharing a transaction (`complete_refund`) lock and read them once."""
+        locked = session.info.get(("restored", refund_no))
+        if locked is None:
+            # A lock we cannot get soon is a transient failure: fail and let Temporal retry.
+            await session.execute(text(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}"))
+            refund = await RefundRepository(session).get(refund_no)
+            order = await OrderRepository(session).get(refund.order_no, lock=True)
+            locked = session.info[("restored", refund_no)] = (refund, order)
+        refund, order = locked
         done = await RefundRepository(session).restoration(refund_no, kind)
         earlier = RestoreResult(refund_no, kind, False, dict(done.detail)) if done else None
         return refund, order, earlier

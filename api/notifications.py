@@ -10,19 +10,19 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from refunds.db.models import Refund
 from refunds.db.repositories import (
     GatewayNotificationRepository,
-    OrderRepository,
     RefundRepository,
 )
 from refunds.domain.matching import gateway_mismatch
-from refunds.domain.messages import GatewayNotification
+from refunds.domain.messages import GatewayNotification, GatewayStatus
 from refunds.domain.notifications import NotificationOutcome, most_done
 from refunds.gateways.base import ParsedNotification
 from refunds.runtime.refund_runs import Delivery, deliver
 from refunds.settings import Settings
 
+# The gateway statuses a workflow acts on; `processing` only confirms what the create answered.
+DECISIVE = frozenset({GatewayStatus.SUCCEEDED, GatewayStatus.FAILED, GatewayStatus.ABNORMAL})
 OUTCOME_OF_DELIVERY = {
     Delivery.SIGNALLED: NotificationOutcome.SIGNALLED,
     Delivery.REOPENED: NotificationOutcome.REOPENED,
@@ -79,9 +79,10 @@ async def _deliver(
     # The row lock puts the notifications of one refund in a line (Stripe sends two events per
     # status, often at the same moment) with the gateway activities' records: each one reads
     # the status the one before it left, so one of two twins is news, never both.
-    refund = await refunds.find(notification.refund_no, lock=True)
-    if refund is None:
+    found = await refunds.find_with_payment_ref(notification.refund_no)
+    if found is None:
         return NotificationOutcome.NOT_OURS
+    refund, payment_ref = found
     # Every gateway answer is on the refund's timeline, whatever the workflow makes of it: ops
     # deciding an abnormal refund must see that the gateway said SUCCESS.
     await refunds.add_event(
@@ -99,33 +100,19 @@ async def _deliver(
         },
         dedupe_key=f"{refund.refund_no}:{gateway}:{notification.event_id}",
     )
-    if not await _is_news(session, refund, notification):
-        # Not signalled, even when the refund's run is closed under it: the news it repeats
-        # was delivered (or repaired) when it came; the daily reconciliation repairs the rest.
-        return NotificationOutcome.DUPLICATE
-    return OUTCOME_OF_DELIVERY[await deliver(client, settings, refund, notification)]
-
-
-async def _is_news(
-    session: AsyncSession, refund: Refund, notification: GatewayNotification
-) -> bool:
-    """A gateway refund that is not the one we asked for is always news (the workflow marks the
-    refund abnormal), and its status is not our refund's: it is not recorded."""
-    if await _mismatch(session, refund, notification):
-        return True
-    return await RefundRepository(session).advance_gateway_status(refund, notification.status)
-
-
-async def _mismatch(
-    session: AsyncSession, refund: Refund, notification: GatewayNotification
-) -> bool:
-    if notification.amount is None and notification.payment_ref is None:
-        return False  # nothing to compare: no need to read the order
-    payment_ref = await OrderRepository(session).payment_ref(refund.order_no)
-    reason = gateway_mismatch(
+    # A gateway refund that is not the one we asked for is always news (the workflow marks the
+    # refund abnormal), and its status is not our refund's: it is not recorded.
+    mismatch = gateway_mismatch(
         refund.amount, payment_ref or "", notification.amount, notification.payment_ref
     )
-    return reason is not None
+    if mismatch is None:
+        if not await refunds.advance_gateway_status(refund, notification.status):
+            # Not signalled, even when the refund's run is closed under it: the news it repeats
+            # was delivered (or repaired) when it came; the daily reconciliation repairs the rest.
+            return NotificationOutcome.DUPLICATE
+        if notification.status not in DECISIVE:
+            return NotificationOutcome.RECORDED  # "still processing" changes no workflow's course
+    return OUTCOME_OF_DELIVERY[await deliver(client, settings, refund, notification)]
 
 
 def _jsonable(payload: Any) -> Any:

@@ -12,6 +12,8 @@ Workflow type `Refund` (issue 11). Runs of the first type, `RefundWorkflow`
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from datetime import timedelta
 from typing import Any
 
@@ -217,13 +219,9 @@ class RefundWorkflow:
             return True  # approved by policy when it was applied
         # A decision counts from the moment its handler takes it, not when it is recorded: the
         # timer must not expire a refund whose approval is being written.
-        try:
-            await workflow.wait_condition(
-                lambda: self._decision is not None,
-                timeout=timedelta(seconds=self._timings.approval_timeout),
-            )
-        except TimeoutError:
-            pass  # the timer and a decision may land in the same workflow task: look again
+        expiry = self._timer(self._timings.approval_timeout)
+        await workflow.wait_condition(lambda: self._decision is not None or expiry.done())
+        # The timer and a decision may land in the same workflow task: the decision wins.
         if self._decision is None:
             self._decision = ("expire", Decision("system"))  # validators now refuse decisions
             await self._move(
@@ -273,6 +271,7 @@ class RefundWorkflow:
         """Wait for a notification; poll with backoff when none comes; give up to ops."""
         deadline = workflow.now() + timedelta(seconds=self._timings.outcome_deadline)
         interval = self._timings.poll_interval
+        poll_due: asyncio.Task[None] | None = None
         while not self._gateway_settled():
             remaining = (deadline - workflow.now()).total_seconds()
             if remaining <= 0:
@@ -283,11 +282,10 @@ class RefundWorkflow:
                     {"deadline_seconds": int(self._timings.outcome_deadline)},
                 )
                 return
-            try:
-                await workflow.wait_condition(
-                    self._gateway_settled, timeout=timedelta(seconds=min(interval, remaining))
-                )
-            except TimeoutError:
+            due = poll_due = poll_due or self._timer(min(interval, remaining))
+            await workflow.wait_condition(functools.partial(self._settled_or_due, due))
+            if due.done():
+                poll_due = None
                 await self._poll()
                 interval = min(interval * 2, self._timings.poll_max_interval)
         await self._act_on_gateway()
@@ -541,6 +539,9 @@ class RefundWorkflow:
         terminal = self._gateway is not None and self._gateway.status in TERMINAL_GATEWAY
         return terminal or self._mismatch is not None
 
+    def _settled_or_due(self, due: asyncio.Task[None]) -> bool:
+        return self._gateway_settled() or due.done()
+
     def _gateway_final(self) -> GatewayStatus | None:
         """The gateway's final word on our refund (succeeded or failed), if it has given one."""
         if self._mismatch is not None or self._gateway is None:
@@ -629,6 +630,12 @@ class RefundWorkflow:
             updates.append(REFUND_STATUS.value_set(status))
         if updates:
             workflow.upsert_search_attributes(updates)
+
+    @staticmethod
+    def _timer(seconds: float) -> asyncio.Task[None]:
+        """A durable timer the run does not cancel when it stops waiting for it: a refund that
+        finishes first leaves it behind unfired, with no history event (a cancel is two)."""
+        return asyncio.create_task(asyncio.sleep(seconds))
 
     def _gateway_queue(self, facts: RefundFacts) -> str:
         return gateway_task_queue(workflow.info().task_queue, facts.channel)

@@ -30,8 +30,11 @@ class OrderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def find(self, order_no: str, *, lock: bool = False) -> Order | None:
-        stmt = select(Order).where(Order.order_no == order_no).options(selectinload(Order.items))
+    async def find(self, order_no: str, *, lock: bool = False, items: bool = True) -> Order | None:
+        """`items=False` skips the query for the order's lines when the caller needs money only."""
+        stmt = select(Order).where(Order.order_no == order_no)
+        if items:
+            stmt = stmt.options(selectinload(Order.items))
         if lock:
             # A locked read must see the row as it is now, not as this session last loaded it.
             stmt = stmt.with_for_update(of=Order).execution_options(populate_existing=True)
@@ -42,8 +45,8 @@ class OrderRepository:
         stmt = select(Order.payment_ref).where(Order.order_no == order_no)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def get(self, order_no: str, *, lock: bool = False) -> Order:
-        order = await self.find(order_no, lock=lock)
+    async def get(self, order_no: str, *, lock: bool = False, items: bool = True) -> Order:
+        order = await self.find(order_no, lock=lock, items=items)
         if order is None:
             raise OrderNotFound(f"order {order_no} not found")
         return order
@@ -82,6 +85,19 @@ class RefundRepository:
         if lock:
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return (await self.session.scalars(stmt)).one_or_none()
+
+    async def find_with_payment_ref(self, refund_no: str) -> tuple[Refund, str | None] | None:
+        """The refund, locked, with its order's payment: what a notification is checked against,
+        in one round trip."""
+        stmt = (
+            select(Refund, Order.payment_ref)
+            .join(Order, Order.order_no == Refund.order_no)
+            .where(Refund.refund_no == refund_no)
+            .with_for_update(of=Refund)
+            .execution_options(populate_existing=True)
+        )
+        row = (await self.session.execute(stmt)).one_or_none()
+        return (row[0], row[1]) if row is not None else None
 
     async def get(self, refund_no: str, *, lock: bool = False) -> Refund:
         refund = await self.find(refund_no, lock=lock)

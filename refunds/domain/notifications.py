@@ -18,6 +18,9 @@ class NotificationOutcome(StrEnum):
     SIGNALLED = "signalled"
     # News for a refund whose workflow had finished and that the news does not change.
     IGNORED = "ignored"
+    # News the workflow would not act on (the gateway still processing the refund): the refund's
+    # gateway status moves, no signal.
+    RECORDED = "recorded"
     # Nothing the refund has not heard (a repeat of its last gateway status, or a stale one):
     # on its timeline, not signalled.
     DUPLICATE = "duplicate"

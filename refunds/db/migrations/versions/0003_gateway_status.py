@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 # Spelled out, not imported from domain/: a migration is a snapshot of the schema at its
 # revision. A new GatewayStatus or NotificationOutcome needs a new migration (tests/db checks).
 GATEWAY_STATUSES = "'processing','succeeded','failed','abnormal'"
-OUTCOMES = "'reopened','repaired','signalled','ignored','duplicate','not_ours'"
+OUTCOMES = "'reopened','repaired','signalled','ignored','recorded','duplicate','not_ours'"
 
 
 def upgrade() -> None:
