@@ -165,6 +165,15 @@ class RateWindows:
     def held(self, limit: float) -> bool:
         return self.peak <= limit
 
+    def busiest(self, seconds: int) -> float:
+        """The highest mean rate over `seconds` consecutive windows (a limiter's bursts and the
+        jitter between its dispatch and the gateway's clock even out over a few seconds)."""
+        span = min(seconds, len(self.counts))
+        if not span:
+            return 0.0
+        sums = [sum(self.counts[i : i + span]) for i in range(len(self.counts) - span + 1)]
+        return max(sums) / span
+
     def over(self, limit: float) -> int:
         """Windows with more requests than the limit."""
         return sum(1 for count in self.counts if count > limit)
@@ -176,7 +185,8 @@ def rate_line(windows: RateWindows, limit: float, limit_source: str) -> str:
     verdict = "held" if windows.held(limit) else f"NOT held in {windows.over(limit)} windows"
     return (
         f"stripe refunds created per 1 s window: peak {windows.peak}, mean {windows.mean:.1f} "
-        f"over {windows.seconds} s ({windows.requests} refunds); limit {limit:g}/s "
+        f"over {windows.seconds} s ({windows.requests} refunds), busiest 5 s "
+        f"{windows.busiest(5):.1f}/s; limit {limit:g}/s "
         f"({limit_source}): {verdict}"
     )
 

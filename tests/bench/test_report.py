@@ -28,6 +28,7 @@ def test_rate_windows_are_per_second_from_first_to_last() -> None:
     assert windows.counts == (3, 1, 0, 2)
     assert windows.held(3) and not windows.held(2)
     assert windows.over(1) == 2
+    assert windows.busiest(2) == 2.0 and windows.busiest(10) == 1.5
     assert RateWindows.of([]) == RateWindows(0, 0.0, 0, 0)
 
 
