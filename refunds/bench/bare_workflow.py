@@ -9,6 +9,7 @@ remaining local activities and upserts. Every step's body is empty (`bare_step`)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -44,6 +45,7 @@ class BareWorkflow:
         self._local_left = bare.shape.local_activities
         self._upserts_left = bare.shape.upserts
         self._timers_left = bare.shape.timers
+        self._cancels_left = bare.shape.cancelled_timers
         self._applied = False
         self._approval: BareApproval | None = None
         self._approved = False
@@ -104,12 +106,20 @@ class BareWorkflow:
 
     async def _wait(self, done: Callable[[], bool], timeout_seconds: float) -> None:
         """Under a timer while the shape has one left, as the product waits; nothing happens
-        when it fires (the bench always delivers first)."""
+        when it fires (the bench always delivers first). A timer is cancelled when the wait
+        ends, or left running, as the product does with its timers."""
         if self._timers_left <= 0:
             await workflow.wait_condition(done)
             return
         self._timers_left -= 1
-        try:
-            await workflow.wait_condition(done, timeout=timedelta(seconds=timeout_seconds))
-        except TimeoutError:
-            await workflow.wait_condition(done)
+        if self._cancels_left > 0:
+            self._cancels_left -= 1
+            try:
+                await workflow.wait_condition(done, timeout=timedelta(seconds=timeout_seconds))
+            except TimeoutError:
+                await workflow.wait_condition(done)
+            return
+        # Never awaited to its end nor cancelled: closing the workflow drops it without an event.
+        timer = asyncio.create_task(asyncio.sleep(timeout_seconds))
+        await workflow.wait_condition(lambda: done() or timer.done())
+        await workflow.wait_condition(done)

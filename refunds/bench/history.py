@@ -75,4 +75,5 @@ def shape_of(stats: HistoryStats) -> BareShape:
         signals=stats.typical("WORKFLOW_EXECUTION_SIGNALED"),
         timers=stats.typical("TIMER_STARTED"),
         upserts=stats.typical("UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"),
+        cancelled_timers=stats.typical("TIMER_CANCELED"),
     )

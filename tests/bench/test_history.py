@@ -55,16 +55,17 @@ def test_the_bare_shape_has_the_products_typical_count_of_each_command() -> None
             "ACTIVITY_TASK_SCHEDULED": 1,
             "WORKFLOW_EXECUTION_SIGNALED": 4,
             "TIMER_STARTED": 2,
+            "TIMER_CANCELED": 1,
             "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": 3,
             "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": 2,
         }
     )
     assert shape_of(history_stats([refund, refund])) == BareShape(
-        local_activities=8, activities=1, signals=4, timers=2, upserts=3
+        local_activities=8, activities=1, signals=4, timers=2, upserts=3, cancelled_timers=1
     )
 
 
 def test_no_history_is_an_empty_shape_not_an_error() -> None:
     stats = history_stats([])
     assert stats.totals == [] and stats.median == 0
-    assert shape_of(stats) == BareShape(0, 0, 0, 0, 0)
+    assert shape_of(stats) == BareShape(0, 0, 0, 0, 0, 0)
