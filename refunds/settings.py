@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from refunds.domain.messages import RefundTimings
@@ -163,7 +163,9 @@ class Settings(BaseSettings):
     stripe_api_key: str | None = None
     stripe_api_base: str | None = None
     stripe_webhook_secret: str | None = None
-    stripe_rate_limit: int = 100
+    # Requests/s the whole fleet sends (held by Temporal on the channel's gateway task queue).
+    # Stripe allows 100/s live and 25/s in test mode.
+    stripe_rate_limit: int = Field(default=100, gt=0)
 
     wechatpay_gateway: str | None = None
     wechatpay_mchid: str = "1900000001"
@@ -173,7 +175,7 @@ class Settings(BaseSettings):
     wechatpay_apiv3_key: str | None = None
     wechatpay_public_key_path: Path | None = None
     wechatpay_public_key_id: str | None = None
-    wechatpay_rate_limit: int = 150
+    wechatpay_rate_limit: int = Field(default=150, gt=0)
 
     @field_validator(
         "approval_timeout",

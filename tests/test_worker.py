@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from temporalio.api.enums.v1 import RateLimitSource, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
 
+from refunds.domain.messages import Channel
+from refunds.domain.task_queues import gateway_task_queue
 from tests.factories import Shop
 
 
@@ -48,3 +54,41 @@ async def test_worker_serves_sdk_metrics_of_its_refunds(shop: Shop) -> None:
         await asyncio.sleep(0.1)
     assert sample(after, **completed) >= sample(before, **completed) + 1
     assert sample(after, **gateway_calls) >= sample(before, **gateway_calls) + 1
+
+
+async def test_each_channel_queue_carries_its_gateway_rate_limit(
+    shop: Shop, temporal: Client
+) -> None:
+    """The limit is the fleet's: the Temporal server holds it for the channel's queue, set from
+    REFUNDS_*_RATE_LIMIT by the workers polling it (the per-process limiter is gone)."""
+    settings = shop.stack.settings
+    order = await shop.order(amount=900)  # a gateway call, so the queue has seen its workers
+    refund = await shop.refund(order, 900)
+    await shop.approve(refund["refund_no"])
+    await shop.wait_status(refund["refund_no"], "succeeded")
+    expected = {
+        Channel.STRIPE: settings.stripe_rate_limit,
+        Channel.WECHATPAY: settings.wechatpay_rate_limit,
+    }
+    for channel, rate in expected.items():
+        described = await temporal.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=temporal.namespace,
+                task_queue=TaskQueue(name=gateway_task_queue(settings.task_queue, channel)),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                report_config=True,
+            )
+        )
+        limit = described.effective_rate_limit
+        assert (limit.requests_per_second, limit.rate_limit_source) == (
+            rate,
+            RateLimitSource.RATE_LIMIT_SOURCE_WORKER,
+        )
+    # and the refund's gateway call ran there, not on the main queue
+    history = await temporal.get_workflow_handle(f"refund-{refund['refund_no']}").fetch_history()
+    [scheduled] = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled.task_queue.name == gateway_task_queue(settings.task_queue, Channel.STRIPE)

@@ -1,6 +1,7 @@
 """Stripe adapter (SPEC §6) on the official `stripe` package.
 
-The client is synchronous; each call runs in a worker thread behind our rate limiter. The
+The client is synchronous; each call runs in a worker thread (the request rate is held by the
+channel's task queue for the whole fleet: `worker.py`, design §6). The
 client never retries (`max_network_retries=0`): Temporal's retry policy owns retries, and the
 answer table in `gateways.stripe_answers` tells it which failures are refusals (permanent) and
 which are transient or unknown (retried behind the lookup-first create).
@@ -29,7 +30,6 @@ from refunds.domain.messages import (
 )
 from refunds.gateways.answers import lookup_before_create
 from refunds.gateways.base import InvalidNotification, ParsedNotification
-from refunds.gateways.rate_limit import RateLimiter
 from refunds.gateways.stripe_answers import stripe_gateway_error
 from refunds.settings import Settings
 
@@ -57,7 +57,6 @@ class StripeConfig:
     api_key: str
     api_base: str | None
     webhook_secret: str
-    rate_limit: int = 100
     timeout_seconds: float = 30.0
     webhook_tolerance_seconds: int = 300
 
@@ -72,9 +71,8 @@ class StripeGateway:
 
     channel = Channel.STRIPE
 
-    def __init__(self, config: StripeConfig, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, config: StripeConfig) -> None:
         self.config = config
-        self._limiter = limiter or RateLimiter(config.rate_limit)
         base = {"api": config.api_base} if config.api_base else None
         self._client = stripe.StripeClient(
             config.api_key,
@@ -91,7 +89,6 @@ class StripeGateway:
                 api_key=settings.stripe_api_key,
                 api_base=settings.stripe_api_base,
                 webhook_secret=settings.stripe_webhook_secret,
-                rate_limit=settings.stripe_rate_limit,
                 timeout_seconds=settings.gateway_call_timeout.total_seconds(),
                 webhook_tolerance_seconds=int(settings.webhook_tolerance.total_seconds()),
             )
@@ -163,7 +160,6 @@ class StripeGateway:
         return GatewayRefundPage(refunds=refunds, next_cursor=next_cursor)
 
     async def _call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        await self._limiter.acquire()
         return await asyncio.to_thread(fn, **kwargs)
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> ParsedNotification:

@@ -29,7 +29,6 @@ from refunds.domain.messages import (
 )
 from refunds.gateways.answers import gateway_error, lookup_before_create
 from refunds.gateways.base import InvalidNotification, ParsedNotification
-from refunds.gateways.rate_limit import RateLimiter
 from refunds.gateways.wechatpay_answers import classify_wechatpay
 from refunds.gateways.wechatpay_crypto import (
     DecryptError,
@@ -102,9 +101,8 @@ class WeChatPayGateway:
 
     channel = Channel.WECHATPAY
 
-    def __init__(self, config: WeChatPayConfig, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, config: WeChatPayConfig) -> None:
         self.config = config
-        self.limiter = limiter or RateLimiter(config.rate_limit)
         self._platform_key = load_public_key(config.public_key_pem)
         self._client = WeChatPay(
             wechatpay_type=WeChatPayType.NATIVE,
@@ -164,10 +162,9 @@ class WeChatPayGateway:
         return self._answer(status, data, lookup.refund_no)
 
     async def _call(self, method: Callable[..., Any], **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        """One rate-limited client call. Any exception is unknown: wechatpayv3 raises after the
+        """One client call. Any exception is unknown: wechatpayv3 raises after the
         request left too (timeouts, a signature or platform serial it cannot verify, even a
         ValueError while matching the serial), so the refund may exist at WeChat."""
-        await self.limiter.acquire()
         try:
             status, text = await asyncio.to_thread(method, **kwargs)
         except Exception as exc:

@@ -65,7 +65,6 @@ class WeChatPayConfig:
     public_key_pem: str
     public_key_id: str
     notify_url: str
-    rate_limit: int = 150
     timeout_seconds: float = 30.0
     webhook_tolerance_seconds: float = 300.0
 
@@ -140,7 +139,6 @@ def resolve_wechatpay_config(settings: Settings) -> WeChatPayConfig:
         public_key_pem=Path(public_key_path).read_text(),
         public_key_id=public_key_id,
         notify_url=settings.api_url.rstrip("/") + NOTIFY_PATH,
-        rate_limit=settings.wechatpay_rate_limit,
         timeout_seconds=settings.gateway_call_timeout.total_seconds(),
         webhook_tolerance_seconds=settings.webhook_tolerance.total_seconds(),
     )

@@ -14,7 +14,6 @@ def gateway_for(stack: StripeStack, timeout_seconds: float = 5.0) -> StripeGatew
             api_key=stack.api_key,
             api_base=stack.url,
             webhook_secret=stack.webhook_secret,
-            rate_limit=100,
             timeout_seconds=timeout_seconds,
             webhook_tolerance_seconds=300,
         )

@@ -74,6 +74,7 @@ def _declared(contract: type) -> set[str]:
         definition.name
         for member in vars(contract).values()
         if (definition := activity._Definition.from_callable(member)) is not None
+        and definition.name is not None
     }
 
 
