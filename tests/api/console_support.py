@@ -56,10 +56,14 @@ async def signed_in(api_url: str, token: str) -> httpx.AsyncClient:
     return http
 
 
-async def expire(sessionmaker: async_sessionmaker[AsyncSession], http: httpx.AsyncClient) -> None:
-    """The session's time runs out (what REFUNDS_CONSOLE_SESSION_TTL does, without the wait)."""
+def session_cookie(http: httpx.AsyncClient) -> str:
     raw = http.cookies.get(COOKIE, path="/console")
     assert raw
+    return raw
+
+
+async def expire(sessionmaker: async_sessionmaker[AsyncSession], raw: str) -> None:
+    """The session's time runs out (what REFUNDS_CONSOLE_SESSION_TTL does, without the wait)."""
     async with sessionmaker.begin() as session:
         await session.execute(
             text(

@@ -14,7 +14,15 @@ import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.console.session import COOKIE, SIGN_IN_COOKIE
-from tests.api.console_support import bearer, console_api, csrf_of, expire, sign_in, signed_in
+from tests.api.console_support import (
+    bearer,
+    console_api,
+    csrf_of,
+    expire,
+    session_cookie,
+    sign_in,
+    signed_in,
+)
 from tests.factories import Shop, uid
 from tests.stack import Stack
 
@@ -105,7 +113,7 @@ async def test_a_json_post_to_a_console_form_is_refused(
 async def test_an_expired_session_sends_a_page_to_sign_in_with_next(
     approver: httpx.AsyncClient, sessionmaker: Sessions
 ) -> None:
-    await expire(sessionmaker, approver)
+    await expire(sessionmaker, session_cookie(approver))
     response = await approver.get("/console/inbox", params={"channel": "stripe"})
     assert response.status_code == 303
     assert response.headers["location"] == "/console/sign-in?next=/console/inbox%3Fchannel%3Dstripe"
@@ -120,7 +128,7 @@ async def test_an_expired_session_keeps_the_note_through_sign_in(
     http = await signed_in(console_url, token)
     page = await http.get(f"/console/refunds/{no}")
     csrf = csrf_of(page.text)
-    await expire(sessionmaker, http)
+    await expire(sessionmaker, session_cookie(http))
 
     form = {
         "csrf": csrf,

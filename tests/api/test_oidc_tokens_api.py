@@ -156,7 +156,7 @@ def test_other_tokens_are_401(
         "hs256_with_the_public_key": lambda: _hs256_with(public_pem),
         "alg_none": lambda: jwt.encode(
             {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60},
-            None,
+            "",
             algorithm="none",
         ),
     }[case]()
