@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -142,13 +142,6 @@ class Sessions:
     async def _set(self, user: ConsoleUser, **values: Any) -> None:
         async with self.sessionmaker.begin() as session:
             await ConsoleSessionRepository(session).set(user.id_hash, **values)
-
-    async def expire_now(self, raw: str) -> None:
-        """For tests and sign-out everywhere: the session ends as if its time had run out."""
-        async with self.sessionmaker.begin() as session:
-            await ConsoleSessionRepository(session).set(
-                hash_id(raw), expires_at=datetime.now(UTC) - timedelta(seconds=1)
-            )
 
 
 def get_sessions(request: Request) -> Sessions:

@@ -311,6 +311,8 @@ async def test_order_page_search_and_demo_sign_in(
     await page.goto("/console/sign-in")
     await page.get_by_role("button", name="carol — admin").click()  # `refunds dev` identities
     await expect(page.locator(".who")).to_contain_text("carol")
+    await expect(page.get_by_role("heading", name="Approvals inbox")).to_be_visible()
+    await page.screenshot(path=str(tmp_path / "inbox-as-admin.png"))  # README's picture
     await page.get_by_label("Find a refund or order").fill(order["order_no"])
     await page.get_by_label("Find a refund or order").press("Enter")
     await expect(page.get_by_role("heading", name=f"Order {order['order_no']}")).to_be_visible()
