@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.auth import Principal, read_token
+from api.auth import Principal, TokenReader
 from refunds.gateways.base import Gateway
 from refunds.settings import Settings
 
@@ -45,18 +45,18 @@ bearer = HTTPBearer(
 )
 
 
+def get_token_reader(request: Request) -> TokenReader:
+    reader: TokenReader = request.app.state.tokens
+    return reader
+
+
+# A plain function: FastAPI runs it in a thread, where fetching an OIDC provider's keys may block.
 def get_principal(
-    settings: Annotated[Settings, Depends(get_app_settings)],
+    tokens: Annotated[TokenReader, Depends(get_token_reader)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    assert settings.jwt_secret is not None
     authorization = f"Bearer {credentials.credentials}" if credentials else None
-    return read_token(
-        settings.jwt_secret,
-        authorization,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-    )
+    return tokens.principal(authorization)
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import docs, errors
+from api import console, docs, errors
+from api.auth import TokenReader
 from api.middleware import BodyLimit, RequestContext
 from api.routes import health, orders, reconciliations, refunds, webhooks
 from refunds.db.engine import make_engine, make_sessionmaker
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.temporal = LazyTemporal(settings)
         app.state.gateways = {str(k): v for k, v in build_gateways(settings).items()}
+        app.state.tokens = TokenReader(settings)
+        console.start(app)
         yield
         await engine.dispose()
 
@@ -77,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    console.install(app)
     # The last added runs first: every response, a 413 included, carries its Request-Id.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)

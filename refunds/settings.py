@@ -133,6 +133,18 @@ class Settings(BaseSettings):
     # Checked when set (and then required in every token); `refunds token` adds them.
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # Tokens of an external OpenID Connect provider (issue 12), beside the HS256 ones: its JWKS
+    # URL turns them on; issuer and audience are then required (checked in every token).
+    oidc_jwks_url: str | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    # The claim holding the roles: a name, or a dotted path (`realm_access.roles` for Keycloak).
+    oidc_roles_claim: str = "roles"
+    # The console (issue 12): how long a sign-in lasts (never longer than its token), the
+    # Temporal UI its refund pages link to, and the demo identities' buttons (`refunds dev`).
+    console_session_ttl: timedelta = timedelta(hours=8)
+    temporal_ui_url: str | None = None
+    console_demo_sign_in: bool = False
     # The largest request body the API reads.
     max_body_bytes: int = 65536
     log_level: str = "INFO"
@@ -190,6 +202,7 @@ class Settings(BaseSettings):
         "overdue_pending_approval",
         "overdue_processing",
         "overdue_abnormal",
+        "console_session_ttl",
         mode="before",
     )
     @classmethod
@@ -216,6 +229,10 @@ class Settings(BaseSettings):
         "jwt_secret",
         "jwt_issuer",
         "jwt_audience",
+        "oidc_jwks_url",
+        "oidc_issuer",
+        "oidc_audience",
+        "temporal_ui_url",
         "stripe_api_key",
         "stripe_api_base",
         "stripe_webhook_secret",
@@ -253,6 +270,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"both {env_name(name)} and {variable} are set: set one")
             data[name] = read_secret_file(variable, path)
         return data
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        """A provider's tokens are accepted only for this API: never without `iss` and `aud`."""
+        if self.oidc_jwks_url and not (self.oidc_issuer and self.oidc_audience):
+            raise ValueError(
+                "REFUNDS_OIDC_JWKS_URL needs REFUNDS_OIDC_ISSUER and REFUNDS_OIDC_AUDIENCE"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fill_dev_secrets(self) -> Settings:

@@ -93,8 +93,11 @@ def test_the_wheel_installs_only_the_design_cards_top_level_names(tmp_path: Path
     assert top == TOP_LEVEL | {dist_info}
     recorded = wheel.read(f"{dist_info}/RECORD").decode()
     assert {row.split(",", 1)[0].split("/", 1)[0] for row in recorded.splitlines()} == top
-    # the migrations ship as package data
+    # the migrations ship as package data, and so do the console's pages, stylesheet and script
     assert "refunds/db/migrations/env.py" in wheel.namelist()
+    assert "refunds/db/migrations/versions/0004_console.py" in wheel.namelist()
+    for shipped in ("templates/base.html", "static/console.css", "static/console.js"):
+        assert f"api/console/{shipped}" in wheel.namelist()
 
 
 def test_the_dockerfile_removes_exactly_the_dev_only_packages() -> None:

@@ -73,6 +73,7 @@ class DevStack:
         self._child("api", _refunds("api", "--port", str(self.api_port)))
         self._wait_ready(api_url)
         self.info["api_url"] = api_url
+        self.info["console_url"] = f"{api_url}/console"
         self._schedules()
 
     def _schedules(self) -> None:
@@ -103,6 +104,10 @@ class DevStack:
         self.stoppers.append(temporal)
         self.env["REFUNDS_TEMPORAL_ADDRESS"] = temporal.start()
         self.info.update(temporal_address=temporal.address, temporal_ui_url=temporal.ui_url)
+        # The console links each refund to its workflow in this UI, and offers the demo
+        # identities on its sign-in page (never outside `refunds dev`).
+        self.env.setdefault("REFUNDS_TEMPORAL_UI_URL", temporal.ui_url or "")
+        self.env["REFUNDS_CONSOLE_DEMO_SIGN_IN"] = "true"
 
     def _sandboxes(self) -> None:
         api_url = f"http://127.0.0.1:{self.api_port}"
@@ -210,6 +215,7 @@ def _banner(stack: DevStack) -> None:
     print(
         f"""
 refunds dev is running (data in {stack.data_dir})
+  Console       {info["console_url"]}   (sign in as a demo identity)
   API docs      {info["api_url"]}/docs
   Temporal UI   {info["temporal_ui_url"]}   (filter: RefundStatus="processing")
   Stripe        {info["stripe_api_base"]}

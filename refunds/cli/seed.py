@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from api.auth import issue_token
+from api.auth import DEMO_USERS, issue_token
 from refunds.sandboxes.payments import pay_with_stripe, pay_with_wechatpay
 from refunds.settings import Settings
 
@@ -18,7 +18,6 @@ GATEWAY_URL_SETTING = {
     "stripe": "REFUNDS_STRIPE_API_BASE",
     "wechatpay": "REFUNDS_WECHATPAY_GATEWAY",
 }
-DEMO_USERS = {"customer": "alice", "approver": "bob", "admin": "carol", "ops": "dave"}
 
 DEMO_ORDERS: list[dict[str, Any]] = [
     {

@@ -297,3 +297,24 @@ class ReconciliationFinding(Base):
     created_at: Mapped[datetime] = _now()
 
     reconciliation: Mapped[Reconciliation] = relationship(back_populates="findings", lazy="raise")
+
+
+class ConsoleSession(Base):
+    """A signed-in person of the console (issue 12). The cookie holds a random id; only its
+    SHA-256 is stored, so a read of this table signs nobody in."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sub: Mapped[str] = mapped_column(String(128))
+    roles: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    # How the person signed in: `hs256`, `oidc` (a provider's token) or `demo` (`refunds dev`).
+    via: Mapped[str] = mapped_column(String(16))
+    # Sent back in every form: a POST without it is refused (SameSite is the second fence).
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # A form the person was filling when the previous session expired, refilled once.
+    draft: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The outcome of the last action, shown once on the next page (post/redirect/get).
+    flash: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -1,0 +1,207 @@
+"""Tokens of an external OpenID Connect provider (issue 12), through the real API: a JWKS served
+over HTTP by this test (an RSA and an EC key made here), RS256 and ES256 accepted with the
+configured issuer and audience, roles read from the configured claim; everything else is 401;
+today's HS256 tokens keep working beside them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from refunds.settings import Settings
+from tests.api.console_support import console_api, sign_in
+from tests.factories import uid
+from tests.stack import Stack
+
+ISSUER, AUDIENCE = "https://id.shop.example/realms/staff", "refunds-console"
+ROLES_CLAIM = "realm_access.roles"
+
+
+class Provider:
+    """The provider's keys: the public half served as a JWKS, the private half signs here."""
+
+    def __init__(self) -> None:
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec = ec.generate_private_key(ec.SECP256R1())
+        self.stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.fetches = 0
+
+    def jwks(self) -> dict[str, Any]:
+        rsa_jwk = json.loads(RSAAlgorithm.to_jwk(self.rsa.public_key()))
+        ec_jwk = json.loads(ECAlgorithm.to_jwk(self.ec.public_key()))
+        return {
+            "keys": [
+                {**rsa_jwk, "kid": "rsa-1", "use": "sig", "alg": "RS256"},
+                {**ec_jwk, "kid": "ec-1", "use": "sig", "alg": "ES256"},
+            ]
+        }
+
+    def token(
+        self, alg: str = "RS256", *, key: Any = None, kid: str | None = None, **claims: Any
+    ) -> str:
+        now = int(time.time())
+        body = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": uid("staff"),
+            "iat": now,
+            "exp": now + 300,
+            "realm_access": {"roles": ["approver", "offline_access"]},
+            **claims,
+        }
+        body = {k: v for k, v in body.items() if v is not None}
+        signing = key or (self.rsa if alg == "RS256" else self.ec)
+        kid = kid or ("rsa-1" if alg == "RS256" else "ec-1")
+        return jwt.encode(body, signing, algorithm=alg, headers={"kid": kid})
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[tuple[Provider, str]]:
+    keys = Provider()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            keys.fetches += 1
+            body = json.dumps(keys.jwks()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield keys, f"http://127.0.0.1:{server.server_address[1]}/protocol/openid-connect/certs"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def oidc_api(stack: Stack, provider: tuple[Provider, str]) -> str:
+    return console_api(
+        stack,
+        oidc_jwks_url=provider[1],
+        oidc_issuer=ISSUER,
+        oidc_audience=AUDIENCE,
+        oidc_roles_claim=ROLES_CLAIM,
+    )
+
+
+def listed(api_url: str, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.get(f"{api_url}/v1/refunds", headers=headers, timeout=30).status_code
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_a_provider_token_is_accepted(
+    oidc_api: str, provider: tuple[Provider, str], alg: str
+) -> None:
+    assert listed(oidc_api, provider[0].token(alg)) == 200
+
+
+def test_roles_come_from_the_configured_claim(
+    oidc_api: str, provider: tuple[Provider, str]
+) -> None:
+    keys = provider[0]
+    customer = keys.token(realm_access={"roles": ["customer"]})
+    assert listed(oidc_api, customer) == 403  # a customer may not list refunds
+    flat = keys.token(roles=["admin"], realm_access=None)
+    assert listed(oidc_api, flat) == 403  # `roles` is not the claim this provider uses
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "wrong_issuer",
+        "wrong_audience",
+        "expired",
+        "no_exp",
+        "no_sub",
+        "unknown_kid",
+        "signed_by_another_key",
+        "hs256_with_the_public_key",
+        "alg_none",
+    ],
+)
+def test_other_tokens_are_401(
+    stack: Stack, oidc_api: str, provider: tuple[Provider, str], case: str
+) -> None:
+    keys = provider[0]
+    public_pem = keys.rsa.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    token = {
+        "wrong_issuer": lambda: keys.token(iss="https://evil.example"),
+        "wrong_audience": lambda: keys.token(aud="another-app"),
+        "expired": lambda: keys.token(exp=int(time.time()) - 120),
+        "no_exp": lambda: keys.token(exp=None),
+        "no_sub": lambda: keys.token(sub=None),
+        "unknown_kid": lambda: keys.token(kid="rotated-away"),
+        "signed_by_another_key": lambda: keys.token(key=keys.stranger),
+        # The classic confusion: the provider's public key used as an HMAC secret.
+        "hs256_with_the_public_key": lambda: _hs256_with(public_pem),
+        "alg_none": lambda: jwt.encode(
+            {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60},
+            "",
+            algorithm="none",
+        ),
+    }[case]()
+    assert listed(oidc_api, token) == 401
+
+
+def _hs256_with(secret: bytes) -> str:
+    """PyJWT refuses to sign HS256 with a PEM; a forger would not: sign by hand."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}).encode())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60}
+    payload = b64(json.dumps({**claims, "realm_access": {"roles": ["admin"]}}).encode())
+    signature = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(signature)}"
+
+
+def test_hs256_tokens_keep_working_beside_the_provider(stack: Stack, oidc_api: str) -> None:
+    token = stack.token(uid("ops"), "ops")["Authorization"].removeprefix("Bearer ")
+    assert listed(oidc_api, token) == 200
+
+
+def test_without_a_jwks_url_provider_tokens_are_401(
+    stack: Stack, provider: tuple[Provider, str]
+) -> None:
+    assert listed(stack.api_url, provider[0].token()) == 401
+
+
+async def test_the_console_signs_in_with_a_provider_token(
+    oidc_api: str, provider: tuple[Provider, str]
+) -> None:
+    sub = uid("approver")
+    async with httpx.AsyncClient(base_url=oidc_api, timeout=60) as http:
+        response = await sign_in(http, provider[0].token("ES256", sub=sub))
+        assert response.status_code == 303
+        inbox = await http.get("/console/inbox")
+        assert inbox.status_code == 200
+        assert sub in inbox.text and "signed in via oidc" in inbox.text
+
+
+def test_a_jwks_url_needs_an_issuer_and_an_audience(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match="REFUNDS_OIDC_ISSUER and REFUNDS_OIDC_AUDIENCE"):
+        Settings(data_dir=tmp_path, oidc_jwks_url="https://id.example/certs")
