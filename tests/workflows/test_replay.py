@@ -1,7 +1,9 @@
-"""Stored histories of shipped RefundWorkflow runs replay against today's code.
+"""Stored histories of shipped refund runs replay against today's code.
 
 A change to the workflow that would break running refunds fails here (non-determinism). Add a
 history here whenever a new path ships; regenerate none of them to make a change pass.
+`refund_*.json` are runs of the `Refund` type (issue 11), recorded by
+`python -m tests.workflows.record_histories`; the others, runs of the first type.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
@@ -17,13 +21,26 @@ from workflows.refund import RefundWorkflow
 from workflows.refund_v1 import RefundWorkflowV1
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+NEW_TYPE_HISTORIES = [p for p in HISTORIES if p.stem.startswith("refund_")]
+# The workflows worker.py registers (build_workers): a history replays against what runs it.
+WORKFLOWS = [RefundWorkflow, RefundWorkflowV1, ReconciliationWorkflow]
+REGISTERED_TYPES = {workflow._Definition.must_from_class(cls).name for cls in WORKFLOWS}
+# The issue's target for a happy-path refund, counted in its history.
+HAPPY_REFUND_MAX_EVENTS = 30
+
+
+def load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def workflow_type(history: WorkflowHistory) -> str:
+    """The type the replayer picks the class by: the one the run was started as."""
+    return history.events[0].workflow_execution_started_event_attributes.workflow_type.name
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_stored_history_replays_deterministically(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=[RefundWorkflow, RefundWorkflowV1, ReconciliationWorkflow])
-    result = await replayer.replay_workflow(history)
+    result = await Replayer(workflows=WORKFLOWS).replay_workflow(load(path))
     assert result.replay_failure is None
 
 
@@ -47,4 +64,39 @@ def test_histories_cover_the_main_paths() -> None:
         # the reconciliation run that repaired it.
         "repaired_processing_succeeded",
         "reconciliation_repaired_one",
+        # Issue 11: refund_* are runs of the new `Refund` type, one per main path. The late
+        # failure reaches the refund's own run before it ends (its worker was away); the
+        # reopened ones are runs a late failure started after the refund's run had finished.
+        "refund_succeeded_stripe",
+        "refund_succeeded_wechatpay",
+        "refund_rejected",
+        "refund_expired",
+        "refund_apply_refused_over_refundable",
+        "refund_auto_approved",
+        "refund_abnormal_resolved_succeeded",
+        "refund_settled_by_poll",
+        "refund_late_failure_resolved_failed",
+        "refund_mismatch_resolved_failed",
+        "refund_repaired_processing_succeeded",
+        "refund_reopened_resolved_failed",
+        "refund_reopened_resolved_succeeded",
     }
+
+
+def test_every_stored_history_is_of_a_type_the_worker_registers() -> None:
+    # A history of a type no worker runs replays against nothing: it would guard no refund.
+    types = {p.stem: workflow_type(load(p)) for p in HISTORIES}
+    assert {stem: t for stem, t in types.items() if t not in REGISTERED_TYPES} == {}
+
+
+@pytest.mark.parametrize("path", NEW_TYPE_HISTORIES, ids=[p.stem for p in NEW_TYPE_HISTORIES])
+def test_refund_history_is_a_finished_run_of_the_new_type(path: Path) -> None:
+    history = load(path)
+    assert workflow_type(history) == "Refund"
+    # Carried to its end, so a replay goes through every step of the path.
+    assert history.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+
+
+def test_happy_stripe_refund_history_is_within_the_issue_target() -> None:
+    history = load(Path(__file__).parent / "histories" / "refund_succeeded_stripe.json")
+    assert len(history.events) <= HAPPY_REFUND_MAX_EVENTS

@@ -1,0 +1,408 @@
+"""Record the stored histories of the `Refund` workflow type (issue 11) for tests/workflows/
+test_replay.py: `python -m tests.workflows.record_histories [PATH ...]` (all paths by default).
+
+It starts its own stack as the e2e tests do (PostgreSQL, Temporal dev server, both sandboxes,
+the API, the worker process), drives each path through HTTP and writes the history of the run
+that carried it to `histories/refund_<path>.json`. Record a path once, when it ships; never
+re-record one to make a replay pass: a history that no longer replays is a running refund the
+change would break. So a path whose history is stored is skipped unless `--force` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+
+from refunds.db.migrate import upgrade
+from refunds.domain.messages import Channel
+from refunds.embedded.ports import free_port
+from refunds.embedded.postgres import EmbeddedPostgres
+from refunds.embedded.temporal import EmbeddedTemporal
+from refunds.runtime.temporal_client import connect
+from tests.e2e.support import api_with, stripe_refunds
+from tests.e2e.test_gateway_silence_and_abnormal import refund_elsewhere
+from tests.e2e.test_reconciliation import reconcile_today
+from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
+from tests.stack import Stack, start_stack
+from workflows.refund import workflow_id
+
+HISTORIES = Path(__file__).parent / "histories"
+WORKFLOW_TYPE = "Refund"
+# Whatever the gateways or the API could leak into a payload: keys, tokens, PEM blocks.
+SECRET_SHAPES = re.compile(r"sk_(test|live)_|rk_(test|live)_|whsec_|Bearer |-----BEGIN")
+
+Handle = WorkflowHandle[Any, Any]
+Drive = Callable[["Recorder"], Awaitable[Handle]]
+
+
+class Recorder:
+    """One shop on the stack and a Temporal client: what each path drives."""
+
+    def __init__(self, shop: Shop, temporal: Client) -> None:
+        self.shop = shop
+        self.temporal = temporal
+
+    async def request(self, order: dict[str, Any], amount: int, *faults: str) -> str:
+        """A customer's refund with the Stripe faults armed for it; its refund_no."""
+        refund_no = uid("rf")
+        for action in faults:
+            await stripe_fault(self.shop.stack, refund_no, action)
+        await self.shop.refund(order, amount, refund_no=refund_no)
+        return refund_no
+
+    async def approve(self, refund_no: str) -> None:
+        response = await self.shop.approve(refund_no)
+        assert response.status_code == 200, response.text
+
+    async def resolve(self, refund_no: str, outcome: str) -> None:
+        response = await self.shop.http.post(
+            f"/v1/refunds/{refund_no}/resolve",
+            json={"outcome": outcome, "note": f"ops checked: {outcome}"},
+            headers=self.shop.ops,
+        )
+        assert response.status_code == 200, response.text
+
+    async def stripe_move(self, refund_no: str, to: str) -> None:
+        """Move the refund at the Stripe sandbox (`succeed` or `fail`); its webhooks follow."""
+        [at_gateway] = await stripe_refunds(self.shop, refund_no)
+        await sandbox(
+            self.shop.stack.stripe_url, "POST", f"/_sandbox/refunds/{at_gateway['id']}/{to}"
+        )
+
+    async def heard(self, refund_no: str, gateway_status: str) -> None:
+        """Wait until the API has taken in a notification saying `gateway_status`."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            refund = await self.shop.get_refund(refund_no)
+            notes = [e for e in refund["timeline"] if e["event"] == "gateway_notification"]
+            if any(e["detail"].get("gateway_status") == gateway_status for e in notes):
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{refund_no}: no {gateway_status} notification")
+
+    async def latest_run(self, refund_no: str) -> Handle:
+        """The refund's newest run, pinned by its run id."""
+        described = await self.temporal.get_workflow_handle(workflow_id(refund_no)).describe()
+        return self.temporal.get_workflow_handle(workflow_id(refund_no), run_id=described.run_id)
+
+    async def closed_run(self, refund_no: str) -> Handle:
+        """The newest run, once closed: a history recorded from its end."""
+        handle = await self.latest_run(refund_no)
+        for _ in range(150):
+            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                return handle
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{refund_no}: run {handle.run_id} still running")
+
+
+# ---- the paths ------------------------------------------------------------------------------
+
+
+async def succeeded_stripe(rec: Recorder) -> Handle:
+    """apply → approve → gateway → webhook → complete."""
+    order = await rec.shop.order(amount=10000, points_used=100, coupon_code=uid("cpn"))
+    refund_no = await rec.request(order, 10000)
+    await rec.approve(refund_no)
+    done = await rec.shop.wait_status(refund_no, "succeeded")
+    assert "approved" in events(done) and "auto_approved" not in events(done)
+    return await rec.closed_run(refund_no)
+
+
+async def succeeded_wechatpay(rec: Recorder) -> Handle:
+    order = await rec.shop.order("wechatpay", amount=5000)
+    refund_no = await rec.request(order, 5000)
+    await rec.approve(refund_no)
+    await rec.shop.wait_status(refund_no, "succeeded")
+    return await rec.closed_run(refund_no)
+
+
+async def rejected(rec: Recorder) -> Handle:
+    order = await rec.shop.order(amount=5000)
+    refund_no = await rec.request(order, 5000)
+    response = await rec.shop.http.post(
+        f"/v1/refunds/{refund_no}/reject", json={"reason": "used item"}, headers=rec.shop.approver
+    )
+    assert response.status_code == 200, response.text
+    return await rec.closed_run(refund_no)
+
+
+async def expired(rec: Recorder) -> Handle:
+    order = await rec.shop.order(amount=3000)
+    refund_no = uid("rf")
+    async with api_with(rec.shop, approval_timeout=timedelta(seconds=1)) as api:
+        body = {"order_no": order["order_no"], "amount": 3000, "refund_no": refund_no}
+        response = await api.post("/v1/refunds", json=body, headers=rec.shop.customer)
+        assert response.status_code == 202, response.text
+    await rec.shop.wait_status(refund_no, "expired", timeout=20)
+    return await rec.closed_run(refund_no)
+
+
+async def apply_refused_over_refundable(rec: Recorder) -> Handle:
+    order = await rec.shop.order(amount=3000)
+    refund_no = uid("rf")
+    response = await rec.shop.request_refund(order, 3001, refund_no=refund_no)
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "refund_exceeds_refundable"
+    return await rec.closed_run(refund_no)
+
+
+async def auto_approved(rec: Recorder) -> Handle:
+    """An admin refund under REFUNDS_AUTO_APPROVE_LIMIT: no approver."""
+    order = await rec.shop.order(amount=5000)
+    refund_no = uid("rf")
+    async with api_with(rec.shop, auto_approve_limit={"USD": 1000}) as api:
+        body = {"order_no": order["order_no"], "amount": 1000, "refund_no": refund_no}
+        response = await api.post("/v1/refunds", json=body, headers=rec.shop.admin)
+        assert response.status_code == 202, response.text
+    done = await rec.shop.wait_status(refund_no, "succeeded")
+    assert "auto_approved" in events(done)
+    return await rec.closed_run(refund_no)
+
+
+async def abnormal_resolved_succeeded(rec: Recorder) -> Handle:
+    """No terminal answer by the outcome deadline: abnormal, then ops resolve it succeeded."""
+    order = await rec.shop.order(amount=2000)
+    refund_no = uid("rf")
+    await stripe_fault(rec.shop.stack, refund_no, "pending_forever")
+    async with api_with(rec.shop, outcome_deadline=timedelta(seconds=3)) as api:
+        body = {"order_no": order["order_no"], "amount": 2000, "refund_no": refund_no}
+        response = await api.post("/v1/refunds", json=body, headers=rec.shop.customer)
+        assert response.status_code == 202, response.text
+    await rec.approve(refund_no)
+    abnormal = await rec.shop.wait_status(refund_no, "abnormal", timeout=30)
+    assert "outcome_deadline_passed" in events(abnormal)
+    await rec.resolve(refund_no, "succeeded")
+    await rec.shop.wait_status(refund_no, "succeeded")
+    return await rec.closed_run(refund_no)
+
+
+async def settled_by_poll(rec: Recorder) -> Handle:
+    """The gateway never notifies (Stripe `no_webhook`): a poll finds the success."""
+    order = await rec.shop.order(amount=2500)
+    refund_no = await rec.request(order, 2500, "no_webhook")
+    await rec.approve(refund_no)
+    done = await rec.shop.wait_status(refund_no, "succeeded", timeout=30)
+    [succeeded] = [e for e in done["timeline"] if e["event"] == "succeeded"]
+    assert succeeded["detail"]["via"] == "poll"
+    return await rec.closed_run(refund_no)
+
+
+async def late_failure_resolved_failed(rec: Recorder) -> Handle:
+    """The success and its late failure both reach the refund's own run before it finishes
+    (its worker was away): it succeeds, restores included, then turns abnormal for ops, who
+    resolve it failed and the restores are taken back, all in the one run."""
+    order = await rec.shop.order(amount=3000, points_used=90, coupon_code=uid("cpn"))
+    refund_no = await rec.request(order, 3000, "pending_forever")
+    await rec.approve(refund_no)
+    await wait_event(rec.shop, refund_no, "gateway_submitted")
+    stack = rec.shop.stack
+    stack.worker.stop()
+    try:
+        await rec.stripe_move(refund_no, "succeed")
+        await rec.heard(refund_no, "succeeded")
+        await rec.stripe_move(refund_no, "fail")
+        await rec.heard(refund_no, "failed")
+    finally:
+        stack.worker.start()
+    abnormal = await rec.shop.wait_status(refund_no, "abnormal", timeout=60)
+    assert "gateway_failed_after_success" in events(abnormal)
+    first = await rec.latest_run(refund_no)
+    await rec.resolve(refund_no, "failed")
+    await rec.shop.wait_status(refund_no, "failed")
+    await wait_event(rec.shop, refund_no, "restores_reversed")
+    handle = await rec.closed_run(refund_no)
+    assert handle.run_id == first.run_id, "the late failure should reach the first run"
+    return handle
+
+
+async def _reopened(rec: Recorder, outcome: str) -> Handle:
+    """A late failure for a refund whose run has finished: the webhook starts a reopening run,
+    which ops resolve `outcome`."""
+    order = await rec.shop.order(amount=3000, points_used=90, coupon_code=uid("cpn"))
+    refund_no = await rec.request(order, 3000, "pending_forever")
+    await rec.approve(refund_no)
+    await wait_event(rec.shop, refund_no, "gateway_submitted")
+    await rec.stripe_move(refund_no, "succeed")
+    await rec.shop.wait_status(refund_no, "succeeded")
+    first = await rec.closed_run(refund_no)
+    await rec.stripe_move(refund_no, "fail")
+    await rec.shop.wait_status(refund_no, "abnormal", timeout=30)
+    reopening = await rec.latest_run(refund_no)
+    assert reopening.run_id != first.run_id, "the late failure should start a new run"
+    await rec.resolve(refund_no, outcome)
+    await rec.shop.wait_status(refund_no, outcome)
+    return await rec.closed_run(refund_no)
+
+
+async def reopened_resolved_failed(rec: Recorder) -> Handle:
+    return await _reopened(rec, "failed")
+
+
+async def reopened_resolved_succeeded(rec: Recorder) -> Handle:
+    return await _reopened(rec, "succeeded")
+
+
+async def mismatch_resolved_failed(rec: Recorder) -> Handle:
+    """A refund at Stripe under our refund_no for another amount: abnormal, never succeeded."""
+    order = await rec.shop.order(amount=5000)
+    refund_no = uid("rf")
+    await refund_elsewhere(rec.shop, Channel.STRIPE, refund_no, order["payment_ref"], 1000, 5000)
+    await rec.shop.refund(order, 3000, refund_no=refund_no)
+    await rec.approve(refund_no)
+    abnormal = await rec.shop.wait_status(refund_no, "abnormal", timeout=30)
+    assert "gateway_refund_mismatch" in events(abnormal)
+    await rec.resolve(refund_no, "failed")
+    await rec.shop.wait_status(refund_no, "failed")
+    return await rec.closed_run(refund_no)
+
+
+async def repaired_processing_succeeded(rec: Recorder) -> Handle:
+    """Its run terminated from the UI mid-processing; the gateway pays it back silently; the
+    reconciliation starts a repair run, which finds the success and finishes the refund."""
+    order = await rec.shop.order(amount=2600)
+    refund_no = await rec.request(order, 2600, "pending_forever", "no_webhook")
+    await rec.approve(refund_no)
+    await wait_event(rec.shop, refund_no, "gateway_submitted")
+    terminated = await rec.latest_run(refund_no)
+    await terminated.terminate("by hand, from the UI")
+    await rec.stripe_move(refund_no, "succeed")
+    await reconcile_today(rec.shop, rec.temporal)
+    done = await rec.shop.wait_status(refund_no, "succeeded", timeout=30)
+    assert events(done).count("repaired") == 1
+    handle = await rec.closed_run(refund_no)
+    assert handle.run_id != terminated.run_id
+    return handle
+
+
+PATHS: dict[str, Drive] = {
+    # First: its reconciliation looks at every refund of the day, so it runs on a quiet stack.
+    "repaired_processing_succeeded": repaired_processing_succeeded,
+    "succeeded_stripe": succeeded_stripe,
+    "succeeded_wechatpay": succeeded_wechatpay,
+    "rejected": rejected,
+    "expired": expired,
+    "apply_refused_over_refundable": apply_refused_over_refundable,
+    "auto_approved": auto_approved,
+    "abnormal_resolved_succeeded": abnormal_resolved_succeeded,
+    "settled_by_poll": settled_by_poll,
+    "late_failure_resolved_failed": late_failure_resolved_failed,
+    "reopened_resolved_failed": reopened_resolved_failed,
+    "reopened_resolved_succeeded": reopened_resolved_succeeded,
+    "mismatch_resolved_failed": mismatch_resolved_failed,
+}
+
+
+# ---- checking and writing -------------------------------------------------------------------
+
+
+def _strings(node: Any) -> Iterator[str]:
+    """Every string in a history's JSON, payload data decoded (it is base64 there)."""
+    if isinstance(node, dict):
+        data = node.get("data")
+        if "metadata" in node and isinstance(data, str):
+            yield base64.b64decode(data).decode("utf-8", "replace")
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def leaks(history: dict[str, Any], secrets: list[str]) -> list[str]:
+    """What in a history looks like a secret or is one of the stack's own."""
+    found = []
+    for text in _strings(history):
+        shape = SECRET_SHAPES.search(text)
+        if shape:
+            found.append(shape.group(0))
+        found += [f"settings secret ({len(s)} chars)" for s in secrets if s in text]
+    return found
+
+
+def stack_secrets(stack: Stack) -> list[str]:
+    settings = stack.settings
+    values = [
+        settings.jwt_secret,
+        settings.stripe_api_key,
+        settings.stripe_webhook_secret,
+        settings.wechatpay_apiv3_key,
+    ]
+    return [v for v in values if v]
+
+
+def target_of(name: str) -> Path:
+    return HISTORIES / f"refund_{name}.json"
+
+
+async def record(name: str, drive: Drive, rec: Recorder) -> None:
+    handle = await drive(rec)
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert started.workflow_type.name == WORKFLOW_TYPE, (name, started.workflow_type.name)
+    found = leaks(history.to_json_dict(), stack_secrets(rec.shop.stack))
+    if found:
+        raise AssertionError(f"{name}: the history holds secrets ({sorted(set(found))})")
+    target_of(name).write_text(history.to_json() + "\n")
+    print(f"refund_{name}: {len(history.events)} events, run {handle.run_id}", flush=True)
+
+
+async def record_all(names: list[str], stack: Stack) -> None:
+    temporal = await connect(stack.settings, attempts=1)
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
+        for name in names:
+            # A shop of fresh identities per path, as each e2e test has.
+            await record(name, PATHS[name], Recorder(Shop.open(stack, http), temporal))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="*", metavar="PATH", help=f"default: all of {list(PATHS)}")
+    parser.add_argument("--force", action="store_true", help="overwrite stored histories")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.paths) - set(PATHS))
+    if unknown:
+        parser.error(f"unknown paths {unknown}; known: {list(PATHS)}")
+    names = [n for n in args.paths or PATHS if args.force or not target_of(n).exists()]
+    for stored in sorted(set(args.paths or PATHS) - set(names)):
+        print(f"refund_{stored}: stored already, skipped (--force overwrites)")
+    if not names:
+        return 0
+    # Dev mode, as the tests run: the stack's secrets are generated into its temporary dir.
+    os.environ["REFUNDS_DEV_SECRETS"] = "true"
+    root = Path(tempfile.mkdtemp(prefix="refunds-record-"))
+    postgres = EmbeddedPostgres(root / "pg", free_port(), durable=False)
+    temporal = EmbeddedTemporal(free_port(), None, None, root / "temporal.log")
+    stack: Stack | None = None
+    try:
+        database_url = postgres.start()
+        upgrade(database_url)
+        (root / "stack").mkdir()
+        stack = start_stack(root / "stack", database_url, temporal.start())
+        asyncio.run(record_all(names, stack))
+    finally:
+        if stack is not None:
+            stack.stop()
+        temporal.stop()
+        postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
