@@ -21,16 +21,20 @@ from activities.gateway import GatewayActivities
 from activities.ledger import LedgerActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.restore import RestoreActivities
+from activities.webhooks import WebhookActivities
 from refunds.db.engine import make_engine, make_sessionmaker
+from refunds.db.outbox import WebhookEndpointRepository
 from refunds.domain.messages import Channel
-from refunds.domain.task_queues import gateway_task_queue
+from refunds.domain.task_queues import gateway_task_queue, webhook_task_queue
 from refunds.gateways.base import Gateway
 from refunds.runtime.logging import configure
 from refunds.runtime.temporal_client import connect, ensure_search_attributes
+from refunds.runtime.webhook_relay import TemporalRelay, wake_quietly
 from refunds.settings import Settings, get_settings
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.refund_v1 import RefundWorkflowV1
+from workflows.webhook_delivery import WebhookEndpointDelivery
 
 
 def activities(
@@ -41,10 +45,12 @@ def activities(
 ) -> list[Callable[..., Any]]:
     """The activities of the main task queue: the refund workflow's ledger and restore steps,
     reconciliation, and every activity the first workflow type schedules, until it drains."""
-    ledger = LedgerActivities(sessionmaker)
-    restore = RestoreActivities(sessionmaker)
+    # Steps that commit outgoing events wake the endpoints' delivery workflows (issue 13).
+    relay = TemporalRelay(client, settings)
+    ledger = LedgerActivities(sessionmaker, relay)
+    restore = RestoreActivities(sessionmaker, relay=relay)
     first_type_gateway = GatewayActivities(gateways)
-    reconciliation = ReconciliationActivities(sessionmaker, gateways, client, settings)
+    reconciliation = ReconciliationActivities(sessionmaker, gateways, client, settings, relay)
     return [
         ledger.open_refund,
         ledger.claim_refund_run,
@@ -107,7 +113,28 @@ def build_workers(
         )
         for channel in Channel
     ]
-    return [main, *per_channel]
+    deliveries = WebhookActivities(sessionmaker, settings.webhook_allow_private_targets)
+    webhooks = Worker(
+        client,
+        task_queue=webhook_task_queue(settings.task_queue),
+        workflows=[WebhookEndpointDelivery],
+        activities=[
+            deliveries.pending_lanes,
+            deliveries.deliver_event,
+            deliveries.give_up_delivery,
+        ],
+        max_concurrent_activities=100,
+    )
+    return [main, *per_channel, webhooks]
+
+
+async def wake_endpoints(
+    client: Client, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """At start, every enabled endpoint's delivery workflow runs (started if it was not)."""
+    async with sessionmaker() as session:
+        ids = await WebhookEndpointRepository(session).enabled_ids()
+    await wake_quietly(client, settings, ids)
 
 
 async def run_worker(settings: Settings) -> None:
@@ -119,7 +146,8 @@ async def run_worker(settings: Settings) -> None:
     # Refused on Temporal Cloud: logged with the command ops run once, and the worker goes on.
     await ensure_search_attributes(client, client.namespace)
     engine = make_engine(settings.database_url)
-    workers = build_workers(client, settings, make_sessionmaker(engine), build_gateways(settings))
+    sessionmaker = make_sessionmaker(engine)
+    workers = build_workers(client, settings, sessionmaker, build_gateways(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -127,6 +155,7 @@ async def run_worker(settings: Settings) -> None:
     async with contextlib.AsyncExitStack() as running:
         for worker in workers:
             await running.enter_async_context(worker)
+        await wake_endpoints(client, settings, sessionmaker)
         await stop.wait()
     await engine.dispose()
 

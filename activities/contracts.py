@@ -13,7 +13,12 @@ from temporalio import activity
 
 from refunds.domain.messages import (
     Applied,
+    DeliveryGaveUp,
+    DeliveryOutcome,
+    DeliveryTry,
     GatewayRefund,
+    LaneHeads,
+    LaneQuery,
     RefundFacts,
     RefundRequest,
     RefundRow,
@@ -68,4 +73,24 @@ class GatewayCalls:
     @activity.defn
     async def look_up_at_gateway(self, facts: RefundFacts) -> GatewayRefund | None:
         """One poll: the gateway's refund under our refund_no, recorded on the timeline."""
+        raise NotImplementedError
+
+
+class WebhookSteps:
+    """What an endpoint's delivery workflow asks (issue 13), on the webhooks task queue.
+    Code: `activities.webhooks.WebhookActivities`."""
+
+    @activity.defn
+    async def pending_lanes(self, query: LaneQuery) -> LaneHeads:
+        """The next pending delivery of each refund's lane that is not in flight."""
+        raise NotImplementedError
+
+    @activity.defn
+    async def deliver_event(self, attempt: DeliveryTry) -> DeliveryOutcome:
+        """One signed HTTP POST, recorded; raises unless the receiver answered 2xx."""
+        raise NotImplementedError
+
+    @activity.defn
+    async def give_up_delivery(self, gave_up: DeliveryGaveUp) -> None:
+        """The last try failed: the delivery failed, its endpoint is failing."""
         raise NotImplementedError

@@ -8,6 +8,7 @@ the second time. The `LedgerSteps` methods serve the refund workflow; the ones n
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -17,7 +18,9 @@ from temporalio import activity
 
 from activities.contracts import LedgerSteps
 from activities.errors import business_errors
+from activities.outbox import Relay, outbox_transaction
 from refunds.db.models import Order, Refund
+from refunds.db.outbox import OutboxRepository
 from refunds.db.repositories import OrderRepository, RefundRepository
 from refunds.domain import activity_names as names
 from refunds.domain.errors import (
@@ -47,6 +50,7 @@ from refunds.domain.messages import (
     TimelineInput,
     TransitionInput,
 )
+from refunds.domain.outgoing import EventType, event_type_of_move
 from refunds.domain.transitions import can_move, money_effect
 
 log = logging.getLogger("refunds.ledger")
@@ -99,6 +103,10 @@ async def move_refund(session: AsyncSession, refund: Refund, step: Step) -> None
         {**step.detail, "from": current.value, "to": step.to_status.value},
     )
     await session.flush()
+    # The shops' event, in this transaction: the move and its event commit or vanish together.
+    await OutboxRepository(session).add_refund_event(
+        refund, event_type_of_move(step.to_status, step.event)
+    )
     log.info(
         "refund_moved",
         extra={
@@ -135,13 +143,19 @@ def _apply_refund_fields(refund: Refund, to_status: RefundStatus, event: str, ac
 
 
 class LedgerActivities(LedgerSteps):
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], relay: Relay | None = None
+    ) -> None:
         self.sessionmaker = sessionmaker
+        self.relay = relay
+
+    def _transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return outbox_transaction(self.sessionmaker, self.relay)
 
     @activity.defn
     @business_errors
     async def open_refund(self, request: RefundRequest) -> Applied:
-        async with self.sessionmaker.begin() as session:
+        async with self._transaction() as session:
             order, refund, owned = await self._open(session, request)
             return Applied(
                 facts_of(order, refund),
@@ -160,7 +174,7 @@ class LedgerActivities(LedgerSteps):
     @activity.defn
     @business_errors
     async def record_step(self, step: Step) -> RefundRow:
-        async with self.sessionmaker.begin() as session:
+        async with self._transaction() as session:
             repo = RefundRepository(session)
             refund = await repo.get(step.facts.refund_no, lock=step.to_status is not None)
             if step.to_status is not None:
@@ -177,7 +191,7 @@ class LedgerActivities(LedgerSteps):
     @business_errors
     async def apply_refund(self, request: RefundRequest) -> ApplyResult:
         """Validate and reserve the amount in one transaction, under the order's row lock."""
-        async with self.sessionmaker.begin() as session:
+        async with self._transaction() as session:
             order, refund, owned = await self._open(session, request)
             return self._result(order, refund, request, owned)
 
@@ -211,6 +225,7 @@ class LedgerActivities(LedgerSteps):
             },
             dedupe_key=f"{refund.refund_no}:requested",
         )
+        await OutboxRepository(session).add_refund_event(refund, EventType.REFUND_CREATED)
         log.info(
             "refund_applied",
             extra={
@@ -355,7 +370,7 @@ class LedgerActivities(LedgerSteps):
     @business_errors
     async def transition(self, move: TransitionInput) -> RefundStatus:
         """Move the refund and the order's money together; a repeat of the same move is a no-op."""
-        async with self.sessionmaker.begin() as session:
+        async with self._transaction() as session:
             refund = await RefundRepository(session).get(move.refund_no, lock=True)
             step = Step(
                 RefundFacts(

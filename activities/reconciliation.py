@@ -20,6 +20,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.errors import business_errors
+from activities.outbox import Relay, outbox_transaction
 from refunds.db.models import Refund
 from refunds.db.reconciliations import LedgerScanRepository, ReconciliationRepository
 from refunds.db.repositories import RefundRepository
@@ -59,11 +60,13 @@ class ReconciliationActivities:
         gateways: Mapping[Channel, Gateway],
         client: Client,
         settings: Settings,
+        relay: Relay | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.gateways = gateways
         self.client = client
         self.settings = settings
+        self.relay = relay
 
     @activity.defn(name=names.OPEN_RECONCILIATION)
     @business_errors
@@ -302,7 +305,7 @@ class ReconciliationActivities:
         channel: Channel,
         detail: dict[str, Any],
     ) -> int:
-        async with self.sessionmaker.begin() as session:
+        async with outbox_transaction(self.sessionmaker, self.relay) as session:
             new = await ReconciliationRepository(session).add_finding(
                 rec_id, kind, subject, refund_no, channel, detail
             )

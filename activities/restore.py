@@ -20,6 +20,7 @@ from temporalio import activity
 from activities.contracts import RestoreSteps
 from activities.errors import business_errors
 from activities.ledger import move_refund, row_of
+from activities.outbox import Relay, outbox_transaction
 from activities.restore_reversal import take_back
 from refunds.db.models import Coupon, InventoryMovement, InventoryStock, Order, PointsLedger, Refund
 from refunds.db.models import Restoration as RestorationRow
@@ -38,8 +39,10 @@ class RestoreActivities(RestoreSteps):
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         lock_timeout: timedelta = timedelta(seconds=5),
+        relay: Relay | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.relay = relay
         self.lock_timeout_ms = int(lock_timeout.total_seconds() * 1000)
 
     async def _begin(
@@ -62,7 +65,7 @@ class RestoreActivities(RestoreSteps):
     @activity.defn
     @business_errors
     async def complete_refund(self, step: Step) -> RefundRow:
-        async with self.sessionmaker.begin() as session:
+        async with outbox_transaction(self.sessionmaker, self.relay) as session:
             refund = await RefundRepository(session).get(step.facts.refund_no, lock=True)
             if refund.status != RefundStatus.SUCCEEDED:  # else done, restores with it
                 for restore in (self._points, self._inventory, self._coupon):
@@ -73,7 +76,7 @@ class RestoreActivities(RestoreSteps):
     @activity.defn
     @business_errors
     async def take_back_restores(self, step: Step) -> RefundRow:
-        async with self.sessionmaker.begin() as session:
+        async with outbox_transaction(self.sessionmaker, self.relay) as session:
             refund = await RefundRepository(session).get(step.facts.refund_no, lock=True)
             if step.to_status is None or refund.status != step.to_status:
                 await self._reversal(session, refund.refund_no)

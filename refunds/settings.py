@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from refunds.domain.messages import RefundTimings
+from refunds.domain.messages import DeliveryTimings, RefundTimings
 
 # Settings that may be read from a file named by `REFUNDS_<NAME>_FILE`.
 SECRET_FILE_SETTINGS = (
@@ -172,6 +172,21 @@ class Settings(BaseSettings):
     overdue_processing: timedelta = timedelta(hours=6)
     overdue_abnormal: timedelta = timedelta(hours=1)
 
+    # The shops' webhooks (issue 13): each try's timeout, the backoff between tries and how long
+    # a delivery is tried before its endpoint is marked failing; deliveries in flight per
+    # endpoint; how often each endpoint looks for deliveries whose wake-up was lost.
+    webhook_timeout: timedelta = timedelta(seconds=10)
+    webhook_retry_initial: timedelta = timedelta(seconds=30)
+    webhook_retry_max: timedelta = timedelta(hours=1)
+    webhook_retry_for: timedelta = timedelta(days=3)
+    webhook_concurrency: int = Field(default=8, gt=0)
+    webhook_sweep_interval: timedelta = timedelta(seconds=60)
+    # Loopback, private, link-local targets are refused (SSRF) unless this is set (`refunds dev`
+    # and the tests set it: their receivers listen on 127.0.0.1).
+    webhook_allow_private_targets: bool = False
+    # How long the secret before a rotation still signs, unless the rotation says otherwise.
+    webhook_secret_overlap: timedelta = timedelta(hours=24)
+
     stripe_api_key: str | None = None
     stripe_api_base: str | None = None
     stripe_webhook_secret: str | None = None
@@ -203,6 +218,12 @@ class Settings(BaseSettings):
         "overdue_processing",
         "overdue_abnormal",
         "console_session_ttl",
+        "webhook_timeout",
+        "webhook_retry_initial",
+        "webhook_retry_max",
+        "webhook_retry_for",
+        "webhook_sweep_interval",
+        "webhook_secret_overlap",
         mode="before",
     )
     @classmethod
@@ -321,6 +342,17 @@ class Settings(BaseSettings):
             gateway_retry_initial=self.gateway_retry_initial.total_seconds(),
             gateway_retry_max=self.gateway_retry_max.total_seconds(),
             abnormal_poll_interval=self.abnormal_poll_interval.total_seconds(),
+        )
+
+    def delivery_timings(self) -> DeliveryTimings:
+        """How an endpoint's delivery workflow tries (recorded in its history at start)."""
+        return DeliveryTimings(
+            timeout=self.webhook_timeout.total_seconds(),
+            retry_initial=self.webhook_retry_initial.total_seconds(),
+            retry_max=self.webhook_retry_max.total_seconds(),
+            retry_for=self.webhook_retry_for.total_seconds(),
+            concurrency=self.webhook_concurrency,
+            sweep_interval=self.webhook_sweep_interval.total_seconds(),
         )
 
     def overdue_after(self) -> dict[str, timedelta]:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from refunds.domain.messages import Channel, FindingKind, GatewayStatus
 from refunds.domain.notifications import NotificationOutcome
+from refunds.domain.outgoing import DeliveryState
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -146,6 +147,9 @@ class Refund(Base):
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The sequence of the refund's last outgoing event (issue 13), bumped under the row lock the
+    # status move holds: receivers order a refund's events by it.
+    event_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     events: Mapped[list[RefundEvent]] = relationship(lazy="raise", order_by="RefundEvent.id")
 
@@ -318,3 +322,87 @@ class ConsoleSession(Base):
     draft: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # The outcome of the last action, shown once on the next page (post/redirect/get).
     flash: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class WebhookEndpoint(Base):
+    """Where a shop hears about its refunds (issue 13). The secret signs every delivery; after a
+    rotation the previous one signs too until `previous_secret_valid_until`."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    # EventType values, or ["*"] for every type.
+    event_types: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when a delivery ran out of tries; cleared by the next delivery that succeeds.
+    failing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class OutgoingEvent(Base):
+    """The transactional outbox: written in the transaction of the change it reports."""
+
+    __tablename__ = "outgoing_events"
+    __table_args__ = (
+        UniqueConstraint("refund_no", "sequence"),
+        Index("ix_outgoing_events_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    # No foreign key: a reconciliation finding may name a refund we do not have.
+    refund_no: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Per refund, from 1; None for an event that is not a move of a refund.
+    sequence: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = _now()
+
+    deliveries: Mapped[list[EventDelivery]] = relationship(
+        lazy="raise", order_by="EventDelivery.endpoint_id"
+    )
+
+
+class EventDelivery(Base):
+    """One event to one endpoint: what the endpoint's delivery workflow works through."""
+
+    __tablename__ = "event_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id"),
+        CheckConstraint(_one_of("state", DeliveryState), name="state"),
+        Index("ix_event_deliveries_endpoint_id_state", "endpoint_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("outgoing_events.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    # Deliveries of one refund to one endpoint go out in sequence: this is their lane.
+    lane: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class DeliveryAttempt(Base):
+    """Every HTTP try of a delivery, as the receiver answered it."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("event_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = _now()

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from refunds.db.models import Order, Reconciliation, ReconciliationFinding, Refund
+from refunds.db.outbox import OutboxRepository
 from refunds.domain.errors import ReconciliationNotFound
 from refunds.domain.messages import TERMINAL_STATUSES, Channel, FindingKind, RefundStatus
 
@@ -71,9 +72,14 @@ class ReconciliationRepository:
                 detail=detail or {},
             )
             .on_conflict_do_nothing(index_elements=["reconciliation_id", "kind", "subject"])
-            .returning(ReconciliationFinding.id)
+            .returning(ReconciliationFinding)
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none() is not None
+        finding = (await self.session.execute(stmt)).scalar_one_or_none()
+        if finding is None:
+            return False
+        # The shops' `reconciliation.finding`, in the transaction of the finding (issue 13).
+        await OutboxRepository(self.session).add_finding_event(finding)
+        return True
 
     async def finish(self, reconciliation_id: int, summary: str | None = None) -> dict[str, int]:
         """Close the run with its counts per kind (every kind, 0 included) and return them.

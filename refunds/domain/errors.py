@@ -87,6 +87,22 @@ class OrderNotCancellable(Conflict):
     code = "order_not_cancellable_refund_first"
 
 
+class WebhookEndpointNotFound(NotFound):
+    code = "webhook_endpoint_not_found"
+
+
+class EventNotFound(NotFound):
+    code = "event_not_found"
+
+
+class WebhookTargetRefused(DomainError):
+    """A webhook URL that is not http(s), or that resolves to a loopback, private, link-local,
+    reserved or multicast address (SSRF), unless REFUNDS_WEBHOOK_ALLOW_PRIVATE_TARGETS."""
+
+    code = "webhook_target_refused"
+    http_status = 422
+
+
 class Unauthorized(DomainError):
     code = "unauthorized"
     http_status = 401

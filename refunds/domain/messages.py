@@ -372,3 +372,67 @@ class ReconciliationSummary:
     window_start: str
     window_end: str
     counts: dict[str, int] = field(default_factory=dict)
+
+
+# ---- the shops' webhooks (issue 13) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryTimings:
+    """How an endpoint's deliveries are tried, from the settings at its workflow's start."""
+
+    timeout: float = 10.0
+    retry_initial: float = 30.0
+    retry_max: float = 3600.0
+    retry_for: float = 3 * 86400.0
+    concurrency: int = 8
+    sweep_interval: float = 60.0
+
+
+@dataclass(frozen=True)
+class EndpointRun:
+    """The input of an endpoint's delivery workflow (and of each run it continues as)."""
+
+    endpoint_id: int
+    timings: DeliveryTimings = field(default_factory=DeliveryTimings)
+
+
+@dataclass(frozen=True)
+class LaneQuery:
+    endpoint_id: int
+    busy: list[str] = field(default_factory=list)
+    limit: int = 8
+
+
+@dataclass(frozen=True)
+class DeliveryHead:
+    delivery_id: int
+    lane: str
+
+
+@dataclass(frozen=True)
+class LaneHeads:
+    """`active` False: the endpoint was deleted; its workflow ends. Disabled: no heads."""
+
+    active: bool
+    heads: list[DeliveryHead] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeliveryTry:
+    delivery_id: int
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """`status_code` None: nothing was sent (already settled, or the endpoint is gone)."""
+
+    delivery_id: int
+    status_code: int | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryGaveUp:
+    delivery_id: int
+    error: str = ""

@@ -1,0 +1,352 @@
+"""The transactional outbox of the shops' webhooks (issue 13): events written in the transaction
+of the change they report, one delivery row per subscribed endpoint, and the reads and writes of
+the delivery workflows and the API. The caller commits, once.
+
+`session.info[WOKEN]` collects the endpoints that got new deliveries in this transaction: after
+the commit, the caller wakes their delivery workflows (`refunds.runtime.webhook_relay`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Integer, String, and_, exists, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+from sqlalchemy.sql.elements import ColumnElement
+
+from refunds.db.models import (
+    DeliveryAttempt,
+    EventDelivery,
+    OutgoingEvent,
+    ReconciliationFinding,
+    Refund,
+    WebhookEndpoint,
+)
+from refunds.domain.outgoing import ALL_TYPES, DeliveryState, EventType
+
+WOKEN = "webhook_endpoints_woken"
+
+
+def refund_payload(refund: Refund) -> dict[str, Any]:
+    """The refund as `GET /v1/refunds/{no}` shows it, without its timeline (JSON-ready)."""
+    return {
+        "refund_no": refund.refund_no,
+        "order_no": refund.order_no,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "channel": refund.channel,
+        "reason": refund.reason,
+        "items": list(refund.items),
+        "source": refund.source,
+        "requested_by": refund.requested_by,
+        "approved_by": refund.approved_by,
+        "gateway_refund_id": refund.gateway_refund_id,
+        "status": refund.status,
+        "needs_manual_return": refund.needs_manual_return,
+        "created_at": refund.created_at.isoformat(),
+        "updated_at": refund.updated_at.isoformat(),
+        "completed_at": refund.completed_at.isoformat() if refund.completed_at else None,
+    }
+
+
+def finding_payload(finding: ReconciliationFinding) -> dict[str, Any]:
+    return {
+        "id": finding.id,
+        "reconciliation_id": finding.reconciliation_id,
+        "kind": str(finding.kind),
+        "subject": finding.subject,
+        "refund_no": finding.refund_no,
+        "channel": str(finding.channel) if finding.channel else None,
+        "detail": finding.detail,
+    }
+
+
+def event_id_of(key: str) -> str:
+    """Derived from what the event is (a refund's sequence number, a finding's id), never
+    random: the same change can only ever be the same event."""
+    return "evt_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def envelope(event: OutgoingEvent) -> dict[str, Any]:
+    """What a receiver gets: the event's identity, its order within its refund, and its data."""
+    return {
+        "id": event.event_id,
+        "type": event.type,
+        "created_at": event.created_at.isoformat(),
+        "refund_no": event.refund_no,
+        "sequence": event.sequence,
+        "data": event.payload,
+    }
+
+
+def woken(session: AsyncSession) -> set[int]:
+    found: set[int] = session.info.get(WOKEN, set())
+    return found
+
+
+class OutboxRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add_refund_event(self, refund: Refund, event_type: EventType) -> OutgoingEvent:
+        """The event of a refund's change; the caller holds the refund's row (or its order's)
+        lock, and the sequence is bumped in the database, so concurrent moves cannot share one."""
+        bump = (
+            update(Refund)
+            .where(Refund.refund_no == refund.refund_no)
+            .values(event_sequence=Refund.event_sequence + 1)
+            .returning(Refund.event_sequence)
+            .execution_options(synchronize_session=False)
+        )
+        sequence = int((await self.session.execute(bump)).scalar_one())
+        return await self._add(
+            event_id_of(f"{refund.refund_no}:{sequence}"),
+            event_type,
+            refund.refund_no,
+            sequence,
+            {"refund": refund_payload(refund)},
+        )
+
+    async def add_finding_event(self, finding: ReconciliationFinding) -> OutgoingEvent:
+        return await self._add(
+            event_id_of(f"finding:{finding.id}"),
+            EventType.RECONCILIATION_FINDING,
+            finding.refund_no,
+            None,
+            {"finding": finding_payload(finding)},
+        )
+
+    async def _add(
+        self,
+        event_id: str,
+        event_type: EventType,
+        refund_no: str | None,
+        sequence: int | None,
+        payload: dict[str, Any],
+    ) -> OutgoingEvent:
+        event = OutgoingEvent(
+            event_id=event_id,
+            type=event_type.value,
+            refund_no=refund_no,
+            sequence=sequence,
+            payload=payload,
+            created_at=datetime.now(UTC),
+        )
+        self.session.add(event)
+        await self.session.flush()
+        await self._fan_out(event)
+        return event
+
+    async def _fan_out(self, event: OutgoingEvent) -> None:
+        """One pending delivery per enabled endpoint subscribed to the event's type."""
+        subscribed = or_(
+            WebhookEndpoint.event_types.has_key(event.type),  # JSONB `?`
+            WebhookEndpoint.event_types.has_key(ALL_TYPES),
+        )
+        lane = event.refund_no or event.event_id
+        rows = select(
+            literal(event.id),
+            WebhookEndpoint.id,
+            literal(lane, String),
+            literal(DeliveryState.PENDING.value, String),
+            literal(0, Integer),
+        ).where(WebhookEndpoint.enabled.is_(True), subscribed)
+        stmt = (
+            insert(EventDelivery)
+            .from_select(["event_id", "endpoint_id", "lane", "state", "attempts"], rows)
+            .returning(EventDelivery.endpoint_id)
+        )
+        endpoints = set((await self.session.execute(stmt)).scalars().all())
+        if endpoints:
+            self.session.info.setdefault(WOKEN, set()).update(endpoints)
+
+    # ---- what the delivery workflows read and write ----------------------------------------
+
+    async def lane_heads(
+        self, endpoint_id: int, busy: Collection[str], limit: int
+    ) -> list[tuple[int, str]]:
+        """(delivery id, lane) of the first pending delivery of each lane not in flight: a
+        refund's next event goes out only once the one before it is settled."""
+        first = (
+            select(EventDelivery.id, EventDelivery.lane)
+            .join(OutgoingEvent, OutgoingEvent.id == EventDelivery.event_id)
+            .where(
+                EventDelivery.endpoint_id == endpoint_id,
+                EventDelivery.state == DeliveryState.PENDING.value,
+            )
+            .order_by(EventDelivery.lane, OutgoingEvent.sequence, OutgoingEvent.id)
+            .distinct(EventDelivery.lane)
+        ).subquery()
+        stmt = select(first.c.id, first.c.lane).order_by(first.c.id).limit(limit)
+        if busy:
+            stmt = stmt.where(first.c.lane.not_in(list(busy)))
+        return [(int(i), str(lane)) for i, lane in (await self.session.execute(stmt)).all()]
+
+    async def target(self, delivery_id: int) -> DeliveryTarget | None:
+        stmt = (
+            select(EventDelivery, OutgoingEvent, WebhookEndpoint)
+            .join(OutgoingEvent, OutgoingEvent.id == EventDelivery.event_id)
+            .join(WebhookEndpoint, WebhookEndpoint.id == EventDelivery.endpoint_id)
+            .where(EventDelivery.id == delivery_id)
+        )
+        row = (await self.session.execute(stmt)).one_or_none()
+        return DeliveryTarget(*row) if row is not None else None
+
+    async def record_attempt(
+        self, delivery_id: int, status_code: int | None, latency_ms: int, error: str | None
+    ) -> None:
+        self.session.add(
+            DeliveryAttempt(
+                delivery_id=delivery_id,
+                status_code=status_code,
+                latency_ms=latency_ms,
+                error=error,
+            )
+        )
+        await self.session.execute(
+            update(EventDelivery)
+            .where(EventDelivery.id == delivery_id)
+            .values(
+                attempts=EventDelivery.attempts + 1,
+                last_status_code=status_code,
+                last_error=error,
+                updated_at=func.now(),
+            )
+        )
+
+    async def settle(self, delivery_id: int, endpoint_id: int, delivered: bool) -> None:
+        """Delivered (the endpoint is healthy again) or failed for good (it is failing)."""
+        state = DeliveryState.DELIVERED if delivered else DeliveryState.FAILED
+        await self.session.execute(
+            update(EventDelivery)
+            .where(EventDelivery.id == delivery_id)
+            .values(
+                state=state.value,
+                delivered_at=func.now() if delivered else None,
+                updated_at=func.now(),
+            )
+        )
+        health = (
+            {"failing": False, "failing_since": None}
+            if delivered
+            else {
+                "failing": True,
+                "failing_since": func.coalesce(WebhookEndpoint.failing_since, func.now()),
+            }
+        )
+        await self.session.execute(
+            update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).values(**health)
+        )
+
+    # ---- what ops read and redo ---------------------------------------------------------------
+
+    async def page(
+        self,
+        *,
+        refund_no: str | None,
+        event_type: str | None,
+        delivery_state: str | None,
+        after_id: int | None,
+        limit: int,
+    ) -> Sequence[OutgoingEvent]:
+        stmt = (
+            select(OutgoingEvent)
+            .options(selectinload(OutgoingEvent.deliveries))
+            .order_by(OutgoingEvent.id)
+            .limit(limit)
+        )
+        if refund_no:
+            stmt = stmt.where(OutgoingEvent.refund_no == refund_no)
+        if event_type:
+            stmt = stmt.where(OutgoingEvent.type == event_type)
+        if delivery_state:
+            stmt = stmt.where(
+                exists().where(
+                    EventDelivery.event_id == OutgoingEvent.id,
+                    EventDelivery.state == delivery_state,
+                )
+            )
+        if after_id is not None:
+            stmt = stmt.where(OutgoingEvent.id > after_id)
+        return (await self.session.scalars(stmt)).all()
+
+    async def find(self, event_id: str) -> OutgoingEvent | None:
+        stmt = (
+            select(OutgoingEvent)
+            .where(OutgoingEvent.event_id == event_id)
+            .options(selectinload(OutgoingEvent.deliveries))
+        )
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def attempts(self, delivery_ids: Collection[int]) -> Sequence[DeliveryAttempt]:
+        if not delivery_ids:
+            return []
+        stmt = (
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_(list(delivery_ids)))
+            .order_by(DeliveryAttempt.id)
+        )
+        return (await self.session.scalars(stmt)).all()
+
+    async def redeliver(
+        self,
+        *,
+        event_id: str | None = None,
+        since: datetime | None = None,
+        endpoint_id: int | None = None,
+    ) -> int:
+        """Queue deliveries again (pending, tries kept on record); wakes their endpoints."""
+        events = select(OutgoingEvent.id)
+        if event_id is not None:
+            events = events.where(OutgoingEvent.event_id == event_id)
+        if since is not None:
+            events = events.where(OutgoingEvent.created_at >= since)
+        conditions: list[ColumnElement[bool]] = [EventDelivery.event_id.in_(events)]
+        if endpoint_id is not None:
+            conditions.append(EventDelivery.endpoint_id == endpoint_id)
+        stmt = (
+            update(EventDelivery)
+            .where(and_(*conditions))
+            .values(state=DeliveryState.PENDING.value, updated_at=func.now())
+            .returning(EventDelivery.endpoint_id)
+        )
+        endpoints = list((await self.session.execute(stmt)).scalars().all())
+        self.session.info.setdefault(WOKEN, set()).update(endpoints)
+        return len(endpoints)
+
+    async def counts(self) -> tuple[int, dict[DeliveryState, int]]:
+        """Failing endpoints, and deliveries per state: the scrape-time gauges."""
+        failing = select(func.count()).where(WebhookEndpoint.failing.is_(True))
+        n_failing = int((await self.session.execute(failing)).scalar_one())
+        by_state = select(EventDelivery.state, func.count()).group_by(EventDelivery.state)
+        found = {s: int(n) for s, n in (await self.session.execute(by_state)).all()}
+        return n_failing, {state: found.get(state.value, 0) for state in DeliveryState}
+
+
+@dataclass(frozen=True)
+class DeliveryTarget:
+    delivery: EventDelivery
+    event: OutgoingEvent
+    endpoint: WebhookEndpoint
+
+
+class WebhookEndpointRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def find(self, endpoint_id: int) -> WebhookEndpoint | None:
+        return await self.session.get(WebhookEndpoint, endpoint_id)
+
+    async def all(self) -> Sequence[WebhookEndpoint]:
+        stmt = select(WebhookEndpoint).order_by(WebhookEndpoint.id)
+        return (await self.session.scalars(stmt)).all()
+
+    async def enabled_ids(self) -> list[int]:
+        stmt = select(WebhookEndpoint.id).where(WebhookEndpoint.enabled.is_(True))
+        return [int(i) for i in (await self.session.execute(stmt)).scalars().all()]

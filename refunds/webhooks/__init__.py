@@ -1,0 +1,1 @@
+"""The shops' webhooks (issue 13): how a delivery is signed and where it may go."""
