@@ -12,13 +12,32 @@ from temporalio.client import Client
 from api import console, docs, errors
 from api.auth import TokenReader
 from api.middleware import BodyLimit, RequestContext
-from api.routes import health, orders, reconciliations, refunds, webhooks
+from api.routes import (
+    events,
+    health,
+    orders,
+    reconciliations,
+    refunds,
+    webhook_endpoints,
+    webhooks,
+)
 from refunds.db.engine import make_engine, make_sessionmaker
 from refunds.gateways.registry import build_gateways
 from refunds.runtime.temporal_client import connect
 from refunds.settings import Settings, get_settings
 
-ROUTERS = tuple(m.router for m in (health, orders, refunds, reconciliations, webhooks))
+ROUTERS = tuple(
+    m.router
+    for m in (
+        health,
+        orders,
+        refunds,
+        reconciliations,
+        webhooks,
+        webhook_endpoints,
+        events,
+    )
+)
 
 DESCRIPTION = """Durable refunds for paid orders: Stripe and WeChat Pay v3.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -19,8 +19,10 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from refunds.db.outbox import OutboxRepository
 from refunds.db.reconciliations import LedgerScanRepository, ReconciliationRepository
 from refunds.domain.messages import FindingKind, RefundStatus
+from refunds.domain.outgoing import DeliveryState
 
 REQUESTS = Counter("refunds_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("refunds_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -38,6 +40,9 @@ class LedgerSnapshot:
     oldest_open_age: dict[RefundStatus, float]
     last_findings: dict[FindingKind, int]
     last_finished_at: datetime | None
+    # Issue 13: endpoints marked failing, and the shops' deliveries per state.
+    failing_endpoints: int = 0
+    deliveries: dict[DeliveryState, int] = field(default_factory=dict)
 
 
 async def read_ledger(session: AsyncSession) -> LedgerSnapshot:
@@ -45,12 +50,15 @@ async def read_ledger(session: AsyncSession) -> LedgerSnapshot:
     await scan.bound_reads(LEDGER_READ_TIMEOUT_SECONDS)
     last = await ReconciliationRepository(session).last_finished()
     counts = last.counts if last else {}
+    failing, deliveries = await OutboxRepository(session).counts()
     return LedgerSnapshot(
         by_status=await scan.count_by_status(),
         oldest_open_age=await scan.oldest_open_age_seconds(),
         # Every kind, 0 included: a run stored before a kind existed did not count it.
         last_findings={kind: int(counts.get(kind.value, 0)) for kind in FindingKind},
         last_finished_at=last.finished_at if last else None,
+        failing_endpoints=failing,
+        deliveries=deliveries,
     )
 
 
@@ -84,6 +92,22 @@ def _ledger_gauges(snapshot: LedgerSnapshot) -> Iterator[Metric]:
         oldest.add_metric([status.value], age)
     yield oldest
     yield from _reconciliation_gauges(snapshot)
+    yield from _webhook_gauges(snapshot)
+
+
+def _webhook_gauges(snapshot: LedgerSnapshot) -> Iterator[Metric]:
+    failing = GaugeMetricFamily(
+        "refunds_webhook_endpoints_failing",
+        "Webhook endpoints whose last delivery ran out of tries: alert when above 0",
+    )
+    failing.add_metric([], snapshot.failing_endpoints)
+    yield failing
+    deliveries = GaugeMetricFamily(
+        "refunds_webhook_deliveries", "The shops' webhook deliveries per state", labels=["state"]
+    )
+    for state, count in snapshot.deliveries.items():
+        deliveries.add_metric([state.value], count)
+    yield deliveries
 
 
 def _reconciliation_gauges(snapshot: LedgerSnapshot) -> Iterator[Metric]:

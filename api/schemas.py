@@ -16,6 +16,7 @@ from refunds.domain.messages import (
     RefundStatus,
     ResolveOutcome,
 )
+from refunds.domain.outgoing import DeliveryState, EventType
 
 Amount = Annotated[StrictInt, Field(gt=0, le=10**15)]
 NonNegative = Annotated[StrictInt, Field(ge=0, le=10**15)]
@@ -232,3 +233,94 @@ class HealthOut(BaseModel):
 class ReadinessOut(BaseModel):
     status: Literal["ready", "not_ready"]
     checks: dict[str, str] = Field(examples=[{"database": "ok", "temporal": "ok"}])
+
+
+# ---- the shops' webhooks (issue 13) ----------------------------------------------------------
+
+WebhookUrl = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https?://[^\s]+$")]
+Subscription = Annotated[
+    list[EventType | Literal["*"]], Field(min_length=1, max_length=len(EventType) + 1)
+]
+
+
+class WebhookEndpointIn(Strict):
+    url: WebhookUrl
+    event_types: Subscription = Field(description='The types it hears, or `["*"]` for all.')
+    enabled: bool = True
+
+
+class WebhookEndpointPatch(Strict):
+    url: WebhookUrl | None = None
+    event_types: Subscription | None = None
+    enabled: bool | None = None
+
+
+class RotateSecretIn(Strict):
+    overlap_seconds: Annotated[int, Field(ge=0, le=30 * 86400)] | None = Field(
+        default=None,
+        description="How long the old secret still signs (default REFUNDS_WEBHOOK_SECRET_OVERLAP)",
+    )
+
+
+class WebhookEndpointOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    url: str
+    event_types: list[str]
+    enabled: bool
+    # Set when a delivery ran out of tries; cleared by the next delivery that succeeds.
+    failing: bool
+    failing_since: datetime | None
+    previous_secret_valid_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookEndpointWithSecret(WebhookEndpointOut):
+    secret: str = Field(description="Shown once: at creation and at each rotation.")
+
+
+class WebhookEndpointList(BaseModel):
+    items: list[WebhookEndpointOut]
+
+
+class DeliveryAttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    at: datetime
+
+
+class DeliveryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    endpoint_id: int
+    state: DeliveryState
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    tries: list[DeliveryAttemptOut] | None = None
+
+
+class EventOut(BaseModel):
+    id: str
+    type: EventType
+    refund_no: str | None
+    sequence: int | None
+    created_at: datetime
+    data: dict[str, Any]
+    deliveries: list[DeliveryOut]
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+class RedeliverOut(BaseModel):
+    queued: int = Field(description="Deliveries queued again")

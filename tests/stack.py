@@ -30,6 +30,10 @@ TEST_TIMINGS: dict[str, Any] = {
     "gateway_call_timeout": timedelta(seconds=5),
     "gateway_retry_initial": timedelta(milliseconds=200),
     "gateway_retry_max": timedelta(seconds=1),
+    "webhook_timeout": timedelta(seconds=3),
+    "webhook_retry_initial": timedelta(milliseconds=200),
+    "webhook_retry_max": timedelta(seconds=1),
+    "webhook_sweep_interval": timedelta(seconds=2),
 }
 
 
@@ -103,6 +107,8 @@ def start_stack(tmp: Path, database_url: str, temporal_address: str) -> Stack:
         stripe_api_base=f"http://127.0.0.1:{stripe_port}",
         wechatpay_gateway=f"http://127.0.0.1:{wechat_port}",
         worker_metrics_port=free_port(),
+        # The tests' webhook receivers listen on 127.0.0.1.
+        webhook_allow_private_targets=True,
         **TEST_TIMINGS,
     )
     assert settings.stripe_api_key is not None

@@ -46,6 +46,10 @@ class DevStack:
             **os.environ,
             "REFUNDS_DATA_DIR": str(self.data_dir),
             "REFUNDS_DEV_SECRETS": "true",
+            # A shop's receiver on this machine is the usual dev target (issue 13).
+            "REFUNDS_WEBHOOK_ALLOW_PRIVATE_TARGETS": os.environ.get(
+                "REFUNDS_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"
+            ),
         }
         self.stoppers: list[object] = []
         self.info: dict[str, object] = {}

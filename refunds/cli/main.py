@@ -156,6 +156,14 @@ def _cmd_reconcile(args: argparse.Namespace) -> None:
     os._exit(code)
 
 
+def _cmd_events(args: argparse.Namespace) -> None:
+    from refunds.cli.events import redeliver
+
+    code = redeliver(args.since, args.endpoint)
+    sys.stdout.flush()
+    os._exit(code)  # temporalio may abort at interpreter exit (sdk-python#300)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="refunds", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -280,6 +288,19 @@ def parser() -> argparse.ArgumentParser:
         "--date", help="the day to reconcile, YYYY-MM-DD (default: yesterday)", default=None
     )
     reconcile.set_defaults(func=_cmd_reconcile)
+
+    events = sub.add_parser("events", help="the shops' webhook events (issue 13)")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    redeliver = events_sub.add_parser(
+        "redeliver", help="deliver again every event created since a time"
+    )
+    redeliver.add_argument(
+        "--since", required=True, help="ISO 8601 time, e.g. 2026-12-01T00:00:00Z (required)"
+    )
+    redeliver.add_argument(
+        "--endpoint", type=int, help="only to this webhook endpoint id (default: every one)"
+    )
+    redeliver.set_defaults(func=_cmd_events)
     return root
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, String, and_, exists, func, literal, or_, select, update
@@ -28,7 +28,9 @@ from refunds.db.models import (
     Refund,
     WebhookEndpoint,
 )
+from refunds.domain.errors import WebhookEndpointNotFound
 from refunds.domain.outgoing import ALL_TYPES, DeliveryState, EventType
+from refunds.webhooks.signing import new_secret
 
 WOKEN = "webhook_endpoints_woken"
 
@@ -350,3 +352,37 @@ class WebhookEndpointRepository:
     async def enabled_ids(self) -> list[int]:
         stmt = select(WebhookEndpoint.id).where(WebhookEndpoint.enabled.is_(True))
         return [int(i) for i in (await self.session.execute(stmt)).scalars().all()]
+
+    async def get(self, endpoint_id: int, *, lock: bool = False) -> WebhookEndpoint:
+        endpoint = await self.session.get(WebhookEndpoint, endpoint_id, with_for_update=lock)
+        if endpoint is None:
+            raise WebhookEndpointNotFound(f"webhook endpoint {endpoint_id} not found")
+        return endpoint
+
+    async def create(self, url: str, event_types: list[str], enabled: bool) -> WebhookEndpoint:
+        endpoint = WebhookEndpoint(
+            url=url, event_types=event_types, enabled=enabled, secret=new_secret(), failing=False
+        )
+        self.session.add(endpoint)
+        await self.session.flush()
+        await self.session.refresh(endpoint)
+        return endpoint
+
+    async def update(self, endpoint: WebhookEndpoint, changes: dict[str, Any]) -> None:
+        for name, value in changes.items():
+            setattr(endpoint, name, value)
+        endpoint.updated_at = datetime.now(UTC)
+        await self.session.flush()
+
+    async def rotate(self, endpoint: WebhookEndpoint, overlap: timedelta) -> None:
+        """A new secret; the old one still signs for `overlap` (both headers go out)."""
+        now = datetime.now(UTC)
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_valid_until = now + overlap
+        endpoint.secret = new_secret()
+        endpoint.updated_at = now
+        await self.session.flush()
+
+    async def delete(self, endpoint: WebhookEndpoint) -> None:
+        await self.session.delete(endpoint)
+        await self.session.flush()
