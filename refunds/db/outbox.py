@@ -35,6 +35,11 @@ from refunds.webhooks.signing import new_secret
 WOKEN = "webhook_endpoints_woken"
 
 
+def iso(at: datetime) -> str:
+    """UTC, written as the API writes it (`...Z`), so a receiver compares the two as text."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def refund_payload(refund: Refund) -> dict[str, Any]:
     """The refund as `GET /v1/refunds/{no}` shows it, without its timeline (JSON-ready)."""
     return {
@@ -51,9 +56,9 @@ def refund_payload(refund: Refund) -> dict[str, Any]:
         "gateway_refund_id": refund.gateway_refund_id,
         "status": refund.status,
         "needs_manual_return": refund.needs_manual_return,
-        "created_at": refund.created_at.isoformat(),
-        "updated_at": refund.updated_at.isoformat(),
-        "completed_at": refund.completed_at.isoformat() if refund.completed_at else None,
+        "created_at": iso(refund.created_at),
+        "updated_at": iso(refund.updated_at),
+        "completed_at": iso(refund.completed_at) if refund.completed_at else None,
     }
 
 
@@ -80,7 +85,7 @@ def envelope(event: OutgoingEvent) -> dict[str, Any]:
     return {
         "id": event.event_id,
         "type": event.type,
-        "created_at": event.created_at.isoformat(),
+        "created_at": iso(event.created_at),
         "refund_no": event.refund_no,
         "sequence": event.sequence,
         "data": event.payload,
