@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, String, and_, exists, func, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.elements import ColumnElement
@@ -188,7 +188,7 @@ class OutboxRepository:
                 EventDelivery.state == DeliveryState.PENDING.value,
             )
             .order_by(EventDelivery.lane, OutgoingEvent.sequence, OutgoingEvent.id)
-            .distinct(EventDelivery.lane)
+            .ext(distinct_on(EventDelivery.lane))
         ).subquery()
         stmt = select(first.c.id, first.c.lane).order_by(first.c.id).limit(limit)
         if busy:

@@ -243,7 +243,8 @@ async def test_openapi_declares_a_bearer_scheme_enums_and_stable_operation_ids(
     for label, op in operations.items():
         names = [p["name"].lower() for p in op.get("parameters", [])]
         assert "authorization" not in names, label
-        if label.split()[1].startswith(("/v1/orders", "/v1/refunds", "/v1/reconciliations")):
+        guarded = ("/v1/orders", "/v1/refunds", "/v1/reconciliations", "/v1/webhook", "/v1/events")
+        if label.split()[1].startswith(guarded):
             assert op["security"] == [{"bearer": []}], label
             assert op["responses"]["401"]["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/ErrorOut"
@@ -262,6 +263,15 @@ async def test_openapi_declares_a_bearer_scheme_enums_and_stable_operation_ids(
 
 
 OPERATION_IDS = {
+    "POST /v1/webhook_endpoints": "create_endpoint",
+    "GET /v1/webhook_endpoints": "list_endpoints",
+    "GET /v1/webhook_endpoints/{endpoint_id}": "get_endpoint",
+    "PATCH /v1/webhook_endpoints/{endpoint_id}": "update_endpoint",
+    "DELETE /v1/webhook_endpoints/{endpoint_id}": "delete_endpoint",
+    "POST /v1/webhook_endpoints/{endpoint_id}/rotate_secret": "rotate_secret",
+    "GET /v1/events": "list_events",
+    "GET /v1/events/{event_id}": "get_event",
+    "POST /v1/events/{event_id}/redeliver": "redeliver_event",
     "GET /healthz": "healthz",
     "GET /readyz": "readyz",
     "GET /metrics": "metrics",
