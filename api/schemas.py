@@ -237,7 +237,8 @@ class ReadinessOut(BaseModel):
 
 # ---- the shops' webhooks (issue 13) ----------------------------------------------------------
 
-WebhookUrl = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https?://[^\s]+$")]
+# Printable ASCII (an international host name goes as punycode): nothing PostgreSQL refuses.
+WebhookUrl = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https?://[!-~]+$")]
 Subscription = Annotated[
     list[EventType | Literal["*"]], Field(min_length=1, max_length=len(EventType) + 1)
 ]

@@ -25,13 +25,15 @@ router = APIRouter(prefix="/v1/webhook_endpoints", tags=["webhooks"])
 
 READERS = ("admin", "ops")
 ERRORS = documented(401, 403, 404, 422)
+# Routes that read a body: unreadable (400) or too large (413).
+BODY_ERRORS = documented(400, 401, 403, 404, 413, 422)
 
 
 @router.post(
     "",
     response_model=WebhookEndpointWithSecret,
     status_code=status.HTTP_201_CREATED,
-    responses=documented(401, 403, 422),
+    responses=documented(400, 401, 403, 413, 422),
 )
 async def create_endpoint(
     body: WebhookEndpointIn,
@@ -70,7 +72,7 @@ async def get_endpoint(
     )
 
 
-@router.patch("/{endpoint_id}", response_model=WebhookEndpointOut, responses=ERRORS)
+@router.patch("/{endpoint_id}", response_model=WebhookEndpointOut, responses=BODY_ERRORS)
 async def update_endpoint(
     endpoint_id: PathId,
     body: WebhookEndpointPatch,
@@ -96,7 +98,7 @@ async def update_endpoint(
 
 
 @router.post(
-    "/{endpoint_id}/rotate_secret", response_model=WebhookEndpointWithSecret, responses=ERRORS
+    "/{endpoint_id}/rotate_secret", response_model=WebhookEndpointWithSecret, responses=BODY_ERRORS
 )
 async def rotate_secret(
     endpoint_id: PathId,

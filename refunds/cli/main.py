@@ -290,7 +290,9 @@ def parser() -> argparse.ArgumentParser:
     reconcile.set_defaults(func=_cmd_reconcile)
 
     events = sub.add_parser("events", help="the shops' webhook events (issue 13)")
-    events_sub = events.add_subparsers(dest="events_command", required=True)
+    events_sub = events.add_subparsers(
+        dest="events_command", required=True, help="what to do (required)"
+    )
     redeliver = events_sub.add_parser(
         "redeliver", help="deliver again every event created since a time"
     )

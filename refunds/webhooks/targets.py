@@ -23,7 +23,10 @@ def _refused_address(address: str) -> bool:
 
 def check_scheme(url: str) -> tuple[str, int]:
     """The URL's host and port; refused unless http(s) with a host."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed `[` of an IPv6 host
+        raise WebhookTargetRefused(f"{url!r} is not a URL") from None
     if parts.scheme not in SCHEMES or not parts.hostname:
         raise WebhookTargetRefused(f"{url!r}: only http(s) URLs with a host")
     try:

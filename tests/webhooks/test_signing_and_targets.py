@@ -58,6 +58,7 @@ def test_an_old_timestamp_is_refused() -> None:
         "ftp://example.com/",
         "file:///etc/passwd",
         "http:///nohost",
+        "http://[::1/unclosed",
     ],
 )
 async def test_private_and_non_http_targets_are_refused(url: str) -> None:
