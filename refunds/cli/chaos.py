@@ -28,15 +28,25 @@ import httpx
 
 from api.auth import issue_token
 from refunds.cli import chaos_snapshot as read
-from refunds.cli.chaos_checks import TERMINAL, Problem, check_faults_applied, check_late, run_checks
+from refunds.cli.chaos_checks import (
+    TERMINAL,
+    Problem,
+    check_events,
+    check_faults_applied,
+    check_late,
+    run_checks,
+)
 from refunds.cli.chaos_plan import ChaosPlan, OrderPlan, RefundPlan, make_plan
 from refunds.cli.chaos_stack import CHAOS_DELAY, CHAOS_TIMINGS, ChaosStack
+from refunds.cli.chaos_webhooks import ChaosReceiver
 from refunds.sandboxes.payments import pay_with_stripe, pay_with_wechatpay
 from refunds.settings import Settings
 
 APPROVER, ADMIN = "chaos-approver", "chaos-admin"
 ATTEMPTS = 6  # a client's retries of one API call through 5xx answers and timeouts
 TIMELINES_SHOWN = 25
+# How long, once every refund is terminal, the shop's events may take to all arrive.
+EVENTS_SETTLE_SECONDS = 90
 
 
 @dataclass
@@ -69,6 +79,8 @@ class ChaosReport:
     timelines: dict[str, list[str]] = field(default_factory=dict)
     # Late refunds the harness answered at the gateway once they had turned abnormal.
     late_answered: list[str] = field(default_factory=list)
+    # Distinct refund events the run's webhook receiver accepted (issue 13).
+    events_delivered: int = 0
 
     def count(self, *kinds: str) -> int:
         """Distinct refunds (or orders, for order-level problems) with a problem of a kind."""
@@ -94,6 +106,9 @@ class ChaosReport:
             f"restore_problems={self.count('restore')} "
             f"unplanned_failures={self.count('unplanned_failure')} "
             f"harness_problems={self.count('request', 'fault_not_applied')} "
+            f"events_delivered={self.events_delivered} "
+            f"events_lost={self.count('event_lost')} "
+            f"events_invented={self.count('event_invented')} "
             f"succeeded={self.statuses['succeeded']} failed={self.statuses['failed']} "
             f"seconds={self.seconds:.0f}"
         )
@@ -139,8 +154,17 @@ class ChaosRun:
         self.report = ChaosReport(plan)
         self.progress = Progress()
         self.orders = {order.order_no: order for order in plan.orders}
+        self.receiver = ChaosReceiver()
 
     async def run(self, http: httpx.AsyncClient) -> ChaosReport:
+        self.receiver.start()
+        try:
+            return await self._run(http)
+        finally:
+            self.receiver.stop()
+
+    async def _run(self, http: httpx.AsyncClient) -> ChaosReport:
+        endpoint_id = await self._subscribe(http)
         await self._gather(self._create_order, self.plan.orders, http)
         await self._arm_refund_faults(http)
         await self._chaos(http, on=True)
@@ -153,7 +177,37 @@ class ChaosRun:
         await late
         await self._chaos(http, on=False)
         await self._check(http)
+        await self._check_events()
+        await http.delete(f"/v1/webhook_endpoints/{endpoint_id}", headers=self.people.admin)
         return self.report
+
+    async def _subscribe(self, http: httpx.AsyncClient) -> int:
+        """The shop's endpoint on the run's receiver, for every event type (issue 13)."""
+        body = {"url": self.receiver.url, "event_types": ["*"]}
+        response = await _with_retries(
+            lambda: http.post("/v1/webhook_endpoints", json=body, headers=self.people.admin)
+        )
+        response.raise_for_status()
+        return int(response.json()["id"])
+
+    async def _check_events(self) -> None:
+        """Each state change delivered at least once, none invented: waited for, bounded."""
+        deadline = time.monotonic() + EVENTS_SETTLE_SECONDS
+        while True:
+            received = self.receiver.snapshot()
+            # Every refund that was accepted or that the shop heard of: a refund whose request
+            # answered an error may still exist, with its changes.
+            refund_nos = sorted(set(self.report.accepted) | set(received))
+            changes = await asyncio.to_thread(
+                read.state_changes, self.stack.database_url, refund_nos
+            )
+            problems = check_events(changes, received)
+            lost = [p for p in problems if p.kind == "event_lost"]
+            if not lost or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1.0)
+        self.report.events_delivered = sum(len(lane) for lane in self.receiver.snapshot().values())
+        self.report.problems += problems
 
     async def _gather(
         self,

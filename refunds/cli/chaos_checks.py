@@ -28,7 +28,9 @@ GATEWAY_STATUS = {
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # lost | doubled | money | restore | unplanned_failure | fault_not_applied | request
+    # lost | doubled | money | restore | unplanned_failure | fault_not_applied | request |
+    # event_lost | event_invented (issue 13)
+    kind: str
     why: str
     refund_no: str | None = None
     order_no: str | None = None
@@ -319,3 +321,29 @@ def run_checks(plan: ChaosPlan, accepted: list[str], snap: Snapshot) -> list[Pro
         + check_restores(snap)
         + check_outcomes(plan, snap)
     )
+
+
+def check_events(
+    changes: dict[str, int], received: dict[str, dict[int, set[str]]]
+) -> list[Problem]:
+    """Issue 13: each state change of a refund (its request, each status move on its timeline)
+    reached the shop at least once, as sequence 1..N; no event beyond them, none with two ids."""
+    problems: list[Problem] = []
+    for refund_no, count in sorted(changes.items()):
+        lane = received.get(refund_no, {})
+        missing = [n for n in range(1, count + 1) if n not in lane]
+        if missing:
+            why = f"events {missing} of {count} state changes never delivered"
+            problems.append(Problem("event_lost", why, refund_no))
+        extra = sorted(n for n in lane if n > count or n < 1)
+        if extra:
+            why = f"events {extra} delivered for {count} state changes"
+            problems.append(Problem("event_invented", why, refund_no))
+        twice = sorted(n for n, ids in lane.items() if len(ids) > 1)
+        if twice:
+            problems.append(
+                Problem("event_invented", f"sequences {twice} under two ids", refund_no)
+            )
+    for refund_no in sorted(set(received) - set(changes)):
+        problems.append(Problem("event_invented", "events of a refund we have not", refund_no))
+    return problems

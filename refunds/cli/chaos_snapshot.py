@@ -34,12 +34,23 @@ WHERE order_no = ANY(%(orders)s) AND kind = 'refund_restock' GROUP BY refund_no,
 COUPONS_SQL = """
 SELECT code, status, released_by_refund_no FROM coupons WHERE order_no = ANY(%(orders)s)"""
 STATUS_SQL = "SELECT refund_no, status FROM refunds WHERE refund_no = ANY(%(refunds)s)"
+# The state changes a shop hears of: the request, and each status move (its `to`).
+CHANGES_SQL = (
+    "SELECT refund_no, count(*) AS n FROM refund_events WHERE refund_no = ANY(%(refunds)s) "
+    "AND (event = 'requested' OR detail ? 'to') GROUP BY refund_no"
+)
 
 
 def statuses(database_url: str, refund_nos: list[str]) -> dict[str, str]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(STATUS_SQL, {"refunds": refund_nos}).fetchall()
     return {str(no): str(status) for no, status in rows}
+
+
+def state_changes(database_url: str, refund_nos: list[str]) -> dict[str, int]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(CHANGES_SQL, {"refunds": refund_nos}).fetchall()
+    return {str(no): int(n) for no, n in rows}
 
 
 def in_flight(database_url: str, refund_nos: list[str]) -> int:

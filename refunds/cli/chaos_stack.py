@@ -29,6 +29,11 @@ CHAOS_TIMINGS: dict[str, timedelta] = {
     "gateway_call_timeout": timedelta(seconds=2),
     "gateway_retry_initial": timedelta(milliseconds=200),
     "gateway_retry_max": timedelta(seconds=1),
+    # The shop's webhooks (issue 13): retried quickly, swept often.
+    "webhook_timeout": timedelta(seconds=3),
+    "webhook_retry_initial": timedelta(milliseconds=200),
+    "webhook_retry_max": timedelta(seconds=1),
+    "webhook_sweep_interval": timedelta(seconds=2),
 }
 CHAOS_DELAY = 3.0  # seconds a "timeout" stalls: past the 2 s client timeout
 REFUND_DELAY = 1.0  # seconds a sandbox refund stays pending
@@ -46,6 +51,8 @@ class ChaosStack(ProcessStack):
             timings=CHAOS_TIMINGS,
             refund_delay=REFUND_DELAY,
             queue_prefix="chaos",
+            # The run's webhook receiver listens on 127.0.0.1.
+            extra_env={"REFUNDS_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true"},
         )
 
     def kill_worker(self, index: int) -> int:

@@ -21,6 +21,9 @@ def test_refunds_hold_under_gateway_faults_and_worker_kills(
     assert report.count("money") == 0, details
     assert report.count("restore", "unplanned_failure") == 0, details
     assert report.count("request", "fault_not_applied") == 0, details
+    # Issue 13: each state change reached the shop's endpoint at least once, none invented.
+    assert report.count("event_lost", "event_invented") == 0, details
+    assert report.events_delivered > 0, details
     # The faults were really injected, and the kills really happened mid-run.
     for name in ("stripe", "wechatpay"):
         hits = report.chaos[name]["hits"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from refunds.cli.chaos_checks import GatewayRefund, Problem, Snapshot, run_checks
+from refunds.cli.chaos_checks import GatewayRefund, Problem, Snapshot, check_events, run_checks
 from refunds.cli.chaos_plan import ChaosPlan, make_plan
 
 
@@ -145,3 +145,23 @@ def test_a_failure_the_plan_did_not_cause_is_unplanned(plan: ChaosPlan) -> None:
     row["status"] = "failed"
     found = [p for p in problems(plan, snap) if p.kind == "unplanned_failure"]
     assert [p.refund_no for p in found] == [no]
+
+
+def test_every_state_change_delivered_once_or_more_is_no_problem() -> None:
+    received = {"rf-1": {1: {"evt_a"}, 2: {"evt_b"}, 3: {"evt_c"}}}
+    assert check_events({"rf-1": 3}, received) == []
+
+
+def test_a_state_change_never_delivered_is_an_event_lost() -> None:
+    (problem,) = check_events({"rf-1": 3}, {"rf-1": {1: {"evt_a"}, 3: {"evt_c"}}})
+    assert (problem.kind, problem.refund_no) == ("event_lost", "rf-1")
+
+
+def test_an_event_beyond_the_changes_or_under_two_ids_is_invented() -> None:
+    received = {"rf-1": {1: {"evt_a", "evt_x"}, 2: {"evt_b"}}, "rf-9": {1: {"evt_z"}}}
+    kinds = [(p.kind, p.refund_no) for p in check_events({"rf-1": 1}, received)]
+    assert kinds == [
+        ("event_invented", "rf-1"),
+        ("event_invented", "rf-1"),
+        ("event_invented", "rf-9"),
+    ]
