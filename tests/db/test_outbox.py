@@ -77,7 +77,9 @@ async def test_a_committed_move_has_exactly_its_event_with_the_next_sequence(
                 row = await RefundRepository(session).get(refund.refund_no)
                 assert event.payload == {"refund": refund_payload(row)}
                 assert row.event_sequence == 1
-                stmt = select(EventDelivery).where(EventDelivery.event_id == event.id)
+                stmt = select(EventDelivery).where(
+                    EventDelivery.event_id == event.id, EventDelivery.endpoint_id == endpoint.id
+                )
                 (delivery,) = (await session.scalars(stmt)).all()
                 assert (delivery.endpoint_id, delivery.state, delivery.lane) == (
                     endpoint.id,
