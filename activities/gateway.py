@@ -44,18 +44,7 @@ class GatewayActivities(GatewayCalls):
         activity.logger.info(
             "gateway refund %s attempt %d", facts.refund_no, activity.info().attempt
         )
-        refund = await self.gateways[facts.channel].create_refund(
-            GatewayRefundInput(
-                refund_no=facts.refund_no,
-                order_no=facts.order_no,
-                channel=facts.channel,
-                payment_ref=facts.payment_ref,
-                amount=facts.amount,
-                currency=facts.currency,
-                total_amount=facts.total_amount,
-                reason=facts.reason,
-            )
-        )
+        refund = await self.gateways[facts.channel].create_refund(facts)
         detail = {"gateway_refund_id": refund.gateway_refund_id, "gateway_status": refund.status}
         # Once per refund: a retry after this commit found the same refund by its lookup.
         await self._heard(
@@ -66,9 +55,7 @@ class GatewayActivities(GatewayCalls):
     @activity.defn
     @business_errors
     async def look_up_at_gateway(self, facts: RefundFacts) -> GatewayRefund | None:
-        found = await self.gateways[facts.channel].get_refund(
-            GatewayLookup(facts.refund_no, facts.channel, facts.payment_ref)
-        )
+        found = await self.gateways[facts.channel].get_refund(facts)
         info = activity.info()
         key = f"{facts.refund_no}:polled:{info.workflow_run_id}:{info.activity_id}"
         if found is None:

@@ -277,6 +277,12 @@ class GatewayLookup:
     payment_ref: str
 
 
+# What a gateway adapter is handed: the refund workflow passes its `RefundFacts` as they are;
+# `GatewayRefundInput` / `GatewayLookup` are what the first workflow type's activities take.
+RefundToPay = GatewayRefundInput | RefundFacts
+RefundToFind = GatewayLookup | RefundFacts
+
+
 @dataclass(frozen=True)
 class TransitionInput:
     """Move a refund to `to_status`, with a timeline event; idempotent by (refund_no, to_status)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from refunds.domain.errors import GatewayPermanentError, GatewayTransientError, GatewayUnknownError
-from refunds.domain.messages import GatewayLookup, GatewayRefund, GatewayRefundInput
+from refunds.domain.messages import GatewayLookup, GatewayRefund, RefundToFind, RefundToPay
 
 
 class AnswerKind(StrEnum):
@@ -43,8 +43,8 @@ def gateway_error(kind: AnswerKind, message: str) -> Exception:
 
 
 async def lookup_before_create(
-    get_refund: Callable[[GatewayLookup], Awaitable[GatewayRefund | None]],
-    refund: GatewayRefundInput,
+    get_refund: Callable[[RefundToFind], Awaitable[GatewayRefund | None]],
+    refund: RefundToPay,
 ) -> GatewayRefund | None:
     """The lookup a create starts with. A refusal of the lookup says nothing of an earlier
     attempt's create, which may have gone through: it is never final here, only UNKNOWN."""

@@ -8,11 +8,11 @@ from typing import Protocol, runtime_checkable
 
 from refunds.domain.messages import (
     Channel,
-    GatewayLookup,
     GatewayNotification,
     GatewayRefund,
-    GatewayRefundInput,
     GatewayRefundPage,
+    RefundToFind,
+    RefundToPay,
 )
 
 
@@ -55,11 +55,11 @@ class Gateway(Protocol):
 
     channel: Channel
 
-    async def create_refund(self, refund: GatewayRefundInput) -> GatewayRefund:
+    async def create_refund(self, refund: RefundToPay) -> GatewayRefund:
         """Create the refund, idempotent by `refund.refund_no`."""
         ...
 
-    async def get_refund(self, lookup: GatewayLookup) -> GatewayRefund | None:
+    async def get_refund(self, lookup: RefundToFind) -> GatewayRefund | None:
         """The gateway's refund for `lookup.refund_no`, or None if it has none."""
         ...
 

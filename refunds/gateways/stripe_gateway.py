@@ -21,12 +21,12 @@ import stripe
 
 from refunds.domain.messages import (
     Channel,
-    GatewayLookup,
     GatewayNotification,
     GatewayRefund,
-    GatewayRefundInput,
     GatewayRefundPage,
     GatewayStatus,
+    RefundToFind,
+    RefundToPay,
 )
 from refunds.gateways.answers import lookup_before_create
 from refunds.gateways.base import InvalidNotification, ParsedNotification
@@ -94,7 +94,7 @@ class StripeGateway:
             )
         )
 
-    async def create_refund(self, refund: GatewayRefundInput) -> GatewayRefund:
+    async def create_refund(self, refund: RefundToPay) -> GatewayRefund:
         # Idempotency keys live ~24h at Stripe: the metadata lookup covers later retries.
         existing = await lookup_before_create(self.get_refund, refund)
         if existing is not None:
@@ -119,7 +119,7 @@ class StripeGateway:
             )
             return _to_gateway_refund(refund.refund_no, created)
 
-    async def get_refund(self, lookup: GatewayLookup) -> GatewayRefund | None:
+    async def get_refund(self, lookup: RefundToFind) -> GatewayRefund | None:
         with _answers():
             try:
                 found = await self._find(lookup.payment_ref, lookup.refund_no)
@@ -197,7 +197,7 @@ def _answers() -> Iterator[None]:
         raise stripe_gateway_error(exc) from exc
 
 
-def _create_params(refund: GatewayRefundInput) -> dict[str, Any]:
+def _create_params(refund: RefundToPay) -> dict[str, Any]:
     metadata = {"refund_no": refund.refund_no, "order_no": refund.order_no}
     if refund.reason:
         # Stripe's own `reason` is an enum (duplicate, fraudulent, ...): free text goes here.

@@ -21,11 +21,11 @@ from wechatpayv3 import WeChatPay, WeChatPayType  # type: ignore[import-untyped]
 from refunds.domain.errors import GatewayPermanentError, GatewayUnknownError
 from refunds.domain.messages import (
     Channel,
-    GatewayLookup,
     GatewayNotification,
     GatewayRefund,
-    GatewayRefundInput,
     GatewayStatus,
+    RefundToFind,
+    RefundToPay,
 )
 from refunds.gateways.answers import gateway_error, lookup_before_create
 from refunds.gateways.base import InvalidNotification, ParsedNotification
@@ -123,7 +123,7 @@ class WeChatPayGateway:
     def from_settings(cls, settings: Settings) -> WeChatPayGateway:
         return cls(resolve_wechatpay_config(settings))
 
-    async def create_refund(self, refund: GatewayRefundInput) -> GatewayRefund:
+    async def create_refund(self, refund: RefundToPay) -> GatewayRefund:
         """Look up `refund_no` first so a retry after a lost answer never refunds twice."""
         existing = await lookup_before_create(self.get_refund, refund)
         if existing is not None:
@@ -155,7 +155,7 @@ class WeChatPayGateway:
         )
         return created
 
-    async def get_refund(self, lookup: GatewayLookup) -> GatewayRefund | None:
+    async def get_refund(self, lookup: RefundToFind) -> GatewayRefund | None:
         status, data = await self._call(self._client.query_refund, out_refund_no=lookup.refund_no)
         if status == 404 and data.get("code") == "RESOURCE_NOT_EXISTS":
             return None
