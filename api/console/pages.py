@@ -25,6 +25,7 @@ from api.read_models import order_out, visible_order, visible_refund
 from api.schemas import PathKey
 from refunds.db.console import AmountRange, ConsoleRepository, age_cutoff
 from refunds.db.models import Order, Refund
+from refunds.db.outbox import WebhookEndpointRepository
 from refunds.db.repositories import OrderRepository, RefundRepository
 from refunds.domain.errors import OrderNotFound, RefundNotFound
 from refunds.domain.messages import TERMINAL_STATUSES, Channel, RefundStatus
@@ -155,7 +156,8 @@ async def ops_queue(
     session: SessionDep,
     processing_minutes: Annotated[int | None, Query(ge=0, le=525600)] = None,
 ) -> Response:
-    """Abnormal refunds with every gateway answer, and refunds processing past an age."""
+    """Abnormal refunds with every gateway answer, refunds processing past an age, and the
+    shops' webhook endpoints that are failing."""
     user.principal.require("ops", "admin")
     repo = ConsoleRepository(session)
     version = await repo.version()
@@ -182,6 +184,8 @@ async def ops_queue(
             for r, o in stale
         ],
         processing_minutes=processing_minutes,
+        failing_endpoints=await WebhookEndpointRepository(session).failing(),
+        now=now,
         can_resolve=user.principal.has("ops"),
         version=version,
     )

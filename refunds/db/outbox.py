@@ -337,6 +337,18 @@ class OutboxRepository:
 
 
 @dataclass(frozen=True)
+class FailingEndpoint:
+    """A failing endpoint as ops see it: how many of its deliveries ran out of tries, and how
+    the last of them failed."""
+
+    endpoint: WebhookEndpoint
+    failed_deliveries: int
+    last_error: str | None
+    last_status_code: int | None
+    last_failed_at: datetime | None
+
+
+@dataclass(frozen=True)
 class DeliveryTarget:
     delivery: EventDelivery
     event: OutgoingEvent
@@ -353,6 +365,46 @@ class WebhookEndpointRepository:
     async def all(self) -> Sequence[WebhookEndpoint]:
         stmt = select(WebhookEndpoint).order_by(WebhookEndpoint.id)
         return (await self.session.scalars(stmt)).all()
+
+    async def failing(self) -> list[FailingEndpoint]:
+        """Failing endpoints, longest failing first, with their failed deliveries counted and
+        the last error of the one that failed last."""
+        failed = EventDelivery.state == DeliveryState.FAILED.value
+        counts = (
+            select(EventDelivery.endpoint_id, func.count().label("n"))
+            .where(failed)
+            .group_by(EventDelivery.endpoint_id)
+            .subquery()
+        )
+        last = (
+            select(
+                EventDelivery.endpoint_id,
+                EventDelivery.last_error,
+                EventDelivery.last_status_code,
+                EventDelivery.updated_at,
+            )
+            .where(failed)
+            .order_by(
+                EventDelivery.endpoint_id, EventDelivery.updated_at.desc(), EventDelivery.id.desc()
+            )
+            .ext(distinct_on(EventDelivery.endpoint_id))
+            .subquery()
+        )
+        stmt = (
+            select(
+                WebhookEndpoint,
+                func.coalesce(counts.c.n, 0),
+                last.c.last_error,
+                last.c.last_status_code,
+                last.c.updated_at,
+            )
+            .outerjoin(counts, counts.c.endpoint_id == WebhookEndpoint.id)
+            .outerjoin(last, last.c.endpoint_id == WebhookEndpoint.id)
+            .where(WebhookEndpoint.failing.is_(True))
+            .order_by(WebhookEndpoint.failing_since, WebhookEndpoint.id)
+        )
+        rows = (await self.session.execute(stmt)).all()
+        return [FailingEndpoint(e, int(n), error, code, at) for e, n, error, code, at in rows]
 
     async def enabled_ids(self) -> list[int]:
         stmt = select(WebhookEndpoint.id).where(WebhookEndpoint.enabled.is_(True))

@@ -5,6 +5,9 @@ break the schema it documents."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import httpx
 import pytest
 import schemathesis
 from fastapi.routing import APIRoute
@@ -43,6 +46,27 @@ OPERATIONS = sorted(
 @pytest.fixture(scope="session")
 def api_schema(stack: Stack) -> BaseSchema:
     return schemathesis.openapi.from_url(f"{stack.api_url}/openapi.json")
+
+
+@pytest.fixture(autouse=True)
+def no_webhook_endpoint_left_behind(stack: Stack) -> Iterator[None]:
+    """The fuzz registers webhook endpoints (any URL is allowed on the test stack): left behind,
+    each would hear every later test's events and retry them for days in the background. The
+    ones a test made are deleted after it; the fuzz itself runs unchanged."""
+    admin = stack.token("fuzz-cleanup", "admin")
+
+    def endpoint_ids() -> set[int]:
+        response = httpx.get(f"{stack.api_url}/v1/webhook_endpoints", headers=admin, timeout=30)
+        response.raise_for_status()
+        return {int(e["id"]) for e in response.json()["items"]}
+
+    before = endpoint_ids()
+    yield
+    for endpoint_id in sorted(endpoint_ids() - before):
+        gone = httpx.delete(
+            f"{stack.api_url}/v1/webhook_endpoints/{endpoint_id}", headers=admin, timeout=30
+        )
+        assert gone.status_code in (204, 404), gone.text
 
 
 def test_the_fuzzed_operations_are_the_documented_ones(api_schema: BaseSchema) -> None:
