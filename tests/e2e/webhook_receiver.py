@@ -35,6 +35,7 @@ class Arrival:
 @dataclass
 class Receiver:
     fail_first: int = 0  # per event id
+    fail_first_arrivals: int = 0  # the very first arrivals, whatever their event
     hold_first_seconds: float = 0.0  # the very first arrival is answered this late
     secrets: list[str] = field(default_factory=list)
     arrivals: list[Arrival] = field(default_factory=list)
@@ -48,7 +49,8 @@ class Receiver:
         with self.lock:
             tries = sum(1 for a in self.arrivals if a.event["id"] == event["id"])
             first_ever = not self.arrivals
-            answered = 500 if tries < self.fail_first else 200
+            failing = tries < self.fail_first or len(self.arrivals) < self.fail_first_arrivals
+            answered = 500 if failing else 200
             verified = [s for s in self.secrets if verify(header, body, s)]
             if not verified:
                 answered = 400

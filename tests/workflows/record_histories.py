@@ -1,9 +1,11 @@
-"""Record the stored histories of the `Refund` workflow type (issue 11) for tests/workflows/
-test_replay.py: `python -m tests.workflows.record_histories [PATH ...]` (all paths by default).
+"""Record the stored histories of the `Refund` workflow type (issue 11) and of
+`WebhookEndpointDelivery` (issue 13) for tests/workflows/test_replay.py:
+`python -m tests.workflows.record_histories [PATH ...]` (all paths by default).
 
 It starts its own stack as the e2e tests do (PostgreSQL, Temporal dev server, both sandboxes,
 the API, the worker process), drives each path through HTTP and writes the history of the run
-that carried it to `histories/refund_<path>.json`. Record a path once, when it ships; never
+that carried it to `histories/refund_<path>.json` (a `Refund` run) or `histories/<path>.json`
+(a run of another type, see OTHER_TYPES). Record a path once, when it ships; never
 re-record one to make a replay pass: a history that no longer replays is a running refund the
 change would break. So a path whose history is stored is skipped unless `--force` is given.
 """
@@ -36,12 +38,16 @@ from refunds.runtime.temporal_client import connect
 from tests.e2e.support import api_with, stripe_refunds
 from tests.e2e.test_gateway_silence_and_abnormal import refund_elsewhere
 from tests.e2e.test_reconciliation import reconcile_today
+from tests.e2e.webhook_receiver import running_receiver
 from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
 from tests.stack import Stack, start_stack
 from workflows.refund import workflow_id
+from workflows.webhook_delivery import workflow_id as endpoint_workflow_id
 
 HISTORIES = Path(__file__).parent / "histories"
 WORKFLOW_TYPE = "Refund"
+# Paths that record a run of another type: stored under their own name, not `refund_<path>`.
+OTHER_TYPES = {"webhook_endpoint_delivered_then_deleted": "WebhookEndpointDelivery"}
 # Whatever the gateways or the API could leak into a payload: keys, tokens, PEM blocks.
 SECRET_SHAPES = re.compile(r"sk_(test|live)_|rk_(test|live)_|whsec_|Bearer |-----BEGIN")
 
@@ -55,6 +61,9 @@ class Recorder:
     def __init__(self, shop: Shop, temporal: Client) -> None:
         self.shop = shop
         self.temporal = temporal
+        # Secrets a path is handed on the way (a webhook endpoint's signing secret): the
+        # history must hold none of them, as it holds none of the stack's.
+        self.secrets: list[str] = []
 
     async def request(self, order: dict[str, Any], amount: int, *faults: str) -> str:
         """A customer's refund with the Stripe faults armed for it; its refund_no."""
@@ -94,6 +103,25 @@ class Recorder:
             await asyncio.sleep(0.2)
         raise AssertionError(f"{refund_no}: no {gateway_status} notification")
 
+    async def all_delivered(self, refund_no: str, endpoint_id: int) -> None:
+        """Wait until the endpoint's delivery of each of the refund's events is delivered."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            response = await self.shop.http.get(
+                "/v1/events", params={"refund_no": refund_no}, headers=self.shop.ops
+            )
+            assert response.status_code == 200, response.text
+            states = [
+                d["state"]
+                for event in response.json()["items"]
+                for d in event["deliveries"]
+                if d["endpoint_id"] == endpoint_id
+            ]
+            if states and all(state == "delivered" for state in states):
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{refund_no}: events not all delivered to endpoint {endpoint_id}")
+
     async def latest_run(self, refund_no: str) -> Handle:
         """The refund's newest run, pinned by its run id."""
         described = await self.temporal.get_workflow_handle(workflow_id(refund_no)).describe()
@@ -101,12 +129,17 @@ class Recorder:
 
     async def closed_run(self, refund_no: str) -> Handle:
         """The newest run, once closed: a history recorded from its end."""
-        handle = await self.latest_run(refund_no)
-        for _ in range(150):
-            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-                return handle
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"{refund_no}: run {handle.run_id} still running")
+        return await closed(await self.latest_run(refund_no), timeout=30)
+
+
+async def closed(handle: Handle, timeout: float) -> Handle:
+    """The run, once closed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return handle
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{handle.id}: run {handle.run_id} still running")
 
 
 # ---- the paths ------------------------------------------------------------------------------
@@ -288,6 +321,34 @@ async def repaired_processing_succeeded(rec: Recorder) -> Handle:
     return handle
 
 
+async def webhook_endpoint_delivered_then_deleted(rec: Recorder) -> Handle:
+    """Issue 13: an endpoint hears a refund's events (the very first try answered 500, so one
+    delivery is retried), then is deleted: its delivery workflow sees it gone and ends."""
+    shop = rec.shop
+    with running_receiver(fail_first_arrivals=1) as receiver:
+        body = {"url": receiver.url, "event_types": ["*"]}
+        response = await shop.http.post("/v1/webhook_endpoints", json=body, headers=shop.admin)
+        assert response.status_code == 201, response.text
+        endpoint = response.json()
+        rec.secrets.append(endpoint["secret"])
+        receiver.secrets.append(endpoint["secret"])
+        order = await shop.order(amount=4000)
+        refund_no = await rec.request(order, 4000)
+        await rec.approve(refund_no)
+        await shop.wait_status(refund_no, "succeeded")
+        await rec.all_delivered(refund_no, endpoint["id"])
+        assert [a.answered for a in receiver.of(refund_no)] == [500] + [200] * 3
+        handle = rec.temporal.get_workflow_handle(endpoint_workflow_id(endpoint["id"]))
+        run_id = (await handle.describe()).run_id
+        response = await shop.http.delete(
+            f"/v1/webhook_endpoints/{endpoint['id']}", headers=shop.admin
+        )
+        assert response.status_code == 204, response.text
+    # Nothing wakes it on a delete: its next sweep finds the endpoint gone.
+    run = rec.temporal.get_workflow_handle(endpoint_workflow_id(endpoint["id"]), run_id=run_id)
+    return await closed(run, timeout=60)
+
+
 PATHS: dict[str, Drive] = {
     # First: its reconciliation looks at every refund of the day, so it runs on a quiet stack.
     "repaired_processing_succeeded": repaired_processing_succeeded,
@@ -303,6 +364,8 @@ PATHS: dict[str, Drive] = {
     "reopened_resolved_failed": reopened_resolved_failed,
     "reopened_resolved_succeeded": reopened_resolved_succeeded,
     "mismatch_resolved_failed": mismatch_resolved_failed,
+    # Last: its endpoint hears every event committed while it exists.
+    "webhook_endpoint_delivered_then_deleted": webhook_endpoint_delivered_then_deleted,
 }
 
 
@@ -346,20 +409,25 @@ def stack_secrets(stack: Stack) -> list[str]:
     return [v for v in values if v]
 
 
+def stem_of(name: str) -> str:
+    return name if name in OTHER_TYPES else f"refund_{name}"
+
+
 def target_of(name: str) -> Path:
-    return HISTORIES / f"refund_{name}.json"
+    return HISTORIES / f"{stem_of(name)}.json"
 
 
 async def record(name: str, drive: Drive, rec: Recorder) -> None:
     handle = await drive(rec)
     history = await handle.fetch_history()
     started = history.events[0].workflow_execution_started_event_attributes
-    assert started.workflow_type.name == WORKFLOW_TYPE, (name, started.workflow_type.name)
-    found = leaks(history.to_json_dict(), stack_secrets(rec.shop.stack))
+    expected = OTHER_TYPES.get(name, WORKFLOW_TYPE)
+    assert started.workflow_type.name == expected, (name, started.workflow_type.name)
+    found = leaks(history.to_json_dict(), stack_secrets(rec.shop.stack) + rec.secrets)
     if found:
         raise AssertionError(f"{name}: the history holds secrets ({sorted(set(found))})")
     target_of(name).write_text(history.to_json() + "\n")
-    print(f"refund_{name}: {len(history.events)} events, run {handle.run_id}", flush=True)
+    print(f"{stem_of(name)}: {len(history.events)} events, run {handle.run_id}", flush=True)
 
 
 async def record_all(names: list[str], stack: Stack) -> None:
@@ -380,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown paths {unknown}; known: {list(PATHS)}")
     names = [n for n in args.paths or PATHS if args.force or not target_of(n).exists()]
     for stored in sorted(set(args.paths or PATHS) - set(names)):
-        print(f"refund_{stored}: stored already, skipped (--force overwrites)")
+        print(f"{stem_of(stored)}: stored already, skipped (--force overwrites)")
     if not names:
         return 0
     # Dev mode, as the tests run: the stack's secrets are generated into its temporary dir.

@@ -3,7 +3,8 @@
 A change to the workflow that would break running refunds fails here (non-determinism). Add a
 history here whenever a new path ships; regenerate none of them to make a change pass.
 `refund_*.json` are runs of the `Refund` type (issue 11), recorded by
-`python -m tests.workflows.record_histories`; the others, runs of the first type.
+`python -m tests.workflows.record_histories`, as is `webhook_endpoint_*.json`, a run of
+`WebhookEndpointDelivery` (issue 13); the others, runs of the first type.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from temporalio.worker import Replayer
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.refund_v1 import RefundWorkflowV1
+from workflows.webhook_delivery import WebhookEndpointDelivery
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 NEW_TYPE_HISTORIES = [p for p in HISTORIES if p.stem.startswith("refund_")]
-# The workflows worker.py registers (build_workers): a history replays against what runs it.
-WORKFLOWS = [RefundWorkflow, RefundWorkflowV1, ReconciliationWorkflow]
+# The workflows worker.py registers (build_workers, both of its workers): a history replays
+# against what runs it.
+WORKFLOWS = [RefundWorkflow, RefundWorkflowV1, ReconciliationWorkflow, WebhookEndpointDelivery]
 REGISTERED_TYPES = {workflow._Definition.must_from_class(cls).name for cls in WORKFLOWS}
 # The issue's target for a happy-path refund, counted in its history.
 HAPPY_REFUND_MAX_EVENTS = 30
@@ -80,6 +83,9 @@ def test_histories_cover_the_main_paths() -> None:
         "refund_repaired_processing_succeeded",
         "refund_reopened_resolved_failed",
         "refund_reopened_resolved_succeeded",
+        # Issue 13: the long-lived delivery workflow of one webhook endpoint, which delivered a
+        # refund's events (one retried) and ended when its endpoint was deleted.
+        "webhook_endpoint_delivered_then_deleted",
     }
 
 
@@ -100,3 +106,12 @@ def test_refund_history_is_a_finished_run_of_the_new_type(path: Path) -> None:
 def test_happy_stripe_refund_history_is_within_the_issue_target() -> None:
     history = load(Path(__file__).parent / "histories" / "refund_succeeded_stripe.json")
     assert len(history.events) <= HAPPY_REFUND_MAX_EVENTS
+
+
+def test_webhook_endpoint_history_is_a_run_ended_by_its_endpoints_deletion() -> None:
+    history = load(
+        Path(__file__).parent / "histories" / "webhook_endpoint_delivered_then_deleted.json"
+    )
+    assert workflow_type(history) == "WebhookEndpointDelivery"
+    # Completed, not continued as new: the replay goes through the deletion's end of the loop.
+    assert history.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
