@@ -41,7 +41,6 @@ from refunds.domain.messages import (
     Channel,
     OrderStatus,
     RefundFacts,
-    RefundItem,
     RefundRequest,
     RefundRow,
     RefundSource,
@@ -68,7 +67,7 @@ def facts_of(order: Order, refund: Refund) -> RefundFacts:
         reason=refund.reason,
         requested_by=refund.requested_by,
         source=RefundSource(refund.source),
-        items=[RefundItem(i["sku"], int(i["quantity"])) for i in refund.items],
+        items=refund.item_list(),
         created_at=refund.created_at.isoformat(),
     )
 

@@ -563,10 +563,15 @@ class RefundWorkflow:
         return self._gateway_final() == GatewayStatus.SUCCEEDED
 
     def _step(
-        self, actor: str, event: str, detail: dict[str, Any], to: RefundStatus | None = None
+        self,
+        actor: str,
+        event: str,
+        detail: dict[str, Any],
+        to: RefundStatus | None = None,
+        key: str = "",
     ) -> Step:
         clean = {k: v for k, v in detail.items() if v is not None}
-        return Step(self._require_facts(), actor, event, clean, to_status=to)
+        return Step(self._require_facts(), actor, event, clean, to_status=to, key=key)
 
     async def _move(self, to: RefundStatus, actor: str, event: str, detail: dict[str, Any]) -> None:
         """One step: the timeline entry and the status move, in one transaction."""
@@ -588,10 +593,9 @@ class RefundWorkflow:
         signals between a failed workflow task and its retry cannot change it."""
         self._notes += 1
         key = f"{self._request.refund_no}:{event}:{workflow.info().run_id}:{self._notes}"
-        step = self._step(actor, event, detail)
         await workflow.execute_local_activity_method(
             LedgerSteps.record_step,
-            Step(step.facts, actor, event, step.detail, key=key),
+            self._step(actor, event, detail, key=key),
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=LEDGER_RETRY,
         )

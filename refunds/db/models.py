@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from refunds.domain.messages import Channel, FindingKind, GatewayStatus
+from refunds.domain.messages import Channel, FindingKind, GatewayStatus, RefundItem
 from refunds.domain.notifications import NotificationOutcome
 from refunds.domain.outgoing import DeliveryState
 
@@ -152,6 +152,10 @@ class Refund(Base):
     event_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     events: Mapped[list[RefundEvent]] = relationship(lazy="raise", order_by="RefundEvent.id")
+
+    def item_list(self) -> list[RefundItem]:
+        """The returned items as the workflow's messages carry them."""
+        return [RefundItem(i["sku"], int(i["quantity"])) for i in self.items]
 
 
 class RefundEvent(Base):

@@ -12,7 +12,6 @@ from enum import StrEnum
 
 from temporalio.client import Client
 from temporalio.common import (
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -25,7 +24,6 @@ from refunds.domain.messages import (
     Channel,
     GatewayNotification,
     GatewayStatus,
-    RefundItem,
     RefundRequest,
     RefundSource,
     RefundStatus,
@@ -50,7 +48,7 @@ def request_from_row(refund: Refund, settings: Settings) -> RefundRequest:
         reason=refund.reason,
         requested_by=refund.requested_by,
         source=RefundSource(refund.source),
-        items=[RefundItem(i["sku"], int(i["quantity"])) for i in refund.items],
+        items=refund.item_list(),
         timings=settings.refund_timings(),
         auto_approve_limit=settings.auto_approve_limit_for(refund.currency),
     )
@@ -73,26 +71,32 @@ async def deliver(
         return Delivery.REPAIRED if await repair(client, settings, refund) else Delivery.IGNORED
     if refund.status != RefundStatus.SUCCEEDED or notification.status != GatewayStatus.FAILED:
         return Delivery.IGNORED
-    request = request_from_row(refund, settings)
-    await client.start_workflow(
-        RefundWorkflow.run,
-        replace(request, reopened_by=notification),
-        id=workflow_id(refund.refund_no),
-        task_queue=settings.task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        search_attributes=_attributes(refund),
-        static_summary=f"{refund.refund_no} reopened: the gateway failed it after success",
-    )
+    reopening = replace(request_from_row(refund, settings), reopened_by=notification)
+    summary = f"{refund.refund_no} reopened: the gateway failed it after success"
+    await _start_run(client, settings, refund, reopening, summary)
     return Delivery.REOPENED
 
 
-def _attributes(refund: Refund) -> TypedSearchAttributes:
-    return start_attributes(
-        refund.refund_no,
-        refund.order_no,
-        Channel(refund.channel),
-        refund.amount,
-        RefundStatus(refund.status),
+async def _start_run(
+    client: Client, settings: Settings, refund: Refund, request: RefundRequest, summary: str
+) -> None:
+    """A new run for a refund whose last run has closed (never beside an open one), with the
+    search attributes its ledger row gives."""
+    await client.start_workflow(
+        RefundWorkflow.run,
+        request,
+        id=workflow_id(refund.refund_no),
+        task_queue=settings.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        search_attributes=start_attributes(
+            refund.refund_no,
+            refund.order_no,
+            Channel(refund.channel),
+            refund.amount,
+            RefundStatus(refund.status),
+        ),
+        static_summary=summary,
     )
 
 
@@ -110,17 +114,10 @@ async def is_running(client: Client, refund_no: str) -> bool:
 async def repair(client: Client, settings: Settings, refund: Refund) -> bool:
     """Start a run that claims the refund and carries it on. False when a run is open already:
     two runs must never carry one refund."""
-    request = request_from_row(refund, settings)
+    repairing = replace(request_from_row(refund, settings), repair=True)
     try:
-        await client.start_workflow(
-            RefundWorkflow.run,
-            replace(request, repair=True),
-            id=workflow_id(refund.refund_no),
-            task_queue=settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=_attributes(refund),
-            static_summary=f"repair of {refund.refund_no} ({refund.status})",
+        await _start_run(
+            client, settings, refund, repairing, f"repair of {refund.refund_no} ({refund.status})"
         )
     except WorkflowAlreadyStartedError:
         return False
