@@ -146,8 +146,10 @@ def running_sandbox(
     port: int | None = None,
     api_key: str | None = None,
     webhook_secret: str | None = None,
+    webhook_events: frozenset[str] | None = None,
 ) -> Iterator[StripeStack]:
-    """Start a webhook receiver and a sandbox posting to it; stop both afterwards."""
+    """Start a webhook receiver and a sandbox posting to it (the events `webhook_events` names,
+    default all); stop both afterwards."""
     recorder = recorder or WebhookRecorder()
     receiver = BackgroundServer(recorder.app(), free_port())
     receiver_url = receiver.start()
@@ -159,6 +161,7 @@ def running_sandbox(
         webhook_secret=webhook_secret,
         refund_delay=REFUND_DELAY,
         state_file=state_file,
+        webhook_events=webhook_events,
     )
     server = BackgroundServer(create_app(config), port or free_port())
     url = server.start()

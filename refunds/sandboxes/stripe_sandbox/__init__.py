@@ -19,8 +19,12 @@ Control API (JSON, no auth):
   (sandboxes/chaos.py); GET -> `{"calls", "hits": {action: n}, ...}`; DELETE turns it off.
 - GET /_sandbox/refunds?refund_no=X -> `{"data": [refund...], "create_requests": {X: n}}`.
 - GET /_sandbox/events?refund_no=X -> `{"data": [{"event", "refund_id", "refund_no",
-  "suppressed", "deliveries": [{"at", "status_code", "error"}]}]}`;
+  "subscribed", "suppressed", "deliveries": [{"at", "status_code", "error"}]}]}`;
   POST /_sandbox/events/{evt_id}/resend.
+- The webhook endpoint's subscription, Stripe's `enabled_events` (config `webhook_events`, CLI
+  `--webhook-events`): events it leaves out are created and listed (`"subscribed": false`,
+  `pending_webhooks` 0) but not sent. GET /_sandbox/webhook_events -> `{"enabled_events": [...]}`
+  (`["*"]`: every event); POST the same body to change it (400 for a name the sandbox never emits).
 - POST /_sandbox/refunds/{re_id}/succeed, POST /_sandbox/refunds/{re_id}/fail
   `{"failure_reason"?}`.
 - POST /_sandbox/refunds/{re_id}/created `{"created": <unix seconds>}` -> the refund, its

@@ -17,7 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from refunds.sandboxes.stripe_sandbox.config import StripeSandboxConfig
+from refunds.sandboxes.stripe_sandbox.config import (
+    ALL_EVENTS,
+    StripeSandboxConfig,
+    webhook_subscription,
+)
 from refunds.sandboxes.stripe_sandbox.errors import StripeAPIError
 from refunds.sandboxes.stripe_sandbox.faults import Fault, fault_from_json
 from refunds.sandboxes.stripe_sandbox.forms import nest_pairs, parse_form
@@ -196,6 +200,25 @@ class ControlHandler:
         ]
         return JSONResponse({"data": records})
 
+    async def webhook_events(self, request: Request) -> Response:
+        return JSONResponse(self._subscription())
+
+    async def subscribe(self, request: Request) -> Response:
+        """`{"enabled_events": [...]}` as Stripe's webhook endpoint takes it; `["*"]`: all."""
+        try:
+            body = await request.json()
+            names = body["enabled_events"]
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError("enabled_events must be a list of event type names")
+            self.sandbox.subscribe(webhook_subscription(names))
+        except (ValueError, TypeError, KeyError) as exc:
+            return JSONResponse({"error": {"code": "invalid_events", "message": str(exc)}}, 400)
+        return JSONResponse(self._subscription())
+
+    def _subscription(self) -> Obj:
+        events = self.sandbox.webhook_events
+        return {"enabled_events": sorted(events) if events is not None else [ALL_EVENTS]}
+
     async def resend(self, request: Request) -> Response:
         return self._guard(lambda: self.sandbox.resend(request.path_params["id"]))
 
@@ -295,6 +318,8 @@ def create_app(config: StripeSandboxConfig) -> Starlette:
         Route("/_sandbox/refunds/{id}/fail", control.fail, methods=["POST"]),
         Route("/_sandbox/refunds/{id}/created", control.backdate, methods=["POST"]),
         Route("/_sandbox/events", control.events, methods=["GET"]),
+        Route("/_sandbox/webhook_events", control.webhook_events, methods=["GET"]),
+        Route("/_sandbox/webhook_events", control.subscribe, methods=["POST"]),
         Route("/_sandbox/events/{id}/resend", control.resend, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -59,6 +59,8 @@ class StripeSandbox:
         self.faults = FaultRegistry()
         self.chaos = ChaosMode()
         self.webhooks = WebhookSender(config.webhook_url, config.webhook_secret, self.store.save)
+        # The endpoint's `enabled_events` (None: every event); the control API may change it.
+        self.webhook_events = config.webhook_events
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -434,6 +436,7 @@ class StripeSandbox:
         self, type_: str, obj: Obj, previous: Obj | None = None, refund: Obj | None = None
     ) -> None:
         refund = refund or obj
+        subscribed = self.subscribed(type_)
         event: Obj = {
             "id": new_id("evt"),
             "object": "event",
@@ -441,7 +444,8 @@ class StripeSandbox:
             "created": now(),
             "data": {"object": copy.deepcopy(obj)},
             "livemode": False,
-            "pending_webhooks": 1,
+            # As at Stripe: how many endpoints this event is owed to (0 when none subscribes).
+            "pending_webhooks": 1 if subscribed else 0,
             "request": {"id": None, "idempotency_key": None},
             "type": type_,
         }
@@ -453,16 +457,25 @@ class StripeSandbox:
             "event": event,
             "refund_id": refund["id"],
             "refund_no": refund["metadata"].get("refund_no"),
+            "subscribed": subscribed,
             "suppressed": "no_webhook" in faults,
             "deliveries": [],
         }
         self.state.events.append(record)
-        if record["suppressed"]:
+        if record["suppressed"] or not subscribed:
             return
         if "out_of_order_webhooks" in faults and type_ == "refund.created":
             plan["held_events"].append(event["id"])
             return
         self._send(record, duplicate="duplicate_webhook" in faults)
+
+    def subscribed(self, event_type: str) -> bool:
+        return self.webhook_events is None or event_type in self.webhook_events
+
+    def subscribe(self, events: frozenset[str] | None) -> None:
+        """Change the endpoint's `enabled_events`, as a shop does in Stripe's dashboard: events
+        emitted from now on follow it. Not saved: a restart takes it from the config again."""
+        self.webhook_events = events
 
     def _send(self, record: Obj, duplicate: bool) -> None:
         for _ in range(2 if duplicate else 1):
