@@ -158,3 +158,11 @@ def test_seeding_with_the_api_unreachable_returns_instead_of_raising(
     )
     assert seeded == []
     assert capsys.readouterr().err.count("not seeded: ConnectError") == len(seed.DEMO_ORDERS)
+
+
+def test_sandbox_refuses_a_webhook_event_it_never_sends() -> None:
+    argv = ["sandbox", "stripe", "--port", "1", "--webhook-events", "refund.updated,refund.update"]
+    with pytest.raises(
+        SystemExit, match=r"--webhook-events: unknown webhook events \['refund.update'\]"
+    ):
+        cli.main(argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
@@ -16,7 +17,9 @@ def serve_sandbox(
     refund_delay: float,
     state_file: Path | None,
     webhook_url: str | None,
+    webhook_events: Sequence[str] | None = None,
 ) -> None:
+    subscription = _subscription(webhook_events)  # a bad flag stops before anything starts
     settings = get_settings()
     if gateway == "stripe":
         from refunds.sandboxes.stripe_sandbox import StripeSandboxConfig, create_app
@@ -28,6 +31,7 @@ def serve_sandbox(
                 webhook_url=webhook_url or f"{settings.api_url}/v1/webhooks/stripe",
                 refund_delay=refund_delay,
                 state_file=state_file,
+                webhook_events=subscription,
             )
         )
     else:
@@ -36,3 +40,13 @@ def serve_sandbox(
 
         app = create_wechat(sandbox_config_from_settings(settings, refund_delay, state_file))
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _subscription(names: Sequence[str] | None) -> frozenset[str] | None:
+    """`--webhook-events`: unset is every event; a name the sandbox never emits stops it."""
+    from refunds.sandboxes.stripe_sandbox.config import webhook_subscription
+
+    try:
+        return None if names is None else webhook_subscription(names)
+    except ValueError as exc:
+        raise SystemExit(f"refunds sandbox stripe --webhook-events: {exc}") from exc
