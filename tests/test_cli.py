@@ -18,7 +18,11 @@ import pytest
 from api.auth import read_token
 from refunds.cli import main as cli
 from refunds.cli import seed
+from refunds.cli.chaos_stack import ChaosStack
 from refunds.cli.main import parser
+from refunds.cli.process_stack import ProcessStack
+from refunds.gateways.stripe_gateway import SUBSCRIBED_EVENTS
+from refunds.sandboxes.stripe_sandbox.config import webhook_subscription
 from refunds.settings import dev_secret
 
 
@@ -158,6 +162,19 @@ def test_seeding_with_the_api_unreachable_returns_instead_of_raising(
     )
     assert seeded == []
     assert capsys.readouterr().err.count("not seeded: ConnectError") == len(seed.DEMO_ORDERS)
+
+
+def test_bench_stacks_subscribe_stripe_as_the_readme_says_and_chaos_takes_every_event(
+    tmp_path: Path,
+) -> None:
+    """`refunds bench` subscribes its Stripe sandbox as a shop following the README does;
+    `refunds chaos` takes every event, so its out-of-order fault still delivers a stale
+    `refund.created` after the success."""
+    bench = ProcessStack(tmp_path, "postgresql://unused", "127.0.0.1:1", workers=0)
+    chaos = ChaosStack(tmp_path, "postgresql://unused", "127.0.0.1:1", workers=0)
+    args = parser().parse_args(bench.sandbox_commands()["sandbox-stripe"])
+    assert webhook_subscription(args.webhook_events) == frozenset(SUBSCRIBED_EVENTS)
+    assert parser().parse_args(chaos.sandbox_commands()["sandbox-stripe"]).webhook_events is None
 
 
 def test_sandbox_refuses_a_webhook_event_it_never_sends() -> None:

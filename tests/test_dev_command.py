@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from refunds.embedded.ports import free_port
+from refunds.gateways.stripe_gateway import SUBSCRIBED_EVENTS
 
 
 def start_dev(
@@ -112,6 +113,9 @@ def test_refunds_dev_runs_the_stack_and_stops_it_cleanly(tmp_path_outside_pytest
             "temporal": "ok",
         }
         assert httpx.get(f"{info['api_url']}/docs", timeout=10).status_code == 200
+        # Its Stripe sandbox sends what a shop following the README subscribes to.
+        subscription = httpx.get(f"{info['stripe_api_base']}/_sandbox/webhook_events", timeout=10)
+        assert subscription.json() == {"enabled_events": sorted(SUBSCRIBED_EVENTS)}
         assert httpx.get(info["temporal_ui_url"], timeout=10).status_code == 200
         admin = {"Authorization": f"Bearer {info['tokens']['admin']}"}
         order_no = info["demo_orders"][0]

@@ -21,6 +21,7 @@ from refunds.embedded.ports import free_port, port_is_open, wait_for_port
 from refunds.embedded.postgres import EmbeddedPostgres
 from refunds.embedded.process import ChildProcess
 from refunds.embedded.temporal import EmbeddedTemporal
+from refunds.gateways.stripe_gateway import SUBSCRIBED_EVENTS
 
 
 class Stop(Exception):
@@ -128,6 +129,9 @@ class DevStack:
                     str(self.data_dir / "sandbox" / "stripe.json"),
                     "--webhook-url",
                     f"{api_url}/v1/webhooks/stripe",
+                    # As a shop following the README subscribes its Stripe endpoint.
+                    "--webhook-events",
+                    ",".join(SUBSCRIBED_EVENTS),
                 ),
             )
             self.env["REFUNDS_STRIPE_API_BASE"] = f"http://127.0.0.1:{port}"

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import httpx
 
 from refunds.embedded.ports import free_port, wait_for_port
 from refunds.embedded.process import ChildProcess
+from refunds.gateways.stripe_gateway import SUBSCRIBED_EVENTS
 
 
 def refunds_argv(*args: str) -> list[str]:
@@ -37,8 +38,11 @@ class ProcessStack:
         refund_delay: float = 2.0,
         queue_prefix: str = "stack",
         extra_env: Mapping[str, str] | None = None,
+        stripe_webhook_events: Sequence[str] | None = SUBSCRIBED_EVENTS,
     ) -> None:
         self.data_dir = data_dir.resolve()
+        # The Stripe endpoint's subscription, as a shop following the README sets it; None: all.
+        self.stripe_webhook_events = stripe_webhook_events
         self.logs = self.data_dir / "logs"
         self.database_url = database_url
         self.temporal_address = temporal_address
@@ -88,12 +92,8 @@ class ProcessStack:
 
     def start(self) -> None:
         self._generate_secrets()
-        delay = str(self.refund_delay)
-        webhook = f"{self.api_url}/v1/webhooks/stripe"
-        stripe = ["sandbox", "stripe", "--port", str(self.stripe_port), "--webhook-url", webhook]
-        wechat = ["sandbox", "wechatpay", "--port", str(self.wechat_port)]
-        for name, args in (("sandbox-stripe", stripe), ("sandbox-wechatpay", wechat)):
-            child = self.process(name, refunds_argv(*args, "--refund-delay", delay))
+        for name, args in self.sandbox_commands().items():
+            child = self.process(name, refunds_argv(*args))
             child.start()
             self.sandboxes.append(child)
         self.api = self.process("api", refunds_argv("api", "--port", str(self.api_port)))
@@ -103,6 +103,16 @@ class ProcessStack:
         wait_for_port(self.stripe_port, 60, what="stripe sandbox")
         wait_for_port(self.wechat_port, 60, what="wechatpay sandbox")
         self._wait_ready()
+
+    def sandbox_commands(self) -> dict[str, list[str]]:
+        """Each sandbox child's `refunds ...` arguments, by child name."""
+        delay = ["--refund-delay", str(self.refund_delay)]
+        webhook = f"{self.api_url}/v1/webhooks/stripe"
+        stripe = ["sandbox", "stripe", "--port", str(self.stripe_port), "--webhook-url", webhook]
+        if self.stripe_webhook_events is not None:
+            stripe += ["--webhook-events", ",".join(self.stripe_webhook_events)]
+        wechat = ["sandbox", "wechatpay", "--port", str(self.wechat_port)]
+        return {"sandbox-stripe": stripe + delay, "sandbox-wechatpay": wechat + delay}
 
     def start_extra(self, name: str, argv: list[str]) -> ChildProcess:
         """Another child stopped with the stack (the bench's bare workers)."""

@@ -47,6 +47,15 @@ REFUND_EVENTS = frozenset(
     {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
 )
 CHARGE_EVENTS = frozenset({"charge.refunded"})
+# What the shop's Stripe webhook endpoint subscribes to (its `enabled_events`); the webhook route
+# still accepts and records every event above. `refund.updated` carries each status a refund
+# takes (succeeded, failed, failed after succeeding): one webhook for a happy refund.
+# `refund.failed`, the event Stripe's refund guide names for failures, repeats a failure (the
+# API records it as a duplicate): it costs a webhook only when money does not go back.
+# Left out: `refund.created` and `charge.refunded` say "pending", which the create's answer
+# already said; `charge.refund.updated` repeats `refund.updated` ("on selected payment
+# methods"). A lost webhook is caught by the workflow's poll.
+SUBSCRIBED_EVENTS = ("refund.updated", "refund.failed")
 LIST_PAGE_SIZE = 100
 # Stripe's limit on a metadata value; the full reason stays in our ledger.
 METADATA_VALUE_LIMIT = 500
