@@ -50,11 +50,12 @@ CHARGE_EVENTS = frozenset({"charge.refunded"})
 # What the shop's Stripe webhook endpoint subscribes to (its `enabled_events`); the webhook route
 # still accepts and records every event above. `refund.updated` carries each status a refund
 # takes (succeeded, failed, failed after succeeding): one webhook for a happy refund.
-# `refund.failed`, the event Stripe's refund guide names for failures, repeats a failure (the
-# API records it as a duplicate): it costs a webhook only when money does not go back.
-# Left out: `refund.created` and `charge.refunded` say "pending", which the create's answer
-# already said; `charge.refund.updated` repeats `refund.updated` ("on selected payment
-# methods"). A lost webhook is caught by the workflow's poll.
+# `refund.failed`, Stripe's own event for a failed refund, repeats a failure (recorded as a
+# duplicate): a second word on money that did not reach the customer, paid only when a refund
+# fails. Left out: `refund.created` and `charge.refunded` say "pending", which the
+# create's answer already said; `charge.refund.updated` repeats `refund.updated`. A lost
+# webhook is caught by the workflow's poll. Stripe sends `refund.*` events for refunds of
+# charges from API version 2024-10-28.acacia on: the endpoint's version must be that or later.
 SUBSCRIBED_EVENTS = ("refund.updated", "refund.failed")
 LIST_PAGE_SIZE = 100
 # Stripe's limit on a metadata value; the full reason stays in our ledger.
