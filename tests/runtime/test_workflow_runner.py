@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
@@ -22,14 +23,18 @@ from temporalio.converter import (
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from refunds.domain.task_queues import webhook_task_queue
+from refunds.gateways.registry import build_gateways
 from refunds.runtime.workflow_runner import (
     ContextFreeSandboxRunner,
     _CompiledOnceLoader,
     ignores_context,
     workflow_runner,
 )
+from refunds.settings import Settings
 from tests.runtime import sandbox_probes
 from tests.runtime.sandbox_probes import ClockReadingProbe, ModuleStateProbe
+from worker import build_workers
 
 PROBES = [ModuleStateProbe, ClockReadingProbe]
 
@@ -118,3 +123,21 @@ async def test_each_run_executes_its_module_afresh_on_code_compiled_once(
     assert len(cached) == 1
     marker_code = next(c for c in cached[0].co_consts if getattr(c, "co_name", "") == "marker")
     assert {code_id for _, code_id in runs} == {id(marker_code)}
+
+
+async def test_the_workers_run_their_workflows_with_the_context_free_runner(
+    temporal_address: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    client = await Client.connect(temporal_address)
+    settings = Settings(data_dir=tmp_path, dev_secrets=True, database_url=database_url)
+    workers = build_workers(client, settings, sessionmaker, build_gateways(settings))
+    runners = {
+        worker.task_queue: worker.config()["workflow_runner"]  # type: ignore[typeddict-item]
+        for worker in workers
+        if worker.config()["workflows"]
+    }
+    assert runners.keys() == {settings.task_queue, webhook_task_queue(settings.task_queue)}
+    assert all(isinstance(r, ContextFreeSandboxRunner) for r in runners.values())
