@@ -30,6 +30,7 @@ from refunds.gateways.base import Gateway
 from refunds.runtime.logging import configure
 from refunds.runtime.temporal_client import connect, ensure_search_attributes
 from refunds.runtime.webhook_relay import TemporalRelay, wake_quietly
+from refunds.runtime.workflow_runner import workflow_runner
 from refunds.settings import Settings, get_settings
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
@@ -95,12 +96,14 @@ def build_workers(
     sessionmaker: async_sessionmaker[AsyncSession],
     gateways: Mapping[Channel, Gateway],
 ) -> list[Worker]:
+    refund_workflows = [RefundWorkflow, RefundWorkflowV1, ReconciliationWorkflow]
     main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[RefundWorkflow, RefundWorkflowV1, ReconciliationWorkflow],
+        workflows=refund_workflows,
         activities=activities(sessionmaker, gateways, client, settings),
         max_concurrent_activities=200,
+        workflow_runner=workflow_runner(client.data_converter, refund_workflows),
     )
     per_channel = [
         Worker(
@@ -124,6 +127,7 @@ def build_workers(
             deliveries.give_up_delivery,
         ],
         max_concurrent_activities=100,
+        workflow_runner=workflow_runner(client.data_converter, [WebhookEndpointDelivery]),
     )
     return [main, *per_channel, webhooks]
 

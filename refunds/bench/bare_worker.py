@@ -1,8 +1,8 @@
 """The bare workflow's worker, a process of its own, so the bench reads its CPU apart:
 `python -m refunds.bench.bare_worker --temporal-address HOST:PORT --task-queue Q`.
 
-Configured as `worker.py` configures the product's worker (default workflow sandbox, the same
-activity slots), so the two differ only in what their workflows do.
+Configured as `worker.py` configures the product's worker (the same workflow sandbox runner, the
+same activity slots), so the two differ only in what their workflows do.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from refunds.bench.bare_workflow import BareWorkflow, bare_step
+from refunds.runtime.workflow_runner import workflow_runner
 
 
 async def serve(address: str, namespace: str, task_queue: str) -> None:
@@ -29,6 +30,7 @@ async def serve(address: str, namespace: str, task_queue: str) -> None:
         workflows=[BareWorkflow],
         activities=[bare_step],
         max_concurrent_activities=200,
+        workflow_runner=workflow_runner(client.data_converter, [BareWorkflow]),
     )
     async with worker:
         print(f"bare worker polling {task_queue}", flush=True)

@@ -15,8 +15,10 @@ import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
+from refunds.runtime.workflow_runner import workflow_runner
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.refund_v1 import RefundWorkflowV1
@@ -43,7 +45,11 @@ def workflow_type(history: WorkflowHistory) -> str:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_stored_history_replays_deterministically(path: Path) -> None:
-    result = await Replayer(workflows=WORKFLOWS).replay_workflow(load(path))
+    # With the workers' sandbox runner: the replay runs what a worker runs.
+    replayer = Replayer(
+        workflows=WORKFLOWS, workflow_runner=workflow_runner(DataConverter.default, WORKFLOWS)
+    )
+    result = await replayer.replay_workflow(load(path))
     assert result.replay_failure is None
 
 
