@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    CTE,
+    Insert,
+    String,
+    Table,
+    Update,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from refunds.db.models import (
+    Base,
     Coupon,
     GatewayNotificationRow,
     InventoryMovement,
@@ -178,6 +191,30 @@ class RefundRepository:
         return (await self.session.scalars(stmt)).all()
 
 
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+# Core tables, not the mapped classes: no ORM bulk-persistence machinery on the webhook path.
+NOTIFICATIONS = _table(GatewayNotificationRow)
+EVENTS = _table(RefundEvent)
+REFUNDS = _table(Refund)
+
+
+@dataclass(frozen=True)
+class HeardFromGateway:
+    """What a notification writes about one refund of ours beside its own row: the refund's
+    timeline entry (every answer stays on the timeline) and, when it is news, the refund's new
+    gateway status."""
+
+    refund_no: str
+    detail: dict[str, Any]
+    dedupe_key: str
+    news: GatewayStatus | None = None
+
+
 class GatewayNotificationRepository:
     """The verified webhooks, one row per gateway event id: the dedupe key (issue 11: and what
     was done with each)."""
@@ -193,11 +230,16 @@ class GatewayNotificationRepository:
         refund_no: str | None,
         status: GatewayStatus | None,
         payload: dict[str, Any],
+        *,
+        outcome: NotificationOutcome = NotificationOutcome.SIGNALLED,
+        heard: Sequence[HeardFromGateway] = (),
     ) -> int | None:
-        """Insert the notification's row; None when this gateway event was recorded already (a
-        redelivery). A concurrent insert of the same event waits for the first to end."""
-        stmt = (
-            insert(GatewayNotificationRow)
+        """Insert the notification's row with its outcome, and what it tells each refund, in one
+        statement (issue 11: a round trip per webhook is paid four times per refund). None, and
+        nothing written, when this gateway event was recorded already (a redelivery); a
+        concurrent insert of the same event waits for the first to end."""
+        claim = (
+            insert(NOTIFICATIONS)
             .values(
                 gateway=gateway,
                 notification_id=notification_id,
@@ -205,16 +247,50 @@ class GatewayNotificationRepository:
                 refund_no=refund_no,
                 status=status.value if status else None,
                 payload=payload,
+                outcome=outcome.value,
             )
             .on_conflict_do_nothing(index_elements=["gateway", "notification_id"])
-            .returning(GatewayNotificationRow.id)
+            .returning(NOTIFICATIONS.c.id)
+            .cte("claim")
         )
+        # Each effect reads the claim's RETURNING: a redelivery's row is not inserted, so
+        # neither is anything it would tell the refunds.
+        effects = [
+            effect.cte(f"{name}_{index}")
+            for index, one in enumerate(heard)
+            for name, effect in _effects(claim, one)
+        ]
+        stmt = select(claim.c.id).add_cte(*effects)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def set_outcome(self, row_id: int, outcome: NotificationOutcome) -> None:
         stmt = (
-            update(GatewayNotificationRow)
-            .where(GatewayNotificationRow.id == row_id)
-            .values(outcome=outcome.value)
+            update(NOTIFICATIONS).where(NOTIFICATIONS.c.id == row_id).values(outcome=outcome.value)
         )
         await self.session.execute(stmt)
+
+
+def _effects(claim: CTE, heard: HeardFromGateway) -> Iterator[tuple[str, Insert | Update]]:
+    """The refund's timeline entry (deduplicated like `RefundRepository.add_event`), and its
+    gateway status when it is news; both only when the claim inserted the notification's row."""
+    entry = select(
+        literal(heard.refund_no, String),
+        literal("gateway", String),
+        literal("gateway_notification", String),
+        literal(heard.detail, JSONB),
+        literal(heard.dedupe_key, String),
+    ).select_from(claim)
+    columns = ["refund_no", "actor", "event", "detail", "dedupe_key"]
+    yield (
+        "timeline",
+        insert(EVENTS)
+        .from_select(columns, entry)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"]),
+    )
+    if heard.news is not None:
+        yield (
+            "news",
+            update(REFUNDS)
+            .where(REFUNDS.c.refund_no == heard.refund_no, exists(select(claim.c.id)))
+            .values(gateway_status=heard.news.value),
+        )
