@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
     CTE,
     Insert,
+    Select,
     String,
     Table,
     Update,
+    bindparam,
     exists,
     func,
     literal,
@@ -99,17 +102,21 @@ class RefundRepository:
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return (await self.session.scalars(stmt)).one_or_none()
 
+    # Built once, as each webhook's first statement: SQLAlchemy keys its compiled form by the
+    # statement object, so a statement built per call is built and keyed per call.
+    LOCKED_WITH_PAYMENT_REF = (
+        select(Refund, Order.payment_ref)
+        .join(Order, Order.order_no == Refund.order_no)
+        .where(Refund.refund_no == bindparam("refund_no"))
+        .with_for_update(of=Refund)
+        .execution_options(populate_existing=True)
+    )
+
     async def find_with_payment_ref(self, refund_no: str) -> tuple[Refund, str | None] | None:
         """The refund, locked, with its order's payment: what a notification is checked against,
         in one round trip."""
-        stmt = (
-            select(Refund, Order.payment_ref)
-            .join(Order, Order.order_no == Refund.order_no)
-            .where(Refund.refund_no == refund_no)
-            .with_for_update(of=Refund)
-            .execution_options(populate_existing=True)
-        )
-        row = (await self.session.execute(stmt)).one_or_none()
+        stmt = self.LOCKED_WITH_PAYMENT_REF
+        row = (await self.session.execute(stmt, {"refund_no": refund_no})).one_or_none()
         return (row[0], row[1]) if row is not None else None
 
     async def get(self, refund_no: str, *, lock: bool = False) -> Refund:
@@ -238,30 +245,24 @@ class GatewayNotificationRepository:
         statement (issue 11: a round trip per webhook is paid four times per refund). None, and
         nothing written, when this gateway event was recorded already (a redelivery); a
         concurrent insert of the same event waits for the first to end."""
-        claim = (
-            insert(NOTIFICATIONS)
-            .values(
-                gateway=gateway,
-                notification_id=notification_id,
-                event_type=event_type,
-                refund_no=refund_no,
-                status=status.value if status else None,
-                payload=payload,
-                outcome=outcome.value,
-            )
-            .on_conflict_do_nothing(index_elements=["gateway", "notification_id"])
-            .returning(NOTIFICATIONS.c.id)
-            .cte("claim")
-        )
-        # Each effect reads the claim's RETURNING: a redelivery's row is not inserted, so
-        # neither is anything it would tell the refunds.
-        effects = [
-            effect.cte(f"{name}_{index}")
-            for index, one in enumerate(heard)
-            for name, effect in _effects(claim, one)
-        ]
-        stmt = select(claim.c.id).add_cte(*effects)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        row = {
+            "gateway": gateway,
+            "notification_id": notification_id,
+            "event_type": event_type,
+            "refund_no": refund_no,
+            "status": status.value if status else None,
+            "payload": payload,
+            "outcome": outcome.value,
+        }
+        values: dict[str, Any] = {f"row_{name}": value for name, value in row.items()}
+        for index, one in enumerate(heard):
+            values[f"r{index}_refund_no"] = one.refund_no
+            values[f"r{index}_detail"] = one.detail
+            values[f"r{index}_dedupe_key"] = one.dedupe_key
+            if one.news is not None:
+                values[f"r{index}_news"] = one.news.value
+        stmt = _record_statement(tuple(one.news is not None for one in heard))
+        return (await self.session.execute(stmt, values)).scalar_one_or_none()
 
     async def set_outcome(self, row_id: int, outcome: NotificationOutcome) -> None:
         stmt = (
@@ -270,15 +271,42 @@ class GatewayNotificationRepository:
         await self.session.execute(stmt)
 
 
-def _effects(claim: CTE, heard: HeardFromGateway) -> Iterator[tuple[str, Insert | Update]]:
-    """The refund's timeline entry (deduplicated like `RefundRepository.add_event`), and its
-    gateway status when it is news; both only when the claim inserted the notification's row."""
+RECORDED = ("gateway", "notification_id", "event_type", "refund_no", "status", "payload", "outcome")
+
+
+# Built once per shape (how many refunds, which with news), values bound at execution: building
+# and keying a statement this size cost as much of the API's CPU as sending it. No value is
+# named after a column: SQLAlchemy would add it to the SET of the UPDATE in the statement.
+@lru_cache(maxsize=32)
+def _record_statement(news: tuple[bool, ...]) -> Select[int]:
+    bound = {name: bindparam(f"row_{name}", type_=NOTIFICATIONS.c[name].type) for name in RECORDED}
+    claim = (
+        insert(NOTIFICATIONS)
+        .values(bound)
+        .on_conflict_do_nothing(index_elements=["gateway", "notification_id"])
+        .returning(NOTIFICATIONS.c.id)
+        .cte("claim")
+    )
+    # Each effect reads the claim's RETURNING: a redelivery's row is not inserted, so neither is
+    # anything it would tell the refunds.
+    effects = [
+        effect.cte(f"{name}_{index}")
+        for index, has_news in enumerate(news)
+        for name, effect in _effects(claim, index, has_news)
+    ]
+    return select(claim.c.id).add_cte(*effects)
+
+
+def _effects(claim: CTE, index: int, news: bool) -> Iterator[tuple[str, Insert | Update]]:
+    """The `index`th refund's timeline entry (deduplicated like `RefundRepository.add_event`),
+    and its gateway status when it is news; both only when the claim inserted the row."""
+    refund_no = bindparam(f"r{index}_refund_no", type_=String)
     entry = select(
-        literal(heard.refund_no, String),
+        refund_no,
         literal("gateway", String),
         literal("gateway_notification", String),
-        literal(heard.detail, JSONB),
-        literal(heard.dedupe_key, String),
+        bindparam(f"r{index}_detail", type_=JSONB),
+        bindparam(f"r{index}_dedupe_key", type_=String),
     ).select_from(claim)
     columns = ["refund_no", "actor", "event", "detail", "dedupe_key"]
     yield (
@@ -287,10 +315,10 @@ def _effects(claim: CTE, heard: HeardFromGateway) -> Iterator[tuple[str, Insert 
         .from_select(columns, entry)
         .on_conflict_do_nothing(index_elements=["dedupe_key"]),
     )
-    if heard.news is not None:
+    if news:
         yield (
             "news",
             update(REFUNDS)
-            .where(REFUNDS.c.refund_no == heard.refund_no, exists(select(claim.c.id)))
-            .values(gateway_status=heard.news.value),
+            .where(REFUNDS.c.refund_no == refund_no, exists(select(claim.c.id)))
+            .values(gateway_status=bindparam(f"r{index}_news", type_=String)),
         )
