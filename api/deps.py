@@ -30,6 +30,14 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for routes that only read, its statements outside any transaction: the same
+    answers (at PostgreSQL's READ COMMITTED each statement reads its own snapshot anyway),
+    without the BEGIN and ROLLBACK round trips."""
+    async with request.app.state.read_sessionmaker() as session:
+        yield session
+
+
 async def get_temporal(request: Request) -> Client:
     client: Client = await request.app.state.temporal()
     return client
@@ -69,6 +77,7 @@ async def get_principal(
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 GatewaysDep = Annotated[dict[str, Gateway], Depends(get_gateways)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
