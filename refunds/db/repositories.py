@@ -242,7 +242,7 @@ class GatewayNotificationRepository:
         heard: Sequence[HeardFromGateway] = (),
     ) -> int | None:
         """Insert the notification's row with its outcome, and what it tells each refund, in one
-        statement (issue 11: a round trip per webhook is paid four times per refund). None, and
+        statement (issue 11: each round trip is paid for each webhook of each refund). None, and
         nothing written, when this gateway event was recorded already (a redelivery); a
         concurrent insert of the same event waits for the first to end."""
         row = {
