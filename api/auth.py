@@ -136,18 +136,18 @@ class TokenReader:
             else None
         )
 
-    def principal(self, authorization: str | None) -> Principal:
-        return self.identity(bearer_token(authorization)).principal
-
     def is_oidc(self, token: str) -> bool:
+        if self.jwks is None:
+            return False
         try:
             alg = jwt.get_unverified_header(token).get("alg")
         except jwt.PyJWTError:
             return False
-        return self.jwks is not None and alg in OIDC_ALGORITHMS
+        return alg in OIDC_ALGORITHMS
 
     def identity(self, token: str) -> Identity:
-        """Blocking when the provider's keys must be fetched: call it from a thread."""
+        """Blocking for a provider's token (`is_oidc`) when its keys must be fetched: read that
+        one from a thread. An HS256 token is an HMAC, no I/O."""
         if self.is_oidc(token):
             return self._oidc(token)
         assert self.settings.jwt_secret is not None

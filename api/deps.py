@@ -1,4 +1,8 @@
-"""`Annotated` dependencies: settings, a DB session, the Temporal client, the caller."""
+"""`Annotated` dependencies: settings, a DB session, the Temporal client, the caller.
+
+All `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per
+dependency per request (issue 11: CPU per refund). Only reading a provider's token may block.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,17 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.auth import Principal, TokenReader
+from api.auth import Principal, TokenReader, bearer_token
 from refunds.gateways.base import Gateway
 from refunds.settings import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -25,12 +30,20 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for routes that only read, its statements outside any transaction: the same
+    answers (at PostgreSQL's READ COMMITTED each statement reads its own snapshot anyway),
+    without the BEGIN and ROLLBACK round trips."""
+    async with request.app.state.read_sessionmaker() as session:
+        yield session
+
+
 async def get_temporal(request: Request) -> Client:
     client: Client = await request.app.state.temporal()
     return client
 
 
-def get_gateways(request: Request) -> dict[str, Gateway]:
+async def get_gateways(request: Request) -> dict[str, Gateway]:
     gateways: dict[str, Gateway] = request.app.state.gateways
     return gateways
 
@@ -45,22 +58,26 @@ bearer = HTTPBearer(
 )
 
 
-def get_token_reader(request: Request) -> TokenReader:
+async def get_token_reader(request: Request) -> TokenReader:
     reader: TokenReader = request.app.state.tokens
     return reader
 
 
-# A plain function: FastAPI runs it in a thread, where fetching an OIDC provider's keys may block.
-def get_principal(
+async def get_principal(
     tokens: Annotated[TokenReader, Depends(get_token_reader)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    authorization = f"Bearer {credentials.credentials}" if credentials else None
-    return tokens.principal(authorization)
+    """An HS256 token is checked on the event loop (an HMAC, no I/O); an OIDC provider's in a
+    thread, where fetching the provider's keys may block."""
+    token = bearer_token(f"Bearer {credentials.credentials}" if credentials else None)
+    if tokens.is_oidc(token):
+        return (await run_in_threadpool(tokens.identity, token)).principal
+    return tokens.identity(token).principal
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 GatewaysDep = Annotated[dict[str, Gateway], Depends(get_gateways)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -79,6 +79,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url or "")
         app.state.settings = settings
         app.state.sessionmaker = make_sessionmaker(engine)
+        # For routes that only read: no BEGIN, and no ROLLBACK at the end, which costs a round
+        # trip and makes psycopg drop the connection's prepared statements (DEALLOCATE ALL).
+        app.state.read_sessionmaker = make_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         app.state.temporal = LazyTemporal(settings)
         app.state.gateways = {str(k): v for k, v in build_gateways(settings).items()}
         app.state.tokens = TokenReader(settings)

@@ -4,19 +4,22 @@ nothing until its signal is delivered."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from refunds.db.models import Refund
 from refunds.db.repositories import (
     GatewayNotificationRepository,
+    HeardFromGateway,
     RefundRepository,
 )
 from refunds.domain.matching import gateway_mismatch
 from refunds.domain.messages import GatewayNotification, GatewayStatus
 from refunds.domain.notifications import NotificationOutcome, most_done
+from refunds.domain.transitions import is_news
 from refunds.gateways.base import ParsedNotification
 from refunds.runtime.refund_runs import Delivery, deliver
 from refunds.settings import Settings
@@ -31,6 +34,19 @@ OUTCOME_OF_DELIVERY = {
 }
 
 
+@dataclass(frozen=True)
+class Weighed:
+    """One refund a notification names, as weighed under the refund's row lock before anything
+    is written: what it comes to, the gateway status to record when that is news, and whether
+    the refund's workflow must hear it."""
+
+    notification: GatewayNotification
+    refund: Refund | None
+    outcome: NotificationOutcome
+    news: GatewayStatus | None = None
+    deliver: bool = False
+
+
 async def accept_notification(
     session: AsyncSession,
     client: Client,
@@ -41,12 +57,18 @@ async def accept_notification(
     """Record a verified notification once and deliver what is news in it. None: this event
     was recorded before (a redelivery), nothing done.
 
-    The row, the refund's gateway status and the signal share one transaction: if the signal
-    fails, both roll back and the gateway's retry is processed afresh; a signal delivered twice
-    is ignored by the workflow.
+    The refunds it names are locked and weighed first; then one statement writes its row, with
+    the outcome that weighing foresees, and what it tells each refund; only then is anything
+    signalled. The row, the refund's gateway status and the signal share one transaction: if the
+    signal fails, all roll back and the gateway's retry is processed afresh; a signal delivered
+    twice is ignored by the workflow.
     """
-    first = parsed.refunds[0] if parsed.refunds else None
+    refunds = RefundRepository(session)
+    heard: dict[str, GatewayStatus | None] = {}
+    weighed = [await _weigh(refunds, notification, heard) for notification in parsed.refunds]
+    foreseen = most_done([w.outcome for w in weighed])
     notifications = GatewayNotificationRepository(session)
+    first = parsed.refunds[0] if parsed.refunds else None
     row_id = await notifications.record(
         gateway,
         parsed.notification_id,
@@ -54,42 +76,77 @@ async def accept_notification(
         first.refund_no if first else None,
         first.status if first else None,
         _jsonable(parsed.payload),
+        outcome=foreseen,
+        heard=_heard(gateway, weighed),
     )
     if row_id is None:
         await session.rollback()
         return None
-    outcomes = [
-        await _deliver(session, client, settings, gateway, notification)
-        for notification in parsed.refunds
-    ]
-    outcome = most_done(outcomes)
-    await notifications.set_outcome(row_id, outcome)
+    outcome = most_done([await _deliver(client, settings, w) for w in weighed])
+    if outcome != foreseen:  # a closed run: the news was ignored, reopened or repaired it
+        await notifications.set_outcome(row_id, outcome)
     await session.commit()
     return outcome
 
 
-async def _deliver(
-    session: AsyncSession,
-    client: Client,
-    settings: Settings,
-    gateway: str,
+async def _weigh(
+    refunds: RefundRepository,
     notification: GatewayNotification,
-) -> NotificationOutcome:
-    refunds = RefundRepository(session)
+    heard: dict[str, GatewayStatus | None],
+) -> Weighed:
+    """What the notification is to the refund it names. `heard`: the gateway status of each
+    refund as this notification has left it so far (one may name a refund twice)."""
     # The row lock puts the notifications of one refund in a line (Stripe sends two events per
     # status, often at the same moment) with the gateway activities' records: each one reads
     # the status the one before it left, so one of two twins is news, never both.
     found = await refunds.find_with_payment_ref(notification.refund_no)
     if found is None:
-        return NotificationOutcome.NOT_OURS
+        return Weighed(notification, None, NotificationOutcome.NOT_OURS)
     refund, payment_ref = found
-    # Every gateway answer is on the refund's timeline, whatever the workflow makes of it: ops
-    # deciding an abnormal refund must see that the gateway said SUCCESS.
-    await refunds.add_event(
-        refund.refund_no,
-        "gateway",
-        "gateway_notification",
-        {
+    # A gateway refund that is not the one we asked for is always news (the workflow marks the
+    # refund abnormal), and its status is not our refund's: it is not recorded.
+    mismatch = gateway_mismatch(
+        refund.amount, payment_ref or "", notification.amount, notification.payment_ref
+    )
+    if mismatch is not None:
+        return Weighed(notification, refund, NotificationOutcome.SIGNALLED, deliver=True)
+    current = heard.get(refund.refund_no, _status(refund.gateway_status))
+    if not is_news(current, notification.status):
+        # Not signalled, even when the refund's run is closed under it: the news it repeats
+        # was delivered (or repaired) when it came; the daily reconciliation repairs the rest.
+        return Weighed(notification, refund, NotificationOutcome.DUPLICATE)
+    heard[refund.refund_no] = notification.status
+    if notification.status not in DECISIVE:
+        # "Still processing" changes no workflow's course.
+        return Weighed(notification, refund, NotificationOutcome.RECORDED, notification.status)
+    return Weighed(
+        notification, refund, NotificationOutcome.SIGNALLED, notification.status, deliver=True
+    )
+
+
+def _status(value: str | None) -> GatewayStatus | None:
+    return GatewayStatus(value) if value else None
+
+
+def _heard(gateway: str, weighed: list[Weighed]) -> list[HeardFromGateway]:
+    """What each refund of ours hears: one timeline entry (a refund named twice shares the
+    event's dedupe key: the first is written) and its last news."""
+    heard: dict[str, HeardFromGateway] = {}
+    for one in weighed:
+        if one.refund is None:
+            continue
+        refund_no = one.notification.refund_no
+        entry = heard.get(refund_no) or _timeline_entry(gateway, one.notification)
+        heard[refund_no] = replace(entry, news=one.news or entry.news)
+    return list(heard.values())
+
+
+def _timeline_entry(gateway: str, notification: GatewayNotification) -> HeardFromGateway:
+    """Every gateway answer is on the refund's timeline, whatever the workflow makes of it: ops
+    deciding an abnormal refund must see that the gateway said SUCCESS."""
+    return HeardFromGateway(
+        refund_no=notification.refund_no,
+        detail={
             "gateway_status": notification.status.value,
             "event_type": notification.event_type,
             "event_id": notification.event_id,
@@ -98,21 +155,16 @@ async def _deliver(
             "failure_reason": notification.failure_reason,
             "via": "webhook",
         },
-        dedupe_key=f"{refund.refund_no}:{gateway}:{notification.event_id}",
+        dedupe_key=f"{notification.refund_no}:{gateway}:{notification.event_id}",
     )
-    # A gateway refund that is not the one we asked for is always news (the workflow marks the
-    # refund abnormal), and its status is not our refund's: it is not recorded.
-    mismatch = gateway_mismatch(
-        refund.amount, payment_ref or "", notification.amount, notification.payment_ref
-    )
-    if mismatch is None:
-        if not await refunds.advance_gateway_status(refund, notification.status):
-            # Not signalled, even when the refund's run is closed under it: the news it repeats
-            # was delivered (or repaired) when it came; the daily reconciliation repairs the rest.
-            return NotificationOutcome.DUPLICATE
-        if notification.status not in DECISIVE:
-            return NotificationOutcome.RECORDED  # "still processing" changes no workflow's course
-    return OUTCOME_OF_DELIVERY[await deliver(client, settings, refund, notification)]
+
+
+async def _deliver(client: Client, settings: Settings, weighed: Weighed) -> NotificationOutcome:
+    if not weighed.deliver or weighed.refund is None:
+        return weighed.outcome
+    return OUTCOME_OF_DELIVERY[
+        await deliver(client, settings, weighed.refund, weighed.notification)
+    ]
 
 
 def _jsonable(payload: Any) -> Any:

@@ -19,9 +19,12 @@ def can_see_order(principal: Principal, order: Order) -> bool:
     return principal.is_staff or order.user_id == principal.sub
 
 
-async def visible_order(session: AsyncSession, principal: Principal, order_no: str) -> Order:
-    """The order, or 404 for one the caller may not see: no hint that it exists."""
-    order = await OrderRepository(session).find(order_no)
+async def visible_order(
+    session: AsyncSession, principal: Principal, order_no: str, *, items: bool = True
+) -> Order:
+    """The order, or 404 for one the caller may not see: no hint that it exists. `items=False`:
+    without its lines, one query fewer."""
+    order = await OrderRepository(session).find(order_no, items=items)
     if order is None or not can_see_order(principal, order):
         raise OrderNotFound(f"order {order_no} not found")
     return order

@@ -144,7 +144,7 @@ class Sessions:
             await ConsoleSessionRepository(session).set(user.id_hash, **values)
 
 
-def get_sessions(request: Request) -> Sessions:
+async def get_sessions(request: Request) -> Sessions:
     sessions: Sessions = request.app.state.console_sessions
     return sessions
 

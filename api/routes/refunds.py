@@ -1,4 +1,4 @@
-"""Refunds: apply, decide, resolve, read."""
+"""Refunds: apply, decide, resolve, read. The API only reads here: the workflows write."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, status
 
 from api import refund_commands
 from api.cursors import decode_cursor, encode_cursor
-from api.deps import PrincipalDep, SessionDep, SettingsDep, TemporalDep
+from api.deps import PrincipalDep, ReadSessionDep, SettingsDep, TemporalDep
 from api.errors import documented
 from api.read_models import (
     answered_refund,
@@ -42,7 +42,7 @@ router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
 async def create_refund(
     body: RefundIn,
     principal: PrincipalDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     client: TemporalDep,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
@@ -50,7 +50,8 @@ async def create_refund(
     """Apply for a refund: validated and reserved synchronously, then carried by its workflow.
     The answer is the refund as applied; its timeline is `GET /v1/refunds/{refund_no}`."""
     principal.require("customer", "admin")
-    order = await visible_order(session, principal, body.order_no)
+    # The order's lines are the workflow's to check the refund's items against.
+    order = await visible_order(session, principal, body.order_no, items=False)
     refund_no = refund_commands.choose_refund_no(principal, body, idempotency_key)
     request = refund_commands.build_request(principal, order, body, refund_no, settings)
     answer = await refund_commands.submit_refund(session, client, settings, request, order)
@@ -62,7 +63,7 @@ async def approve_refund(
     refund_no: PathKey,
     body: ApproveIn,
     principal: PrincipalDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     client: TemporalDep,
 ) -> RefundOut:
     """Approve a pending refund; the requester cannot approve their own (403)."""
@@ -76,7 +77,7 @@ async def reject_refund(
     refund_no: PathKey,
     body: RejectIn,
     principal: PrincipalDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     client: TemporalDep,
 ) -> RefundOut:
     """Reject a pending refund; its reservation is released."""
@@ -90,7 +91,7 @@ async def resolve_refund(
     refund_no: PathKey,
     body: ResolveIn,
     principal: PrincipalDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     client: TemporalDep,
 ) -> RefundOut:
     """Ops decide an abnormal refund: paid back offline (succeeded) or failed."""
@@ -101,7 +102,9 @@ async def resolve_refund(
 
 
 @router.get("/{refund_no}", response_model=RefundOut, responses=documented(401, 403, 404, 422))
-async def get_refund(refund_no: PathKey, principal: PrincipalDep, session: SessionDep) -> RefundOut:
+async def get_refund(
+    refund_no: PathKey, principal: PrincipalDep, session: ReadSessionDep
+) -> RefundOut:
     """A refund with its timeline: who asked, who approved, what the gateway answered."""
     principal.require("customer", "admin", "approver", "ops")
     return await refund_with_timeline(session, await visible_refund(session, principal, refund_no))
@@ -110,7 +113,7 @@ async def get_refund(refund_no: PathKey, principal: PrincipalDep, session: Sessi
 @router.get("", response_model=RefundPage, responses=documented(401, 403, 422))
 async def list_refunds(
     principal: PrincipalDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     status_: Annotated[RefundStatus | None, Query(alias="status")] = None,
     order_no: Annotated[str | None, Query(max_length=64, pattern=IDENTIFIER)] = None,
     channel: Channel | None = None,

@@ -45,6 +45,20 @@ class Endpoints:
         return {"Authorization": f"Bearer {token}"}
 
 
+# Below the servers' keep-alive (the sandboxes run uvicorn's default, 5 s; the API 75 s): a
+# request sent on an idle connection in the moment its server closes it is reset unanswered
+# (httpx.ReadError), which httpx's own 5 s expiry races.
+IDLE_CONNECTION_SECONDS = 2.0
+
+
+def http_client(concurrency: int) -> httpx.AsyncClient:
+    """The bench's one client, to the API and the Stripe sandbox, for `concurrency` refunds."""
+    limits = httpx.Limits(
+        max_connections=concurrency + 10, keepalive_expiry=IDLE_CONNECTION_SECONDS
+    )
+    return httpx.AsyncClient(timeout=120, limits=limits)
+
+
 async def gather_limited(
     step: Callable[[int], Awaitable[None]], count: int, concurrency: int
 ) -> None:

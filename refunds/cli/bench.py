@@ -27,7 +27,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from temporalio.client import Client
 
 from refunds.bench import report
@@ -36,6 +35,7 @@ from refunds.bench.phases import (
     BarePhase,
     Endpoints,
     ProductPhase,
+    http_client,
     prepare_orders,
     read_histories,
     stripe_refund_stamps,
@@ -121,8 +121,7 @@ class Measured:
 async def measure(options: BenchOptions, target: Target) -> Measured:
     """Orders, the product phase, its histories and gateway rate, then the bare phase."""
     at = target.endpoints
-    limits = httpx.Limits(max_connections=options.concurrency + 10)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+    async with http_client(options.concurrency) as http:
         orders = await prepare_orders(http, at, options.refunds, options.concurrency)
         product_run = ProductPhase(http, at, orders)
         product = await product_run.run(options.concurrency, CpuSampler(target.roles))

@@ -37,6 +37,12 @@ def _default_data_dir() -> str:
     return os.environ.get("REFUNDS_DATA_DIR") or ".refunds"
 
 
+# Longer than any client keeps an idle connection (httpx 5 s, a proxy's upstream 60 s): uvicorn's
+# default of 5 s races httpx's 5 s, and a request arriving on a connection in the loop turn that
+# closes it is reset unanswered (the client's httpx.ReadError; nothing in our access log).
+KEEP_ALIVE_SECONDS = 75
+
+
 def _cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -52,6 +58,7 @@ def _cmd_api(args: argparse.Namespace) -> None:
         port=args.port or settings.api_port,
         log_level="warning",
         access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 

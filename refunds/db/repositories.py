@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    CTE,
+    Insert,
+    Select,
+    String,
+    Table,
+    Update,
+    bindparam,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from refunds.db.models import (
+    Base,
     Coupon,
     GatewayNotificationRow,
     InventoryMovement,
@@ -86,17 +102,21 @@ class RefundRepository:
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return (await self.session.scalars(stmt)).one_or_none()
 
+    # Built once, as each webhook's first statement: SQLAlchemy keys its compiled form by the
+    # statement object, so a statement built per call is built and keyed per call.
+    LOCKED_WITH_PAYMENT_REF = (
+        select(Refund, Order.payment_ref)
+        .join(Order, Order.order_no == Refund.order_no)
+        .where(Refund.refund_no == bindparam("refund_no"))
+        .with_for_update(of=Refund)
+        .execution_options(populate_existing=True)
+    )
+
     async def find_with_payment_ref(self, refund_no: str) -> tuple[Refund, str | None] | None:
         """The refund, locked, with its order's payment: what a notification is checked against,
         in one round trip."""
-        stmt = (
-            select(Refund, Order.payment_ref)
-            .join(Order, Order.order_no == Refund.order_no)
-            .where(Refund.refund_no == refund_no)
-            .with_for_update(of=Refund)
-            .execution_options(populate_existing=True)
-        )
-        row = (await self.session.execute(stmt)).one_or_none()
+        stmt = self.LOCKED_WITH_PAYMENT_REF
+        row = (await self.session.execute(stmt, {"refund_no": refund_no})).one_or_none()
         return (row[0], row[1]) if row is not None else None
 
     async def get(self, refund_no: str, *, lock: bool = False) -> Refund:
@@ -178,6 +198,30 @@ class RefundRepository:
         return (await self.session.scalars(stmt)).all()
 
 
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+# Core tables, not the mapped classes: no ORM bulk-persistence machinery on the webhook path.
+NOTIFICATIONS = _table(GatewayNotificationRow)
+EVENTS = _table(RefundEvent)
+REFUNDS = _table(Refund)
+
+
+@dataclass(frozen=True)
+class HeardFromGateway:
+    """What a notification writes about one refund of ours beside its own row: the refund's
+    timeline entry (every answer stays on the timeline) and, when it is news, the refund's new
+    gateway status."""
+
+    refund_no: str
+    detail: dict[str, Any]
+    dedupe_key: str
+    news: GatewayStatus | None = None
+
+
 class GatewayNotificationRepository:
     """The verified webhooks, one row per gateway event id: the dedupe key (issue 11: and what
     was done with each)."""
@@ -193,28 +237,88 @@ class GatewayNotificationRepository:
         refund_no: str | None,
         status: GatewayStatus | None,
         payload: dict[str, Any],
+        *,
+        outcome: NotificationOutcome = NotificationOutcome.SIGNALLED,
+        heard: Sequence[HeardFromGateway] = (),
     ) -> int | None:
-        """Insert the notification's row; None when this gateway event was recorded already (a
-        redelivery). A concurrent insert of the same event waits for the first to end."""
-        stmt = (
-            insert(GatewayNotificationRow)
-            .values(
-                gateway=gateway,
-                notification_id=notification_id,
-                event_type=event_type,
-                refund_no=refund_no,
-                status=status.value if status else None,
-                payload=payload,
-            )
-            .on_conflict_do_nothing(index_elements=["gateway", "notification_id"])
-            .returning(GatewayNotificationRow.id)
-        )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        """Insert the notification's row with its outcome, and what it tells each refund, in one
+        statement (issue 11: each round trip is paid for each webhook of each refund). None, and
+        nothing written, when this gateway event was recorded already (a redelivery); a
+        concurrent insert of the same event waits for the first to end."""
+        row = {
+            "gateway": gateway,
+            "notification_id": notification_id,
+            "event_type": event_type,
+            "refund_no": refund_no,
+            "status": status.value if status else None,
+            "payload": payload,
+            "outcome": outcome.value,
+        }
+        values: dict[str, Any] = {f"row_{name}": value for name, value in row.items()}
+        for index, one in enumerate(heard):
+            values[f"r{index}_refund_no"] = one.refund_no
+            values[f"r{index}_detail"] = one.detail
+            values[f"r{index}_dedupe_key"] = one.dedupe_key
+            if one.news is not None:
+                values[f"r{index}_news"] = one.news.value
+        stmt = _record_statement(tuple(one.news is not None for one in heard))
+        return (await self.session.execute(stmt, values)).scalar_one_or_none()
 
     async def set_outcome(self, row_id: int, outcome: NotificationOutcome) -> None:
         stmt = (
-            update(GatewayNotificationRow)
-            .where(GatewayNotificationRow.id == row_id)
-            .values(outcome=outcome.value)
+            update(NOTIFICATIONS).where(NOTIFICATIONS.c.id == row_id).values(outcome=outcome.value)
         )
         await self.session.execute(stmt)
+
+
+RECORDED = ("gateway", "notification_id", "event_type", "refund_no", "status", "payload", "outcome")
+
+
+# Built once per shape (how many refunds, which with news), values bound at execution: building
+# and keying a statement this size cost as much of the API's CPU as sending it. No value is
+# named after a column: SQLAlchemy would add it to the SET of the UPDATE in the statement.
+@lru_cache(maxsize=32)
+def _record_statement(news: tuple[bool, ...]) -> Select[int]:
+    bound = {name: bindparam(f"row_{name}", type_=NOTIFICATIONS.c[name].type) for name in RECORDED}
+    claim = (
+        insert(NOTIFICATIONS)
+        .values(bound)
+        .on_conflict_do_nothing(index_elements=["gateway", "notification_id"])
+        .returning(NOTIFICATIONS.c.id)
+        .cte("claim")
+    )
+    # Each effect reads the claim's RETURNING: a redelivery's row is not inserted, so neither is
+    # anything it would tell the refunds.
+    effects = [
+        effect.cte(f"{name}_{index}")
+        for index, has_news in enumerate(news)
+        for name, effect in _effects(claim, index, has_news)
+    ]
+    return select(claim.c.id).add_cte(*effects)
+
+
+def _effects(claim: CTE, index: int, news: bool) -> Iterator[tuple[str, Insert | Update]]:
+    """The `index`th refund's timeline entry (deduplicated like `RefundRepository.add_event`),
+    and its gateway status when it is news; both only when the claim inserted the row."""
+    refund_no = bindparam(f"r{index}_refund_no", type_=String)
+    entry = select(
+        refund_no,
+        literal("gateway", String),
+        literal("gateway_notification", String),
+        bindparam(f"r{index}_detail", type_=JSONB),
+        bindparam(f"r{index}_dedupe_key", type_=String),
+    ).select_from(claim)
+    columns = ["refund_no", "actor", "event", "detail", "dedupe_key"]
+    yield (
+        "timeline",
+        insert(EVENTS)
+        .from_select(columns, entry)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"]),
+    )
+    if news:
+        yield (
+            "news",
+            update(REFUNDS)
+            .where(REFUNDS.c.refund_no == refund_no, exists(select(claim.c.id)))
+            .values(gateway_status=bindparam(f"r{index}_news", type_=String)),
+        )
