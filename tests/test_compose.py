@@ -135,10 +135,12 @@ def test_services_run_the_subcommand_their_name_says(services: dict[str, Any]) -
 
 def test_stripe_sandbox_posts_webhooks_to_the_api_route(services: dict[str, Any]) -> None:
     from api.routes.webhooks import router
+    from refunds.gateways.stripe_gateway import SUBSCRIBED_EVENTS
 
     args = parser().parse_args(services["sandbox-stripe"]["command"][1:])
     assert args.host == "0.0.0.0"
     assert args.webhook_url == "http://api:8000/v1/webhooks/stripe"
+    assert tuple(args.webhook_events) == SUBSCRIBED_EVENTS
     assert "/v1/webhooks/stripe" in {getattr(route, "path", None) for route in router.routes}
 
 
