@@ -1,7 +1,7 @@
 """The worker's database work per refund, pinned (issue 11): each step of a happy refund sends
 the statements listed here, writes what it should exactly once, and the same step retried (its
 result lost) changes nothing. The activities run as Temporal runs them (ActivityEnvironment),
-on the session's real PostgreSQL; the pool's pre-ping (an engine setting) is not counted."""
+on the session's real PostgreSQL; the pool's pings (an engine setting) are not counted."""
 
 from __future__ import annotations
 

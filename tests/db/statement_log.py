@@ -42,7 +42,7 @@ def label(sql: str) -> str:
 
 class StatementLog:
     """The SQL sent, in order, with BEGIN and COMMIT/ROLLBACK where the driver sends them (each
-    its own round trip, which SQLAlchemy's cursor events do not show) and the pool's pre-ping."""
+    its own round trip, which SQLAlchemy's cursor events do not show) and the pool's pings."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []  # (activity type, SQL)
@@ -54,8 +54,8 @@ class StatementLog:
         return [sql for who, sql in self.sent if activity_type in (None, who)]
 
     def labels(self, activity_type: str | None = None, *, pings: bool = False) -> list[str]:
-        """What was sent, in a few words each; the pool's pre-pings (an engine setting, not
-        the step's) left out unless asked for."""
+        """What was sent, in a few words each; the pool's pings (an engine setting, not the
+        step's) left out unless asked for."""
         return [label(sql) for sql in self.of(activity_type) if pings or sql != PING]
 
     def _sent(self, sql: str) -> None:
@@ -73,26 +73,29 @@ class StatementLog:
     def _rollback(self, conn: Any) -> None:
         self._sent("ROLLBACK")
 
-    def _checkout(self, dbapi_conn: Any, record: Any, proxy: Any) -> None:
-        if self._pings:
-            self._sent(PING)
-
     @contextmanager
     def on(self, engine: AsyncEngine) -> Iterator[StatementLog]:
         """Listen to `engine` while the block runs."""
         sync = engine.sync_engine
-        self._pings = bool(sync.pool._pre_ping)
         hooks: list[tuple[Any, str, Callable[..., Any]]] = [
             (sync, "before_cursor_execute", self._cursor),
             (sync, "begin", self._begin),
             (sync, "commit", self._commit),
             (sync, "rollback", self._rollback),
-            (sync.pool, "checkout", self._checkout),
         ]
         for target, name, fn in hooks:
             event.listen(target, name, fn)
+        dialect = sync.dialect
+        ping = dialect.do_ping  # the pool's liveness check, on the raw connection: no events
+
+        def counted(connection: Any) -> bool:
+            self._sent(PING)
+            return ping(connection)
+
+        setattr(dialect, "do_ping", counted)  # noqa: B010 - a method swapped on one instance
         try:
             yield self
         finally:
+            del dialect.do_ping
             for target, name, fn in hooks:
                 event.remove(target, name, fn)
