@@ -16,7 +16,8 @@ from temporalio import activity
 
 from activities.contracts import GatewayCalls
 from activities.errors import business_errors
-from refunds.db.repositories import RefundRepository
+from refunds.db.records import Records
+from refunds.db.step_writes import Entry, StepWrites
 from refunds.domain import activity_names as names
 from refunds.domain.matching import gateway_mismatch
 from refunds.domain.messages import (
@@ -24,9 +25,17 @@ from refunds.domain.messages import (
     GatewayLookup,
     GatewayRefund,
     GatewayRefundInput,
+    GatewayStatus,
     RefundFacts,
 )
+from refunds.domain.transitions import is_news
 from refunds.gateways.base import Gateway
+
+
+def _ours(facts: RefundFacts, refund: GatewayRefund) -> bool:
+    """A mismatch is the workflow's to judge, and never a success: its status is not ours."""
+    mismatch = gateway_mismatch(facts.amount, facts.payment_ref, refund.amount, refund.payment_ref)
+    return mismatch is None
 
 
 class GatewayActivities(GatewayCalls):
@@ -83,19 +92,18 @@ class GatewayActivities(GatewayCalls):
         if self.sessionmaker is None:
             return
         async with self.sessionmaker.begin() as session:
-            repo = RefundRepository(session)
-            row = await repo.get(facts.refund_no, lock=refund is not None)
-            await repo.add_event(facts.refund_no, "gateway", event, dict(detail), key)
-            if refund is None:
-                return
-            ours = (
-                gateway_mismatch(facts.amount, facts.payment_ref, refund.amount, refund.payment_ref)
-                is None
-            )
-            if ours:
-                if row.gateway_refund_id is None:
-                    row.gateway_refund_id = refund.gateway_refund_id
-                await repo.advance_gateway_status(row, refund.status)
+            records, writes = Records(session), StepWrites(facts.refund_no)
+            writes.entry(Entry("gateway", event, dict(detail), key))
+            row = await records.refund(facts.refund_no, lock=refund is not None)
+            if refund is not None and _ours(facts, refund):
+                current = GatewayStatus(row.gateway_status) if row.gateway_status else None
+                news = is_news(current, refund.status)
+                if news or row.gateway_refund_id is None:
+                    writes.gateway(
+                        row.gateway_refund_id or refund.gateway_refund_id,
+                        refund.status.value if news else row.gateway_status,
+                    )
+            await writes.send(session)
 
     # ---- the first workflow type's activities (kept until its runs drain) ------------------
 

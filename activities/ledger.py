@@ -3,25 +3,26 @@
 Each runs in one transaction and is idempotent by refund_no: running it twice changes nothing
 the second time. The `LedgerSteps` methods serve the refund workflow; the ones named by
 `domain.activity_names` serve runs of the first workflow type until they drain (design §4).
+Rows are read as records (`refunds.db.records`) and a step's writes go out as one statement
+(`refunds.db.step_writes`): a step costs few round trips and no ORM work (issue 11).
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import AbstractAsyncContextManager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.contracts import LedgerSteps
 from activities.errors import business_errors
 from activities.outbox import Relay, outbox_transaction
-from refunds.db.models import Order, Refund
-from refunds.db.outbox import OutboxRepository
-from refunds.db.repositories import OrderRepository, RefundRepository
+from refunds.db.records import OrderRecord, Records, RefundRecord
+from refunds.db.repositories import RefundRepository
+from refunds.db.step_writes import Entry, StepWrites
 from refunds.domain import activity_names as names
 from refunds.domain.errors import (
     InvalidRefundItems,
@@ -39,7 +40,6 @@ from refunds.domain.messages import (
     Applied,
     ApplyResult,
     Channel,
-    OrderStatus,
     RefundFacts,
     RefundRequest,
     RefundRow,
@@ -55,7 +55,7 @@ from refunds.domain.transitions import can_move, money_effect
 log = logging.getLogger("refunds.ledger")
 
 
-def facts_of(order: Order, refund: Refund) -> RefundFacts:
+def facts_of(order: OrderRecord, refund: RefundRecord) -> RefundFacts:
     return RefundFacts(
         refund_no=refund.refund_no,
         order_no=order.order_no,
@@ -72,7 +72,7 @@ def facts_of(order: Order, refund: Refund) -> RefundFacts:
     )
 
 
-def row_of(refund: Refund) -> RefundRow:
+def row_of(refund: RefundRecord) -> RefundRow:
     return RefundRow(
         status=RefundStatus(refund.status),
         approved_by=refund.approved_by,
@@ -83,62 +83,53 @@ def row_of(refund: Refund) -> RefundRow:
     )
 
 
-async def move_refund(session: AsyncSession, refund: Refund, step: Step) -> None:
-    """The step's status move with the order's money, and its timeline entry; the caller holds
-    the refund row lock. A repeat of the move already made is a no-op (idempotent by status)."""
+def plan_move(refund: RefundRecord, step: Step, writes: StepWrites) -> RefundRecord:
+    """The step's status move into `writes`, with the order's money, its timeline entry and the
+    shops' event: they commit or vanish together. The caller holds the refund row lock (so the
+    next event sequence is the row's + 1) and sends `writes`. Returns the refund as moved; a
+    repeat of the move already made writes nothing (idempotent by status)."""
     assert step.to_status is not None
-    current = RefundStatus(refund.status)
-    if current == step.to_status:
-        return
-    if not can_move(current, step.to_status):
-        raise RefundConflict(f"refund {refund.refund_no}: {current} -> {step.to_status}")
-    order = await OrderRepository(session).get(refund.order_no, lock=True, items=False)
-    _apply_money(order, *money_effect(current, step.to_status, refund.amount))
-    _apply_refund_fields(refund, step.to_status, step.event, step.actor)
-    await RefundRepository(session).add_event(
-        refund.refund_no,
-        step.actor,
-        step.event,
-        {**step.detail, "from": current.value, "to": step.to_status.value},
+    current, to = RefundStatus(refund.status), step.to_status
+    if current == to:
+        return refund
+    if not can_move(current, to):
+        raise RefundConflict(f"refund {refund.refund_no}: {current} -> {to}")
+    now = datetime.now(UTC)
+    finished = to == RefundStatus.SUCCEEDED or to in RELEASED_STATUSES
+    moved = replace(
+        refund,
+        status=to.value,
+        updated_at=now,
+        approved_by=step.actor if step.event == "approved" else refund.approved_by,
+        completed_at=now if finished else refund.completed_at,
+        event_sequence=refund.event_sequence + 1,
     )
-    await session.flush()
-    # The shops' event, in this transaction: the move and its event commit or vanish together.
-    await OutboxRepository(session).add_refund_event(
-        refund, event_type_of_move(step.to_status, step.event)
-    )
+    writes.money(refund.order_no, *money_effect(current, to, refund.amount), at=now)
+    writes.move(moved)
+    detail = {**step.detail, "from": current.value, "to": to.value}
+    writes.entry(Entry(step.actor, step.event, detail))
+    writes.event(moved, event_type_of_move(to, step.event))
     log.info(
         "refund_moved",
         extra={
             "refund_no": refund.refund_no,
             "order_no": refund.order_no,
             "from_status": current.value,
-            "to_status": step.to_status.value,
+            "to_status": to.value,
             "event": step.event,
             "actor": step.actor,
             "amount": refund.amount,
         },
     )
+    return moved
 
 
-def _apply_money(order: Order, reserved_delta: int, refunded_delta: int) -> None:
-    order.reserved_amount += reserved_delta
-    order.refunded_amount += refunded_delta
-    # A cancelled order stays cancelled either way: it still takes refunds of what is owed.
-    if order.paid_amount > 0 and order.refunded_amount == order.paid_amount:
-        if order.status == OrderStatus.PAID:
-            order.status = OrderStatus.REFUNDED.value
-    elif order.status == OrderStatus.REFUNDED:
-        order.status = OrderStatus.PAID.value
-    order.updated_at = datetime.now(UTC)
-
-
-def _apply_refund_fields(refund: Refund, to_status: RefundStatus, event: str, actor: str) -> None:
-    refund.status = to_status.value
-    refund.updated_at = datetime.now(UTC)
-    if event == "approved":
-        refund.approved_by = actor
-    if to_status == RefundStatus.SUCCEEDED or to_status in RELEASED_STATUSES:
-        refund.completed_at = refund.updated_at
+async def move_refund(session: AsyncSession, refund: RefundRecord, step: Step) -> RefundRecord:
+    """`plan_move`, written; the caller holds the refund row lock."""
+    writes = StepWrites(refund.refund_no)
+    moved = plan_move(refund, step, writes)
+    await writes.send(session)
+    return moved
 
 
 class LedgerActivities(LedgerSteps):
@@ -174,14 +165,15 @@ class LedgerActivities(LedgerSteps):
     @business_errors
     async def record_step(self, step: Step) -> RefundRow:
         async with self._transaction() as session:
-            repo = RefundRepository(session)
-            refund = await repo.get(step.facts.refund_no, lock=step.to_status is not None)
-            if step.to_status is not None:
-                await move_refund(session, refund, step)
+            moves = step.to_status is not None
+            refund = await Records(session).refund(step.facts.refund_no, lock=moves)
+            writes = StepWrites(refund.refund_no)
+            if moves:
+                refund = plan_move(refund, step, writes)
             else:
-                await repo.add_event(
-                    refund.refund_no, step.actor, step.event, dict(step.detail), step.key or None
-                )
+                entry = Entry(step.actor, step.event, dict(step.detail), step.key or None)
+                writes.entry(entry)
+            await writes.send(session)
             return row_of(refund)
 
     # ---- the first workflow type's activities (kept until its runs drain) ------------------
@@ -196,35 +188,38 @@ class LedgerActivities(LedgerSteps):
 
     async def _open(
         self, session: AsyncSession, request: RefundRequest
-    ) -> tuple[Order, Refund, bool]:
+    ) -> tuple[OrderRecord, RefundRecord, bool]:
         """The order, the refund and whether this run owns it: a new refund reserved under the
         order's row lock, or the one this refund_no already names (same caller, same body)."""
         run_id = activity.info().workflow_run_id or ""
-        refunds = RefundRepository(session)
-        existing = await refunds.find(request.refund_no)
-        if existing is not None:
-            return await self._replay(session, existing, request, run_id)
-        order = await OrderRepository(session).find(request.order_no, lock=True)
-        self._check_order(order, request)
-        assert order is not None
-        await self._check_items(session, order, request)
-        await self._reserve(session, order, request.amount)
-        refund = self._new_refund(order, request, run_id)
-        session.add(refund)
-        await session.flush()
-        await refunds.add_event(
-            refund.refund_no,
-            request.requested_by,
-            "requested",
-            {
-                "amount": request.amount,
-                "currency": order.currency,
-                "reason": request.reason,
-                "source": str(request.source),
-            },
-            dedupe_key=f"{refund.refund_no}:requested",
+        records = Records(session)
+        order, taken = await records.order_to_open(request.order_no, request.refund_no)
+        if taken:
+            existing = await records.refund(request.refund_no)
+            return await self._replay(records, existing, order, request, run_id)
+        order = self._check_order(order, request)
+        await self._check_items(records, order, request)
+        now = datetime.now(UTC)  # set here, so the step can answer with it without a read
+        if not await records.reserve(order.id, request.amount, now):
+            refundable = order.paid_amount - order.reserved_amount
+            raise RefundExceedsPaid(
+                f"amount {request.amount} exceeds the refundable {refundable} "
+                f"of order {order.order_no}"
+            )
+        refund = self._new_refund(order, request, run_id, now)
+        writes = StepWrites(refund.refund_no)
+        writes.new_refund(refund)
+        requested = {
+            "amount": request.amount,
+            "currency": order.currency,
+            "reason": request.reason,
+            "source": str(request.source),
+        }
+        writes.entry(
+            Entry(request.requested_by, "requested", requested, f"{refund.refund_no}:requested")
         )
-        await OutboxRepository(session).add_refund_event(refund, EventType.REFUND_CREATED)
+        writes.event(refund, EventType.REFUND_CREATED)
+        await writes.send(session)
         log.info(
             "refund_applied",
             extra={
@@ -238,16 +233,22 @@ class LedgerActivities(LedgerSteps):
         return order, refund, True
 
     async def _replay(
-        self, session: AsyncSession, refund: Refund, request: RefundRequest, run_id: str
-    ) -> tuple[Order, Refund, bool]:
+        self,
+        records: Records,
+        refund: RefundRecord,
+        order: OrderRecord | None,
+        request: RefundRequest,
+        run_id: str,
+    ) -> tuple[OrderRecord, RefundRecord, bool]:
         if hidden_from(request, refund.requested_by):
             raise RefundNotFound(f"refund {refund.refund_no} not found")  # not this caller's
         if refund.request_fingerprint != request_fingerprint(request):
             raise RefundConflict(f"refund {refund.refund_no} exists with a different request")
-        order = await OrderRepository(session).get(refund.order_no)
+        if order is None or order.order_no != refund.order_no:
+            order = await records.order(refund.order_no)
         return order, refund, refund.workflow_run_id == run_id
 
-    def _check_order(self, order: Order | None, request: RefundRequest) -> None:
+    def _check_order(self, order: OrderRecord | None, request: RefundRequest) -> OrderRecord:
         customer_mismatch = (
             order is not None
             and request.source == RefundSource.CUSTOMER
@@ -257,17 +258,18 @@ class LedgerActivities(LedgerSteps):
             raise OrderNotFound(f"order {request.order_no} not found")
         if order.status not in REFUNDABLE_ORDER_STATUSES or order.paid_amount == 0:
             raise OrderNotPaid(f"order {order.order_no} is {order.status}, not paid")
+        return order
 
     async def _check_items(
-        self, session: AsyncSession, order: Order, request: RefundRequest
+        self, records: Records, order: OrderRecord, request: RefundRequest
     ) -> None:
         if not request.items:
             return  # a refund of money only: nothing to check, no query
-        ordered = {item.sku: item.quantity for item in order.items}
+        ordered = dict(await records.order_items(order.id))
         returned: dict[str, int] = {}
-        for other in await OrderRepository(session).refunds(order.order_no):
-            if other.status not in RELEASED_STATUSES:
-                for line in other.items:
+        for status, items in await records.refunds_items(order.order_no):
+            if status not in RELEASED_STATUSES:
+                for line in items:
                     returned[line["sku"]] = returned.get(line["sku"], 0) + int(line["quantity"])
         for item in request.items:
             if item.sku not in ordered:
@@ -278,25 +280,10 @@ class LedgerActivities(LedgerSteps):
                     f"sku {item.sku}: {item.quantity} requested, {left} left to return"
                 )
 
-    async def _reserve(self, session: AsyncSession, order: Order, amount: int) -> None:
-        """Conditional update: the database refuses to reserve past paid_amount, any concurrency."""
-        refundable = order.paid_amount - order.reserved_amount
-        stmt = (
-            update(Order)
-            .where(Order.id == order.id, Order.reserved_amount + amount <= Order.paid_amount)
-            .values(reserved_amount=Order.reserved_amount + amount, updated_at=datetime.now(UTC))
-            .returning(Order.reserved_amount)
-        )
-        if (await session.execute(stmt)).scalar_one_or_none() is None:
-            raise RefundExceedsPaid(
-                f"amount {amount} exceeds the refundable {refundable} of order {order.order_no}"
-            )
-
-    def _new_refund(self, order: Order, request: RefundRequest, run_id: str) -> Refund:
-        now = datetime.now(UTC)  # set here, so the step can answer with it without a read
-        return Refund(
-            created_at=now,
-            updated_at=now,
+    def _new_refund(
+        self, order: OrderRecord, request: RefundRequest, run_id: str, now: datetime
+    ) -> RefundRecord:
+        return RefundRecord(
             refund_no=request.refund_no,
             order_no=order.order_no,
             amount=request.amount,
@@ -306,19 +293,26 @@ class LedgerActivities(LedgerSteps):
             items=[asdict(i) for i in request.items],
             source=str(request.source),
             requested_by=request.requested_by,
+            approved_by=None,
+            gateway_refund_id=None,
             status=RefundStatus.PENDING_APPROVAL.value,
+            needs_manual_return=False,
             request_fingerprint=request_fingerprint(request),
             workflow_run_id=run_id,
-            needs_manual_return=False,
+            gateway_status=None,
+            created_at=now,
+            updated_at=now,
+            completed_at=None,
+            event_sequence=1,  # its `refund.created`, written with it
         )
 
     @staticmethod
-    def _auto_approved(refund: Refund, request: RefundRequest) -> bool:
+    def _auto_approved(refund: RefundRecord, request: RefundRequest) -> bool:
         limit = request.auto_approve_limit
         return refund.source == RefundSource.ADMIN and 0 < refund.amount <= limit
 
     def _result(
-        self, order: Order, refund: Refund, request: RefundRequest, owned: bool
+        self, order: OrderRecord, refund: RefundRecord, request: RefundRequest, owned: bool
     ) -> ApplyResult:
         return ApplyResult(
             refund_no=refund.refund_no,
@@ -342,23 +336,24 @@ class LedgerActivities(LedgerSteps):
 
     async def _claim(
         self, session: AsyncSession, request: RefundRequest
-    ) -> tuple[Order, Refund, bool]:
+    ) -> tuple[OrderRecord, RefundRecord, bool]:
         """A repair run takes a refund over from the run that was closed under it; a terminal
         refund is not claimed (owned False): there is nothing left to carry on."""
         run_id = activity.info().workflow_run_id or ""
-        refunds = RefundRepository(session)
-        refund = await refunds.get(request.refund_no, lock=True)
-        order = await OrderRepository(session).get(refund.order_no)
+        records = Records(session)
+        refund = await records.refund(request.refund_no, lock=True)
+        order = await records.order(refund.order_no)
         if RefundStatus(refund.status) in TERMINAL_STATUSES:
             return order, refund, refund.workflow_run_id == run_id
-        previous, refund.workflow_run_id = refund.workflow_run_id, run_id
-        await refunds.add_event(
-            refund.refund_no,
-            "reconciliation",
-            "repaired",
-            {"status": refund.status, "previous_run_id": previous, "run_id": run_id},
-            dedupe_key=f"{refund.refund_no}:repaired:{run_id}",
+        previous = refund.workflow_run_id
+        refund = replace(refund, workflow_run_id=run_id)
+        writes = StepWrites(refund.refund_no)
+        writes.owner(run_id)
+        repaired = {"status": refund.status, "previous_run_id": previous, "run_id": run_id}
+        writes.entry(
+            Entry("reconciliation", "repaired", repaired, f"{refund.refund_no}:repaired:{run_id}")
         )
+        await writes.send(session)
         log.warning(
             "refund_repaired",
             extra={"refund_no": refund.refund_no, "status": refund.status, "run_id": run_id},
@@ -370,7 +365,7 @@ class LedgerActivities(LedgerSteps):
     async def transition(self, move: TransitionInput) -> RefundStatus:
         """Move the refund and the order's money together; a repeat of the same move is a no-op."""
         async with self._transaction() as session:
-            refund = await RefundRepository(session).get(move.refund_no, lock=True)
+            refund = await Records(session).refund(move.refund_no, lock=True)
             step = Step(
                 RefundFacts(
                     refund.refund_no,

@@ -16,21 +16,23 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refunds.db.models import Coupon, InventoryMovement, InventoryStock, Order, PointsLedger, Refund
+from refunds.db.models import Coupon, InventoryMovement, InventoryStock, PointsLedger
+from refunds.db.records import OrderRecord, RefundRecord
 
 Detail = dict[str, str | int | None]
 
 
-async def take_back(session: AsyncSession, refund: Refund, order: Order) -> Detail:
-    """Every effect of the reversal, in the caller's transaction (which claims its ledger row)."""
-    return {
-        **await _take_back_points(session, refund, order),
-        **await _take_back_stock(session, refund),
-        **await _take_back_coupon(session, refund, order),
-    }
+async def take_back(session: AsyncSession, refund: RefundRecord, order: OrderRecord) -> Detail:
+    """Every effect of the reversal, in the caller's transaction (which claims its ledger row).
+    The coupon before the stock rows: the order every step locks them in."""
+    points = await _take_back_points(session, refund, order)
+    coupon = await _take_back_coupon(session, refund, order)
+    return {**points, **await _take_back_stock(session, refund), **coupon}
 
 
-async def _take_back_points(session: AsyncSession, refund: Refund, order: Order) -> Detail:
+async def _take_back_points(
+    session: AsyncSession, refund: RefundRecord, order: OrderRecord
+) -> Detail:
     restored = await session.scalar(
         select(PointsLedger.points).where(
             PointsLedger.refund_no == refund.refund_no, PointsLedger.kind == "refund_restore"
@@ -50,7 +52,7 @@ async def _take_back_points(session: AsyncSession, refund: Refund, order: Order)
     return {"points_taken_back": restored}
 
 
-async def _take_back_stock(session: AsyncSession, refund: Refund) -> Detail:
+async def _take_back_stock(session: AsyncSession, refund: RefundRecord) -> Detail:
     """Unstock what the refund restocked; units sold again since cannot be, and are counted."""
     restocked = (
         await session.execute(
@@ -85,7 +87,9 @@ async def _take_back_stock(session: AsyncSession, refund: Refund) -> Detail:
     return {"unstocked": unstocked, "unstock_shortfall": sum(shortfalls.values()), **shortfalls}
 
 
-async def _take_back_coupon(session: AsyncSession, refund: Refund, order: Order) -> Detail:
+async def _take_back_coupon(
+    session: AsyncSession, refund: RefundRecord, order: OrderRecord
+) -> Detail:
     if not order.coupon_code:
         return {}
     coupon = await session.get(Coupon, order.coupon_code, with_for_update=True)

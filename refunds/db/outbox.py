@@ -2,6 +2,8 @@
 of the change they report, one delivery row per subscribed endpoint, and the reads and writes of
 the delivery workflows and the API. The caller commits, once.
 
+An event and its deliveries are written by one statement (`event_statement`), which also carries
+the writes of the change it reports when that change is a ledger step (`refunds.db.step_writes`).
 `session.info[WOKEN]` collects the endpoints that got new deliveries in this transaction: after
 the commit, the caller wakes their delivery workflows (`refunds.runtime.webhook_relay`).
 """
@@ -9,25 +11,39 @@ the commit, the caller wakes their delivery workflows (`refunds.runtime.webhook_
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, exists, func, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import CTE
 
 from refunds.db.models import (
     DeliveryAttempt,
     EventDelivery,
     OutgoingEvent,
     ReconciliationFinding,
-    Refund,
     WebhookEndpoint,
 )
+from refunds.db.records import RefundRecord, table
 from refunds.domain.errors import WebhookEndpointNotFound
 from refunds.domain.outgoing import ALL_TYPES, DeliveryState, EventType
 from refunds.webhooks.signing import new_secret
@@ -40,7 +56,7 @@ def iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def refund_payload(refund: Refund) -> dict[str, Any]:
+def refund_payload(refund: RefundRecord) -> dict[str, Any]:
     """The refund as `GET /v1/refunds/{no}` shows it, without its timeline (JSON-ready)."""
     return {
         "refund_no": refund.refund_no,
@@ -97,81 +113,108 @@ def woken(session: AsyncSession) -> set[int]:
     return found
 
 
+def wake_later(session: AsyncSession, endpoint_ids: Iterable[int]) -> None:
+    """Remember endpoints to wake once this transaction commits."""
+    ids = set(endpoint_ids)
+    if ids:
+        session.info.setdefault(WOKEN, set()).update(ids)
+
+
+def refund_event(refund: RefundRecord, event_type: EventType) -> dict[str, Any]:
+    """The bind values of `event_statement` for a change of a refund: `refund` as the change
+    left it, its `event_sequence` already the next one (read under the row lock the change
+    holds and written with it; `(refund_no, sequence)` is unique)."""
+    key = f"{refund.refund_no}:{refund.event_sequence}"
+    return _event(
+        event_id_of(key),
+        event_type,
+        refund.refund_no,
+        refund.event_sequence,
+        {"refund": refund_payload(refund)},
+    )
+
+
+def _event(
+    event_id: str,
+    event_type: EventType,
+    refund_no: str | None,
+    sequence: int | None,
+    payload: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "outbox_event_id": event_id,
+        "outbox_type": event_type.value,
+        "outbox_refund_no": refund_no,
+        "outbox_sequence": sequence,
+        "outbox_payload": payload,
+        "outbox_created_at": datetime.now(UTC),
+        # A refund's deliveries to an endpoint go out in sequence: one lane per refund.
+        "outbox_lane": refund_no or event_id,
+    }
+
+
+_events = table(OutgoingEvent)
+_deliveries = table(EventDelivery)
+_endpoints = table(WebhookEndpoint)
+
+
+def event_statement(writes: Sequence[CTE] = ()) -> Any:
+    """One statement: `writes` (the change the event reports), the `outgoing_events` row, and one
+    pending delivery per enabled endpoint subscribed to its type; it returns those endpoints.
+    Values are bound by name (`refund_event`); built once per caller's shape."""
+    event = (
+        insert(_events)
+        .values(
+            event_id=bindparam("outbox_event_id", type_=String),
+            type=bindparam("outbox_type", type_=String),
+            refund_no=bindparam("outbox_refund_no", type_=String),
+            sequence=bindparam("outbox_sequence", type_=Integer),
+            payload=bindparam("outbox_payload", type_=JSONB),
+            created_at=bindparam("outbox_created_at", type_=DateTime(timezone=True)),
+        )
+        .returning(_events.c.id)
+        .cte("event")
+    )
+    subscribed = or_(
+        _endpoints.c.event_types.has_key(bindparam("outbox_type", type_=String)),  # JSONB `?`
+        _endpoints.c.event_types.has_key(ALL_TYPES),
+    )
+    rows = (
+        select(
+            event.c.id,
+            _endpoints.c.id,
+            bindparam("outbox_lane", type_=String),
+            literal(DeliveryState.PENDING.value, String),
+            literal(0, Integer),
+        )
+        .select_from(event.join(_endpoints, true()))  # each subscribed endpoint gets one
+        .where(_endpoints.c.enabled.is_(True), subscribed)
+    )
+    stmt = (
+        insert(_deliveries)
+        .from_select(["event_id", "endpoint_id", "lane", "state", "attempts"], rows)
+        .returning(_deliveries.c.endpoint_id)
+    )
+    return stmt.add_cte(*writes) if writes else stmt
+
+
+_EVENT_ALONE = event_statement()
+
+
 class OutboxRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add_refund_event(self, refund: Refund, event_type: EventType) -> OutgoingEvent:
-        """The event of a refund's change; the caller holds the refund's row (or its order's)
-        lock, and the sequence is bumped in the database, so concurrent moves cannot share one."""
-        bump = (
-            update(Refund)
-            .where(Refund.refund_no == refund.refund_no)
-            .values(event_sequence=Refund.event_sequence + 1)
-            .returning(Refund.event_sequence)
-            .execution_options(synchronize_session=False)
-        )
-        sequence = int((await self.session.execute(bump)).scalar_one())
-        return await self._add(
-            event_id_of(f"{refund.refund_no}:{sequence}"),
-            event_type,
-            refund.refund_no,
-            sequence,
-            {"refund": refund_payload(refund)},
-        )
-
-    async def add_finding_event(self, finding: ReconciliationFinding) -> OutgoingEvent:
-        return await self._add(
+    async def add_finding_event(self, finding: ReconciliationFinding) -> None:
+        values = _event(
             event_id_of(f"finding:{finding.id}"),
             EventType.RECONCILIATION_FINDING,
             finding.refund_no,
             None,
             {"finding": finding_payload(finding)},
         )
-
-    async def _add(
-        self,
-        event_id: str,
-        event_type: EventType,
-        refund_no: str | None,
-        sequence: int | None,
-        payload: dict[str, Any],
-    ) -> OutgoingEvent:
-        event = OutgoingEvent(
-            event_id=event_id,
-            type=event_type.value,
-            refund_no=refund_no,
-            sequence=sequence,
-            payload=payload,
-            created_at=datetime.now(UTC),
-        )
-        self.session.add(event)
-        await self.session.flush()
-        await self._fan_out(event)
-        return event
-
-    async def _fan_out(self, event: OutgoingEvent) -> None:
-        """One pending delivery per enabled endpoint subscribed to the event's type."""
-        subscribed = or_(
-            WebhookEndpoint.event_types.has_key(event.type),  # JSONB `?`
-            WebhookEndpoint.event_types.has_key(ALL_TYPES),
-        )
-        lane = event.refund_no or event.event_id
-        rows = select(
-            literal(event.id),
-            WebhookEndpoint.id,
-            literal(lane, String),
-            literal(DeliveryState.PENDING.value, String),
-            literal(0, Integer),
-        ).where(WebhookEndpoint.enabled.is_(True), subscribed)
-        stmt = (
-            insert(EventDelivery)
-            .from_select(["event_id", "endpoint_id", "lane", "state", "attempts"], rows)
-            .returning(EventDelivery.endpoint_id)
-        )
-        endpoints = set((await self.session.execute(stmt)).scalars().all())
-        if endpoints:
-            self.session.info.setdefault(WOKEN, set()).update(endpoints)
+        result = await self.session.execute(_EVENT_ALONE, values)
+        wake_later(self.session, result.scalars().all())
 
     # ---- what the delivery workflows read and write ----------------------------------------
 
@@ -324,7 +367,7 @@ class OutboxRepository:
             .returning(EventDelivery.endpoint_id)
         )
         endpoints = list((await self.session.execute(stmt)).scalars().all())
-        self.session.info.setdefault(WOKEN, set()).update(endpoints)
+        wake_later(self.session, endpoints)
         return len(endpoints)
 
     async def counts(self) -> tuple[int, dict[DeliveryState, int]]:

@@ -34,7 +34,6 @@ from refunds.db.models import (
     PointsLedger,
     Refund,
     RefundEvent,
-    Restoration,
 )
 from refunds.domain.errors import OrderNotFound, RefundNotFound
 from refunds.domain.messages import GatewayStatus
@@ -162,19 +161,6 @@ class RefundRepository:
             .returning(RefundEvent.id)
         )
         return (await self.session.execute(stmt)).scalar_one_or_none() is not None
-
-    async def claim_restoration(self, refund_no: str, kind: str, detail: dict[str, Any]) -> bool:
-        """Insert the (refund_no, kind) ledger guard; False if this restore already happened."""
-        stmt = (
-            insert(Restoration)
-            .values(refund_no=refund_no, kind=kind, detail=detail)
-            .on_conflict_do_nothing()
-            .returning(Restoration.kind)
-        )
-        return (await self.session.execute(stmt)).scalar_one_or_none() is not None
-
-    async def restoration(self, refund_no: str, kind: str) -> Restoration | None:
-        return await self.session.get(Restoration, (refund_no, kind))
 
     async def search(
         self,

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from activities.ledger import facts_of, move_refund
 from refunds.db.models import EventDelivery, OutgoingEvent, RefundEvent, WebhookEndpoint
 from refunds.db.outbox import WOKEN, refund_payload
-from refunds.db.repositories import OrderRepository, RefundRepository
+from refunds.db.records import Records
+from refunds.db.repositories import RefundRepository
 from refunds.domain.messages import RefundStatus, Step
 from refunds.domain.outgoing import DeliveryState, EventType, event_type_of_move
 from tests.db.ledger_rows import LedgerRows
@@ -23,8 +24,8 @@ class CrashAfterTheEvent(Exception):
 
 
 async def _approve(session: AsyncSession, refund_no: str) -> None:
-    refund = await RefundRepository(session).get(refund_no, lock=True)
-    order = await OrderRepository(session).get(refund.order_no)
+    refund = await Records(session).refund(refund_no, lock=True)
+    order = await Records(session).order(refund.order_no)
     step = Step(facts_of(order, refund), "approver-1", "approved", {}, RefundStatus.PROCESSING)
     await move_refund(session, refund, step)
 
@@ -74,7 +75,7 @@ async def test_a_committed_move_has_exactly_its_event_with_the_next_sequence(
             (event,) = await _events(sessionmaker, refund.refund_no)
             assert (event.type, event.sequence) == (EventType.REFUND_APPROVED, 1)
             async with sessionmaker() as session:
-                row = await RefundRepository(session).get(refund.refund_no)
+                row = await Records(session).refund(refund.refund_no)
                 assert event.payload == {"refund": refund_payload(row)}
                 assert row.event_sequence == 1
                 stmt = select(EventDelivery).where(
