@@ -15,11 +15,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from refunds.bench.bare_workflow import BareWorkflow, bare_step
+from refunds.runtime.payload_converter import DATA_CONVERTER
 from refunds.runtime.workflow_runner import workflow_runner
 
 
 async def serve(address: str, namespace: str, task_queue: str) -> None:
-    client = await Client.connect(address, namespace=namespace)
+    # The product's data converter, as its runner: the two compare workflows, not converters.
+    client = await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

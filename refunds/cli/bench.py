@@ -43,6 +43,7 @@ from refunds.bench.phases import (
 from refunds.bench.procstat import CpuSampler
 from refunds.bench.report import Phase, RateWindows
 from refunds.embedded.process import ChildProcess
+from refunds.runtime.payload_converter import DATA_CONVERTER
 from refunds.settings import Settings
 from workflows.refund import workflow_id
 
@@ -218,7 +219,10 @@ async def own_stack(options: BenchOptions, root: Path) -> AsyncIterator[Target]:
         }
         yield Target(
             Endpoints(
-                stack.api_url, stack.stripe_url, await Client.connect(address), settings.jwt_secret
+                stack.api_url,
+                stack.stripe_url,
+                await Client.connect(address, data_converter=DATA_CONVERTER),
+                settings.jwt_secret,
             ),
             roles,
             float(options.stripe_rate or settings.stripe_rate_limit),
@@ -243,7 +247,7 @@ async def running_dev(dev_data_dir: Path, root: Path) -> AsyncIterator[Target]:
     endpoints = Endpoints(
         info["api_url"],
         info["stripe_api_base"],
-        await Client.connect(address),
+        await Client.connect(address, data_converter=DATA_CONVERTER),
         settings.jwt_secret,
         settings.jwt_issuer,
         settings.jwt_audience,

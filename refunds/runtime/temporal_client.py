@@ -20,6 +20,7 @@ from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS, ClientCon
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
+from refunds.runtime.payload_converter import DATA_CONVERTER
 from refunds.settings import Settings
 
 log = logging.getLogger("refunds.temporal")
@@ -86,7 +87,7 @@ async def connect(
     runtime = _runtime_with_metrics(metrics_port) if metrics_port else None
     for attempt in range(1, attempts + 1):
         try:
-            return await Client.connect(**config, runtime=runtime)
+            return await Client.connect(**config, runtime=runtime, data_converter=DATA_CONVERTER)
         except RuntimeError:
             if attempt == attempts:
                 raise
