@@ -30,3 +30,8 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The stripe library logs every request and response at INFO; the gateway logs what a
+    # refund's call did (`gateway_refund_created`, ...), so the library says only what went
+    # wrong, unless the operator asked for DEBUG.
+    quiet = max(logging.WARNING, root.level)
+    logging.getLogger("stripe").setLevel(logging.NOTSET if root.level <= logging.DEBUG else quiet)
