@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -90,6 +91,23 @@ def gateway_rate(settings: Settings, channel: Channel) -> float:
     return float(settings.wechatpay_rate_limit)
 
 
+# The gateway clients are synchronous (stripe and wechatpayv3 over requests): a running call
+# holds a thread of the loop's default executor. Python's default pool (cores + 4 threads: 6
+# here) made the gateway queues' activity slots wait for a thread, and when a gateway stalled the
+# waiting calls hit their timeout, were retried, and waited again behind threads still busy with
+# calls already timed out (seen under `refunds chaos`: refunds went abnormal with the gateway
+# answering). So each slot has a thread, twice over for the calls of timed-out activities that
+# are still draining, and a few spare for reconciliation's calls and the loop's own lookups.
+GATEWAY_CALLS_PER_CHANNEL = 32
+SPARE_THREADS = 8
+
+
+def gateway_executor() -> ThreadPoolExecutor:
+    """The worker's default executor: a thread for every gateway call that may run at once."""
+    threads = 2 * GATEWAY_CALLS_PER_CHANNEL * len(Channel) + SPARE_THREADS
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gateway-call")
+
+
 def build_workers(
     client: Client,
     settings: Settings,
@@ -110,7 +128,7 @@ def build_workers(
             client,
             task_queue=gateway_task_queue(settings.task_queue, channel),
             activities=gateway_activities(sessionmaker, gateways),
-            max_concurrent_activities=100,
+            max_concurrent_activities=GATEWAY_CALLS_PER_CHANNEL,
             # Enforced by the Temporal server for the queue, whatever the number of workers.
             max_task_queue_activities_per_second=gateway_rate(settings, channel),
         )
@@ -154,6 +172,7 @@ async def run_worker(settings: Settings) -> None:
     workers = build_workers(client, settings, sessionmaker, build_gateways(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_default_executor(gateway_executor())
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as running:

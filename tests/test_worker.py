@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 from temporalio.api.enums.v1 import RateLimitSource, TaskQueueType
@@ -92,3 +93,28 @@ async def test_each_channel_queue_carries_its_gateway_rate_limit(
         if e.HasField("activity_task_scheduled_event_attributes")
     ]
     assert scheduled.task_queue.name == gateway_task_queue(settings.task_queue, Channel.STRIPE)
+
+
+async def test_every_gateway_call_the_worker_admits_gets_a_thread_at_once() -> None:
+    """The gateway clients block a thread per call. With Python's default pool (6 threads on
+    2 cores) a stalling gateway made admitted calls wait for a thread until they timed out
+    (`refunds chaos` sent most refunds abnormal). Here every call both channel queues admit, and
+    as many again still draining after their activity timed out, run at the same time."""
+    from worker import GATEWAY_CALLS_PER_CHANNEL, gateway_executor
+
+    calls = 2 * GATEWAY_CALLS_PER_CHANNEL * len(Channel)
+    started: list[float] = []
+
+    def stalled_gateway_call() -> None:
+        started.append(time.monotonic())
+        time.sleep(0.5)
+
+    loop = asyncio.get_running_loop()
+    with gateway_executor() as pool:
+        began = time.monotonic()
+        await asyncio.gather(
+            *(loop.run_in_executor(pool, stalled_gateway_call) for _ in range(calls))
+        )
+    assert len(started) == calls
+    # All started before the first one could have finished: none waited for a thread.
+    assert max(started) - began < 0.5
