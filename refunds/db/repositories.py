@@ -12,7 +12,6 @@ from sqlalchemy import (
     Insert,
     Select,
     String,
-    Table,
     Update,
     bindparam,
     exists,
@@ -26,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from refunds.db.models import (
-    Base,
     Coupon,
     GatewayNotificationRow,
     InventoryMovement,
@@ -35,6 +33,7 @@ from refunds.db.models import (
     Refund,
     RefundEvent,
 )
+from refunds.db.records import table
 from refunds.domain.errors import OrderNotFound, RefundNotFound
 from refunds.domain.messages import GatewayStatus
 from refunds.domain.notifications import NotificationOutcome
@@ -184,16 +183,10 @@ class RefundRepository:
         return (await self.session.scalars(stmt)).all()
 
 
-def _table(model: type[Base]) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
 # Core tables, not the mapped classes: no ORM bulk-persistence machinery on the webhook path.
-NOTIFICATIONS = _table(GatewayNotificationRow)
-EVENTS = _table(RefundEvent)
-REFUNDS = _table(Refund)
+NOTIFICATIONS = table(GatewayNotificationRow)
+EVENTS = table(RefundEvent)
+REFUNDS = table(Refund)
 
 
 @dataclass(frozen=True)
