@@ -25,10 +25,9 @@ from refunds.domain.messages import (
     GatewayLookup,
     GatewayRefund,
     GatewayRefundInput,
-    GatewayStatus,
     RefundFacts,
 )
-from refunds.domain.transitions import is_news
+from refunds.domain.transitions import heard_status, is_news
 from refunds.gateways.base import Gateway
 
 
@@ -96,8 +95,7 @@ class GatewayActivities(GatewayCalls):
             writes.entry(Entry("gateway", event, dict(detail), key))
             row = await records.refund(facts.refund_no, lock=refund is not None)
             if refund is not None and _ours(facts, refund):
-                current = GatewayStatus(row.gateway_status) if row.gateway_status else None
-                news = is_news(current, refund.status)
+                news = is_news(heard_status(row.gateway_status), refund.status)
                 if news or row.gateway_refund_id is None:
                     writes.gateway(
                         row.gateway_refund_id or refund.gateway_refund_id,

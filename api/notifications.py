@@ -19,7 +19,7 @@ from refunds.db.repositories import (
 from refunds.domain.matching import gateway_mismatch
 from refunds.domain.messages import GatewayNotification, GatewayStatus
 from refunds.domain.notifications import NotificationOutcome, most_done
-from refunds.domain.transitions import is_news
+from refunds.domain.transitions import heard_status, is_news
 from refunds.gateways.base import ParsedNotification
 from refunds.runtime.refund_runs import Delivery, deliver
 from refunds.settings import Settings
@@ -110,7 +110,7 @@ async def _weigh(
     )
     if mismatch is not None:
         return Weighed(notification, refund, NotificationOutcome.SIGNALLED, deliver=True)
-    current = heard.get(refund.refund_no, _status(refund.gateway_status))
+    current = heard.get(refund.refund_no, heard_status(refund.gateway_status))
     if not is_news(current, notification.status):
         # Not signalled, even when the refund's run is closed under it: the news it repeats
         # was delivered (or repaired) when it came; the daily reconciliation repairs the rest.
@@ -122,10 +122,6 @@ async def _weigh(
     return Weighed(
         notification, refund, NotificationOutcome.SIGNALLED, notification.status, deliver=True
     )
-
-
-def _status(value: str | None) -> GatewayStatus | None:
-    return GatewayStatus(value) if value else None
 
 
 def _heard(gateway: str, weighed: list[Weighed]) -> list[HeardFromGateway]:

@@ -37,7 +37,6 @@ from refunds.db.records import table
 from refunds.domain.errors import OrderNotFound, RefundNotFound
 from refunds.domain.messages import GatewayStatus
 from refunds.domain.notifications import NotificationOutcome
-from refunds.domain.transitions import is_news
 
 
 class OrderRepository:
@@ -122,15 +121,6 @@ class RefundRepository:
         if refund is None:
             raise RefundNotFound(f"refund {refund_no} not found")
         return refund
-
-    async def advance_gateway_status(self, refund: Refund, status: GatewayStatus) -> bool:
-        """Record the gateway's status if it is news (forward, or a late failure); the caller
-        holds the refund row lock. True when it was news."""
-        current = GatewayStatus(refund.gateway_status) if refund.gateway_status else None
-        if not is_news(current, status):
-            return False
-        refund.gateway_status = status.value
-        return True
 
     async def events(self, refund_no: str) -> Sequence[RefundEvent]:
         stmt = (

@@ -55,6 +55,11 @@ def is_late_failure(current: GatewayStatus | None, new: GatewayStatus) -> bool:
     return current == GatewayStatus.SUCCEEDED and new == GatewayStatus.FAILED
 
 
+def heard_status(stored: str | None) -> GatewayStatus | None:
+    """The gateway status a refund has heard, as its row stores it (`refunds.gateway_status`)."""
+    return GatewayStatus(stored) if stored else None
+
+
 def is_news(current: GatewayStatus | None, new: GatewayStatus) -> bool:
     """Whether a gateway answer tells a refund anything it has not heard *(issue 11)*: only news
     is worth a workflow task (Stripe sends four events per refund, two of them repeats)."""

@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 from types import TracebackType
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from refunds.db.models import Order, Refund
+from refunds.db.models import Order, Refund, RefundEvent
 from refunds.domain.messages import Channel, OrderStatus, RefundSource, RefundStatus
 from tests.factories import uid
 
@@ -52,6 +52,9 @@ class LedgerRows:
 
     async def remove(self) -> None:
         async with self.sessionmaker() as session:
+            # Timeline entries the code under test wrote for these refunds.
+            ours = select(Refund.refund_no).where(Refund.order_no.in_(self.order_nos))
+            await session.execute(delete(RefundEvent).where(RefundEvent.refund_no.in_(ours)))
             await session.execute(delete(Refund).where(Refund.order_no.in_(self.order_nos)))
             await session.execute(delete(Order).where(Order.order_no.in_(self.order_nos)))
             await session.commit()

@@ -16,11 +16,23 @@ from sqlalchemy import create_engine, delete, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from activities.gateway import GatewayActivities
 from refunds.db.engine import async_url
 from refunds.db.migrate import alembic_config
 from refunds.db.models import Base, GatewayNotificationRow
-from refunds.db.repositories import GatewayNotificationRepository, RefundRepository
-from refunds.domain.messages import GatewayStatus, RefundStatus
+from refunds.db.repositories import (
+    GatewayNotificationRepository,
+    OrderRepository,
+    RefundRepository,
+)
+from refunds.domain.messages import (
+    Channel,
+    GatewayRefund,
+    GatewayStatus,
+    RefundFacts,
+    RefundSource,
+    RefundStatus,
+)
 from refunds.domain.notifications import NotificationOutcome
 from tests.db.ledger_rows import LedgerRows
 from tests.db.test_reconciliations import Sessions
@@ -30,12 +42,38 @@ G = GatewayStatus
 
 
 async def advance(sessionmaker: Sessions, refund_no: str, status: GatewayStatus) -> bool:
-    """One caller's transaction: lock the row, advance, commit."""
+    """The gateway answers `status` for the refund, recorded as a gateway activity records a
+    poll's answer (its own transaction, the refund's row locked); True when the status the refund
+    has heard moved: when it was news."""
+    before = await heard(sessionmaker, refund_no)
     async with sessionmaker() as session:
-        refunds = RefundRepository(session)
-        news = await refunds.advance_gateway_status(await refunds.get(refund_no, lock=True), status)
-        await session.commit()
-    return news
+        refund = await RefundRepository(session).get(refund_no)
+        payment_ref = await OrderRepository(session).payment_ref(refund.order_no)
+    assert payment_ref is not None
+    facts = RefundFacts(
+        refund_no=refund.refund_no,
+        order_no=refund.order_no,
+        amount=refund.amount,
+        currency=refund.currency,
+        channel=Channel(refund.channel),
+        payment_ref=payment_ref,
+        total_amount=refund.amount,
+        reason=refund.reason,
+        requested_by=refund.requested_by,
+        source=RefundSource(refund.source),
+    )
+    answer = GatewayRefund(
+        refund_no=refund_no,
+        gateway_refund_id=f"re_{refund_no}",
+        status=status,
+        amount=refund.amount,
+        currency=refund.currency,
+        payment_ref=payment_ref,
+    )
+    await GatewayActivities({}, sessionmaker)._heard(
+        facts, answer, "gateway_polled", {"gateway_status": status}, uid("polled")
+    )
+    return await heard(sessionmaker, refund_no) != before
 
 
 async def heard(sessionmaker: Sessions, refund_no: str) -> str | None:
@@ -54,7 +92,7 @@ async def heard(sessionmaker: Sessions, refund_no: str) -> str | None:
     ],
     ids=["forward-and-repeats", "backward-refused", "abnormal-then-failed", "late-failure"],
 )
-async def test_advance_gateway_status_records_only_news(
+async def test_a_gateway_answer_records_its_status_only_when_it_is_news(
     sessionmaker: Sessions, answers: Sequence[tuple[GatewayStatus, bool]]
 ) -> None:
     async with LedgerRows(sessionmaker) as rows:
@@ -65,19 +103,6 @@ async def test_advance_gateway_status_records_only_news(
             assert await advance(sessionmaker, refund.refund_no, status) is news, status
             last_news = status if news else last_news
             assert await heard(sessionmaker, refund.refund_no) == last_news
-
-
-async def test_advance_gateway_status_leaves_the_commit_to_the_caller(
-    sessionmaker: Sessions,
-) -> None:
-    async with LedgerRows(sessionmaker) as rows:
-        [refund] = await rows.refunds(RefundStatus.PROCESSING)
-        async with sessionmaker() as session:
-            refunds = RefundRepository(session)
-            locked = await refunds.get(refund.refund_no, lock=True)
-            assert await refunds.advance_gateway_status(locked, G.SUCCEEDED)
-            await session.rollback()  # the caller's transaction failed (say, its signal)
-        assert await heard(sessionmaker, refund.refund_no) is None
 
 
 async def test_every_gateway_status_passes_the_database_check_and_others_are_refused(
