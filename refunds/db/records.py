@@ -13,7 +13,18 @@ from typing import Any
 from sqlalchemy import String, Table, bindparam, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refunds.db.models import Base, Order, OrderItem, Refund
+from refunds.db.models import (
+    Base,
+    Coupon,
+    InventoryMovement,
+    InventoryStock,
+    Order,
+    OrderItem,
+    PointsLedger,
+    Refund,
+    RefundEvent,
+    Restoration,
+)
 from refunds.domain.errors import OrderNotFound, RefundNotFound
 from refunds.domain.messages import RefundItem
 
@@ -25,9 +36,16 @@ def table(model: type[Base]) -> Table:
     return found
 
 
+# The ledger's tables as Core sees them, for the hot paths that skip the ORM (issue 11).
 refunds = table(Refund)
 orders = table(Order)
 order_items = table(OrderItem)
+refund_events = table(RefundEvent)
+restorations = table(Restoration)
+points_ledger = table(PointsLedger)
+coupons = table(Coupon)
+inventory_stock = table(InventoryStock)
+inventory_movements = table(InventoryMovement)
 
 
 @dataclass(frozen=True)

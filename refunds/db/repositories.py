@@ -33,7 +33,8 @@ from refunds.db.models import (
     Refund,
     RefundEvent,
 )
-from refunds.db.records import table
+from refunds.db.records import refund_events, table
+from refunds.db.records import refunds as refunds_table
 from refunds.domain.errors import OrderNotFound, RefundNotFound
 from refunds.domain.messages import GatewayStatus
 from refunds.domain.notifications import NotificationOutcome
@@ -175,8 +176,6 @@ class RefundRepository:
 
 # Core tables, not the mapped classes: no ORM bulk-persistence machinery on the webhook path.
 NOTIFICATIONS = table(GatewayNotificationRow)
-EVENTS = table(RefundEvent)
-REFUNDS = table(Refund)
 
 
 @dataclass(frozen=True)
@@ -280,14 +279,14 @@ def _effects(claim: CTE, index: int, news: bool) -> Iterator[tuple[str, Insert |
     columns = ["refund_no", "actor", "event", "detail", "dedupe_key"]
     yield (
         "timeline",
-        insert(EVENTS)
+        insert(refund_events)
         .from_select(columns, entry)
         .on_conflict_do_nothing(index_elements=["dedupe_key"]),
     )
     if news:
         yield (
             "news",
-            update(REFUNDS)
-            .where(REFUNDS.c.refund_no == refund_no, exists(select(claim.c.id)))
+            update(refunds_table)
+            .where(refunds_table.c.refund_no == refund_no, exists(select(claim.c.id)))
             .values(gateway_status=bindparam(f"r{index}_news", type_=String)),
         )

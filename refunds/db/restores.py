@@ -10,18 +10,12 @@ from typing import Any
 from sqlalchemy import String, and_, bindparam, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refunds.db.models import Coupon, OrderItem, PointsLedger, Restoration
-from refunds.db.records import refunds, table
+from refunds.db.records import coupons, order_items, points_ledger, refunds, restorations
 
 POINTS, INVENTORY, COUPON = "points", "inventory", "coupon"
 REVERSAL = "reversal"  # the restores of a refund that failed after all, taken back
 
 Detail = dict[str, Any]
-
-_restorations = table(Restoration)
-_points = table(PointsLedger)
-_items = table(OrderItem)
-_coupons = table(Coupon)
 
 
 @dataclass(frozen=True)
@@ -41,10 +35,10 @@ class RestoreFacts:
 def _facts_statement() -> Any:
     refund_no = bindparam("refund_no", type_=String)
     order_no = bindparam("order_no", type_=String)
-    done = select(func.jsonb_object_agg(_restorations.c.kind, _restorations.c.detail)).where(
-        _restorations.c.refund_no == refund_no
+    done = select(func.jsonb_object_agg(restorations.c.kind, restorations.c.detail)).where(
+        restorations.c.refund_no == refund_no
     )
-    claim, reversal = _restorations.alias("claim"), _restorations.alias("reversal")
+    claim, reversal = restorations.alias("claim"), restorations.alias("reversal")
     taken_back = exists().where(
         reversal.c.refund_no == refunds.c.refund_no, reversal.c.kind == REVERSAL
     )  # by primary key, per refund of this order
@@ -53,17 +47,15 @@ def _facts_statement() -> Any:
         .join(claim, and_(claim.c.refund_no == refunds.c.refund_no, claim.c.kind == POINTS))
         .where(refunds.c.order_no == order_no, ~taken_back)
     )
-    restored = select(func.coalesce(func.sum(_points.c.points), 0)).where(
-        _points.c.order_no == order_no
+    restored = select(func.coalesce(func.sum(points_ledger.c.points), 0)).where(
+        points_ledger.c.order_no == order_no
     )
-    ordered = select(func.jsonb_object_agg(_items.c.sku, _items.c.quantity)).where(
-        _items.c.order_id == bindparam("order_id")
+    ordered = select(func.jsonb_object_agg(order_items.c.sku, order_items.c.quantity)).where(
+        order_items.c.order_id == bindparam("order_id")
     )
     # Locked after the order, as every step that touches a coupon does (then stock rows).
     coupon = (
-        select(_coupons.c.status)
-        .where(_coupons.c.code == bindparam("coupon_code"))
-        .with_for_update()
+        select(coupons.c.status).where(coupons.c.code == bindparam("coupon_code")).with_for_update()
     )
     return select(
         *(q.scalar_subquery() for q in (done, refunded_before, restored, ordered, coupon))

@@ -37,27 +37,23 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from refunds.db.models import (
-    Coupon,
-    InventoryMovement,
-    InventoryStock,
-    PointsLedger,
-    RefundEvent,
-    Restoration,
-)
 from refunds.db.outbox import event_statement, refund_event, wake_later
-from refunds.db.records import REFUND_COLUMNS, RefundRecord, orders, refunds, table
+from refunds.db.records import (
+    REFUND_COLUMNS,
+    RefundRecord,
+    coupons,
+    inventory_movements,
+    inventory_stock,
+    orders,
+    points_ledger,
+    refund_events,
+    refunds,
+    restorations,
+)
 from refunds.domain.messages import OrderStatus
 from refunds.domain.outgoing import EventType
 
 Detail = dict[str, Any]
-
-_events = table(RefundEvent)
-_restorations = table(Restoration)
-_points = table(PointsLedger)
-_stock = table(InventoryStock)
-_movements = table(InventoryMovement)
-_coupons = table(Coupon)
 
 
 @dataclass(frozen=True)
@@ -157,17 +153,19 @@ def _claims() -> Any:
     whole step instead of restoring twice."""
     claim = _rows("claims")
     rows = select(
-        _bind("claim_refund_no", _restorations.c.refund_no),
+        _bind("claim_refund_no", restorations.c.refund_no),
         claim.c.value["kind"].astext,
         claim.c.value["detail"],
     ).order_by(claim.c.n)
-    return insert(_restorations).from_select(["refund_no", "kind", "detail"], rows)
+    return insert(restorations).from_select(["refund_no", "kind", "detail"], rows)
 
 
 def _points_row() -> Any:
-    values = {c: _bind(f"points_{c}", _points.c[c]) for c in ("user_id", "order_no", "refund_no")}
-    values |= {"kind": "refund_restore", "points": _bind("points_points", _points.c.points)}
-    return insert(_points).values(values)
+    values = {
+        c: _bind(f"points_{c}", points_ledger.c[c]) for c in ("user_id", "order_no", "refund_no")
+    }
+    values |= {"kind": "refund_restore", "points": _bind("points_points", points_ledger.c.points)}
+    return insert(points_ledger).values(values)
 
 
 def _restocked() -> Any:
@@ -178,12 +176,14 @@ def _restocked() -> Any:
 
 def _restock() -> Any:
     item, sku, quantity = _restocked()
-    stmt = insert(_stock).from_select(["sku", "on_hand"], select(sku, quantity).order_by(item.c.n))
+    stmt = insert(inventory_stock).from_select(
+        ["sku", "on_hand"], select(sku, quantity).order_by(item.c.n)
+    )
     return stmt.on_conflict_do_update(
         index_elements=["sku"],
         set_={
-            "on_hand": _stock.c.on_hand + stmt.excluded.on_hand,
-            "updated_at": _bind("restock_at", _stock.c.updated_at),
+            "on_hand": inventory_stock.c.on_hand + stmt.excluded.on_hand,
+            "updated_at": _bind("restock_at", inventory_stock.c.updated_at),
         },
     )
 
@@ -192,23 +192,23 @@ def _movements_rows() -> Any:
     item, sku, quantity = _restocked()
     rows = select(
         sku,
-        _bind("restock_order_no", _movements.c.order_no),
-        _bind("restock_refund_no", _movements.c.refund_no),
+        _bind("restock_order_no", inventory_movements.c.order_no),
+        _bind("restock_refund_no", inventory_movements.c.refund_no),
         literal("refund_restock", String),
         quantity,
     ).order_by(item.c.n)
     columns = ["sku", "order_no", "refund_no", "kind", "quantity"]
-    return insert(_movements).from_select(columns, rows)
+    return insert(inventory_movements).from_select(columns, rows)
 
 
 def _coupon() -> Any:
     return (
-        update(_coupons)
-        .where(_coupons.c.code == _bind("coupon_release_code", _coupons.c.code))
+        update(coupons)
+        .where(coupons.c.code == _bind("coupon_release_code", coupons.c.code))
         .values(
             status="available",
-            released_by_refund_no=_bind("coupon_refund_no", _coupons.c.released_by_refund_no),
-            updated_at=_bind("coupon_at", _coupons.c.updated_at),
+            released_by_refund_no=_bind("coupon_refund_no", coupons.c.released_by_refund_no),
+            updated_at=_bind("coupon_at", coupons.c.updated_at),
         )
     )
 
@@ -217,14 +217,14 @@ def _timeline() -> Any:
     entry = _rows("entries")
     value = entry.c.value
     rows = select(
-        _bind("timeline_refund_no", _events.c.refund_no),
+        _bind("timeline_refund_no", refund_events.c.refund_no),
         value["actor"].astext,
         value["event"].astext,
         value["detail"],
         value["dedupe_key"].astext,
     ).order_by(entry.c.n)  # ids in the order given: the timeline reads by id
     columns = ["refund_no", "actor", "event", "detail", "dedupe_key"]
-    insert_rows = insert(_events).from_select(columns, rows)
+    insert_rows = insert(refund_events).from_select(columns, rows)
     return insert_rows.on_conflict_do_nothing(index_elements=["dedupe_key"])
 
 
