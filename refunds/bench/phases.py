@@ -18,7 +18,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from api.auth import issue_token
 from refunds.bench.bare_messages import BareApproval, BareInput, BareShape, BareSignal
 from refunds.bench.bare_workflow import BareWorkflow
-from refunds.bench.history import HistoryStats, count_events, history_stats
+from refunds.bench.history import HistoryStats, count_events, first_task, history_stats
 from refunds.bench.procstat import CpuSampler, spent
 from refunds.bench.report import Phase
 from workflows.refund import workflow_id
@@ -177,7 +177,7 @@ async def timed(phase: Phase, cpu: CpuSampler, work: Callable[[], Awaitable[None
 async def read_histories(
     temporal: Client, workflow_ids: Sequence[str], sample: int
 ) -> HistoryStats:
-    """Events by type of up to `sample` workflows spread over the run."""
+    """Events by type and first workflow tasks of up to `sample` workflows spread over the run."""
     if not workflow_ids:
         return history_stats([])
     step = max(1, len(workflow_ids) // sample)
@@ -185,7 +185,9 @@ async def read_histories(
     histories = await asyncio.gather(
         *(temporal.get_workflow_handle(wid).fetch_history() for wid in chosen)
     )
-    return history_stats([count_events(h.events) for h in histories])
+    return history_stats(
+        [count_events(h.events) for h in histories], [first_task(h.events) for h in histories]
+    )
 
 
 async def stripe_refund_stamps(

@@ -116,6 +116,30 @@ def table(product: Phase, bare: Phase | None) -> list[str]:
     return lines
 
 
+def apply_lines(product: Phase, bare: Phase | None) -> list[str]:
+    """Where apply's p50 goes, from the sampled histories' first workflow tasks: the task's wait
+    in the queue for a worker's poll, its run (the local activity included), the update's answer
+    after the start; what apply took beyond that is the client's, the network's and the API's."""
+    phases = [p for p in (product, bare) if p is not None and p.events and p.events.first_tasks]
+    if not phases:
+        return ["apply breakdown: no first workflow task read"]
+    sampled = min(len(p.events.first_tasks) for p in phases if p.events)
+    lines = [
+        f"apply p50 inside Temporal ({sampled}+ histories)  {'task wait':>9}  {'task run':>9}"
+        f"  {'answered':>9}  {'outside':>9}"
+    ]
+    for phase in phases:
+        assert phase.events is not None
+        tasks = phase.events.first_tasks
+        answered = percentile([t.answered for t in tasks], 0.5)
+        outside = max(0.0, percentile(phase.apply, 0.5) - answered)
+        lines.append(
+            f"  {phase.name:40}  {_ms(percentile([t.waited for t in tasks], 0.5))}"
+            f"  {_ms(percentile([t.ran for t in tasks], 0.5))}  {_ms(answered)}  {_ms(outside)}"
+        )
+    return lines
+
+
 def cpu_line(label: str, phase: Phase) -> str:
     if not phase.cpu or not phase.finished:
         return f"{label}: not measured"

@@ -158,6 +158,7 @@ def _lines(options: BenchOptions, target: Target, measured: Measured) -> list[st
     product, bare = measured.product, measured.bare
     lines = [report.machine_line(options.refunds, options.concurrency, options.workers)]
     lines += report.table(product, bare)
+    lines += report.apply_lines(product, bare)
     lines.append(report.cpu_line("cpu s/refund (product phase)", product))
     if bare is not None:
         lines.append(report.cpu_line("cpu s/wf     (bare phase)   ", bare))

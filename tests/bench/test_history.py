@@ -8,7 +8,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent, MarkerRecordedEventAttributes
 
 from refunds.bench.bare_messages import BareShape
-from refunds.bench.history import count_events, history_stats, shape_of
+from refunds.bench.history import FirstTask, count_events, first_task, history_stats, shape_of
 
 
 def event(kind: int, marker: str | None = None) -> HistoryEvent:
@@ -69,3 +69,37 @@ def test_no_history_is_an_empty_shape_not_an_error() -> None:
     stats = history_stats([])
     assert stats.totals == [] and stats.median == 0
     assert shape_of(stats) == BareShape(0, 0, 0, 0, 0, 0)
+
+
+def at(kind: int, seconds: float) -> HistoryEvent:
+    stamped = HistoryEvent(event_type=kind)  # type: ignore[arg-type]
+    stamped.event_time.FromNanoseconds(int(seconds * 1e9))
+    return stamped
+
+
+def test_the_first_workflow_task_is_timed_from_its_own_events() -> None:
+    kinds = EventType
+    history = [
+        at(kinds.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, 100.0),
+        at(kinds.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, 100.0),
+        at(kinds.EVENT_TYPE_WORKFLOW_TASK_STARTED, 100.5),
+        at(kinds.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, 100.625),
+        at(kinds.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED, 100.625),
+        # The approve update's task: later events of the same types are not the first task's.
+        at(kinds.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, 103.0),
+        at(kinds.EVENT_TYPE_WORKFLOW_TASK_STARTED, 103.25),
+        at(kinds.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, 104.0),
+        at(kinds.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED, 104.0),
+    ]
+    assert first_task(history) == FirstTask(waited=0.5, ran=0.125, answered=0.625)
+
+
+def test_a_history_without_an_answered_update_has_no_first_task_timing() -> None:
+    history = [
+        at(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, 1.0),
+        at(EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, 1.0),
+        at(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED, 1.5),
+        at(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, 2.0),
+    ]
+    assert first_task(history) is None
+    assert history_stats([Counter({"X": 1})], [None]).first_tasks == []

@@ -6,8 +6,15 @@ from collections import Counter
 
 import pytest
 
-from refunds.bench.history import history_stats
-from refunds.bench.report import Phase, RateWindows, percentile, table, targets_line
+from refunds.bench.history import FirstTask, history_stats
+from refunds.bench.report import (
+    Phase,
+    RateWindows,
+    apply_lines,
+    percentile,
+    table,
+    targets_line,
+)
 
 
 @pytest.mark.parametrize(
@@ -57,3 +64,23 @@ def test_targets_say_which_are_met() -> None:
         "apply p50 ×1.20 bare (≤ 1.5): met"
     )
     assert "not met" in targets_line(phase("product", 10, 4.0, 0.3, 40), None)
+
+
+def test_apply_is_split_into_the_first_tasks_wait_run_and_what_lies_outside_temporal() -> None:
+    product = phase("product", 4, 1.0, 0.8, 29)
+    bare = phase("bare", 4, 1.0, 0.3, 29)
+    product.events = history_stats(
+        [Counter({"X": 1})] * 3,
+        [FirstTask(0.5, 0.15, 0.68), FirstTask(0.4, 0.1, 0.6), FirstTask(0.6, 0.2, 0.9)],
+    )
+    bare.events = history_stats([Counter({"X": 1})], [FirstTask(0.2, 0.05, 0.28)])
+    header, product_row, bare_row = apply_lines(product, bare)
+    assert "task wait" in header and "outside" in header and "(1+ histories)" in header
+    assert product_row.split() == ["product", "500", "ms", "150", "ms", "680", "ms", "120", "ms"]
+    assert bare_row.split() == ["bare", "200", "ms", "50", "ms", "280", "ms", "20", "ms"]
+
+
+def test_no_first_task_read_says_so() -> None:
+    assert apply_lines(phase("product", 1, 1.0, 0.1, 29), None) == [
+        "apply breakdown: no first workflow task read"
+    ]
