@@ -60,11 +60,21 @@ def http_client(concurrency: int) -> httpx.AsyncClient:
 
 
 async def gather_limited(
-    step: Callable[[int], Awaitable[None]], count: int, concurrency: int
+    step: Callable[[int], Awaitable[None]],
+    count: int,
+    concurrency: int,
+    rate: float | None = None,
 ) -> None:
+    """`step(0)` … `step(count - 1)`, at most `concurrency` at once; with a `rate`, step i also
+    waits for its arrival time, i / rate seconds after the first (an open load: each arrives
+    on time whatever the ones before it are doing, unless `concurrency` are still in flight)."""
     gate = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
+    first = loop.time()
 
     async def guarded(index: int) -> None:
+        if rate is not None:
+            await asyncio.sleep(max(0.0, first + index / rate - loop.time()))
         async with gate:
             await step(index)
 
@@ -113,9 +123,11 @@ class ProductPhase:
         self.approver = at.headers(APPROVER, "approver")
         self.succeeded: list[str] = []  # refund_nos, in the order they finished
 
-    async def run(self, concurrency: int, cpu: CpuSampler) -> Phase:
+    async def run(self, concurrency: int, cpu: CpuSampler, rate: float | None = None) -> Phase:
         await timed(
-            self.phase, cpu, lambda: gather_limited(self._one, self.phase.count, concurrency)
+            self.phase,
+            cpu,
+            lambda: gather_limited(self._one, self.phase.count, concurrency, rate),
         )
         return self.phase
 
@@ -219,9 +231,11 @@ class BarePhase:
     def workflow_id(self, index: int) -> str:
         return f"bench-bare-{self.run_id}-{index:05d}"
 
-    async def run(self, concurrency: int, cpu: CpuSampler) -> Phase:
+    async def run(self, concurrency: int, cpu: CpuSampler, rate: float | None = None) -> Phase:
         await timed(
-            self.phase, cpu, lambda: gather_limited(self._one, self.phase.count, concurrency)
+            self.phase,
+            cpu,
+            lambda: gather_limited(self._one, self.phase.count, concurrency, rate),
         )
         return self.phase
 

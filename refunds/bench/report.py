@@ -62,11 +62,14 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return "unknown CPU"
 
 
-def machine_line(refunds: int, concurrency: int, workers: int) -> str:
+def machine_line(refunds: int, concurrency: int, workers: int, rate: float | None = None) -> str:
     load = os.getloadavg()[0]
+    load_shape = f"concurrency {concurrency}"
+    if rate is not None:
+        load_shape = f"started at {rate:g}/s, at most {concurrency} in flight"
     return (
         f"machine: {os.cpu_count()} cores ({cpu_model()}), load {load:.2f} at the start; "
-        f"{refunds} refunds, concurrency {concurrency}, {workers} worker process(es)"
+        f"{refunds} refunds, {load_shape}, {workers} worker process(es)"
     )
 
 
@@ -215,9 +218,13 @@ def rate_line(windows: RateWindows, limit: float, limit_source: str) -> str:
     )
 
 
-def targets_line(product: Phase, bare: Phase | None) -> str:
+def targets_line(product: Phase, bare: Phase | None, paced: bool = False) -> str:
+    """Issue 11's targets against this run. At a fixed start rate both phases run at that rate,
+    so their throughputs say nothing of each other's ceiling: not judged then."""
     parts = []
-    if bare is not None and bare.per_second:
+    if paced and bare is not None:
+        parts.append("throughput: not compared (both paced)")
+    elif bare is not None and bare.per_second:
         ratio = product.per_second / bare.per_second
         ok = ratio >= TARGET_THROUGHPUT_RATIO
         parts.append(f"throughput {ratio:.2f} × bare (≥ {TARGET_THROUGHPUT_RATIO}): {_yes(ok)}")

@@ -54,6 +54,9 @@ class BenchOptions:
     concurrency: int = 50
     workers: int = 1
     compare_bare: bool = False
+    rate: float | None = (
+        None  # refunds started per second (open load); None: closed, at concurrency
+    )
     stripe_rate: int | None = None  # REFUNDS_STRIPE_RATE_LIMIT of the workers
     refund_delay: float = 2.0  # seconds a sandbox refund stays pending, as under `refunds dev`
     history_sample: int = 30
@@ -125,7 +128,7 @@ async def measure(options: BenchOptions, target: Target) -> Measured:
     async with http_client(options.concurrency) as http:
         orders = await prepare_orders(http, at, options.refunds, options.concurrency)
         product_run = ProductPhase(http, at, orders)
-        product = await product_run.run(options.concurrency, CpuSampler(target.roles))
+        product = await product_run.run(options.concurrency, CpuSampler(target.roles), options.rate)
         refunds = product_run.succeeded
         ids = [workflow_id(no) for no in refunds]
         product.events = await read_histories(at.temporal, ids, options.history_sample)
@@ -145,7 +148,7 @@ async def _bare(options: BenchOptions, target: Target, product_events: HistorySt
         target.endpoints.temporal, workers.task_queue, shape, options.refunds, options.refund_delay
     )
     try:
-        bare = await bare_run.run(options.concurrency, CpuSampler(roles))
+        bare = await bare_run.run(options.concurrency, CpuSampler(roles), options.rate)
         bare.events = await read_histories(
             target.endpoints.temporal, bare_run.finished, options.history_sample
         )
@@ -156,7 +159,9 @@ async def _bare(options: BenchOptions, target: Target, product_events: HistorySt
 
 def _lines(options: BenchOptions, target: Target, measured: Measured) -> list[str]:
     product, bare = measured.product, measured.bare
-    lines = [report.machine_line(options.refunds, options.concurrency, options.workers)]
+    lines = [
+        report.machine_line(options.refunds, options.concurrency, options.workers, options.rate)
+    ]
     lines += report.table(product, bare)
     lines += report.apply_lines(product, bare)
     lines.append(report.cpu_line("cpu s/refund (product phase)", product))
@@ -169,7 +174,7 @@ def _lines(options: BenchOptions, target: Target, measured: Measured) -> list[st
     lines.append(
         report.rate_line(measured.stripe_rate, target.stripe_limit, target.stripe_limit_source)
     )
-    lines.append(report.targets_line(product, bare))
+    lines.append(report.targets_line(product, bare, paced=options.rate is not None))
     for phase in (product, bare):
         if phase is not None and phase.failures:
             lines.append(f"{phase.name}: {phase.count - phase.finished} did not finish, e.g.:")

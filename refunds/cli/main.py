@@ -129,11 +129,14 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         concurrency=args.concurrency,
         workers=args.workers,
         compare_bare=args.compare_bare,
+        rate=args.rate,
         stripe_rate=args.stripe_rate,
         refund_delay=args.refund_delay,
         data_dir=Path(args.data_dir) if args.data_dir else None,
         dev_data_dir=Path(args.dev) if args.dev else None,
     )
+    if options.rate is not None and options.rate <= 0:
+        raise SystemExit("--rate must be above 0")
     if options.dev_data_dir is not None and (args.stripe_rate or args.workers != 1):
         raise SystemExit("--stripe-rate and --workers set the bench's own stack, not --dev's")
     code = run_bench(options)
@@ -260,6 +263,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="then as many bare workflows of the product's shape on the same servers "
         "(default: the product only)",
+    )
+    bench.add_argument(
+        "--rate",
+        type=float,
+        help="start R refunds (and bare workflows) per second, whatever those before are "
+        "doing, with at most --concurrency in flight: latencies at a load both sustain, "
+        "not at saturation (default: a closed loop, each of --concurrency clients starts "
+        "its next when its last finished)",
     )
     bench.add_argument(
         "--stripe-rate",

@@ -84,3 +84,11 @@ def test_no_first_task_read_says_so() -> None:
     assert apply_lines(phase("product", 1, 1.0, 0.1, 29), None) == [
         "apply breakdown: no first workflow task read"
     ]
+
+
+def test_paced_runs_do_not_judge_throughput() -> None:
+    line = targets_line(
+        phase("product", 10, 2.0, 0.12, 29), phase("bare", 10, 1.0, 0.1, 29), paced=True
+    )
+    assert line.startswith("targets: throughput: not compared (both paced); events/refund 29")
+    assert line.endswith("apply p50 ×1.20 bare (≤ 1.5): met")
