@@ -26,7 +26,9 @@ def test_a_rate_starts_each_step_on_its_arrival_time_whatever_the_others_do() ->
     assert took < 0.5 + 4 / 20.0 + 0.3  # none waited for an earlier one to finish
 
 
-def test_without_a_rate_at_most_concurrency_are_in_flight() -> None:
+def peak_in_flight(count: int, concurrency: int, rate: float | None, hold: float) -> int:
+    """The most steps running at once when each takes `hold` seconds."""
+
     async def run() -> int:
         in_flight = peak = 0
 
@@ -34,27 +36,18 @@ def test_without_a_rate_at_most_concurrency_are_in_flight() -> None:
             nonlocal in_flight, peak
             in_flight += 1
             peak = max(peak, in_flight)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(hold)
             in_flight -= 1
 
-        await gather_limited(step, 12, concurrency=3)
+        await gather_limited(step, count, concurrency, rate)
         return peak
 
-    assert asyncio.run(run()) == 3
+    return asyncio.run(run())
+
+
+def test_without_a_rate_at_most_concurrency_are_in_flight() -> None:
+    assert peak_in_flight(12, concurrency=3, rate=None, hold=0.01) == 3
 
 
 def test_the_concurrency_still_caps_a_paced_load() -> None:
-    async def run() -> int:
-        in_flight = peak = 0
-
-        async def step(index: int) -> None:
-            nonlocal in_flight, peak
-            in_flight += 1
-            peak = max(peak, in_flight)
-            await asyncio.sleep(0.2)
-            in_flight -= 1
-
-        await gather_limited(step, 6, concurrency=2, rate=1000.0)
-        return peak
-
-    assert asyncio.run(run()) == 2
+    assert peak_in_flight(6, concurrency=2, rate=1000.0, hold=0.2) == 2
