@@ -57,15 +57,18 @@ async def accept_notification(
     """Record a verified notification once and deliver what is news in it. None: this event
     was recorded before (a redelivery), nothing done.
 
-    The refunds it names are locked and weighed first; then one statement writes its row, with
-    the outcome that weighing foresees, and what it tells each refund; only then is anything
-    signalled. The row, the refund's gateway status and the signal share one transaction: if the
-    signal fails, all roll back and the gateway's retry is processed afresh; a signal delivered
-    twice is ignored by the workflow.
+    The refunds it names are locked (in refund_no order) and weighed first; then one statement
+    writes its row, with the outcome that weighing foresees, and what it tells each refund; only
+    then is anything signalled. The row, the refund's gateway status and the signal share one
+    transaction: if the signal fails, all roll back and the gateway's retry is processed afresh;
+    a signal delivered twice is ignored by the workflow.
     """
     refunds = RefundRepository(session)
     heard: dict[str, GatewayStatus | None] = {}
-    weighed = [await _weigh(refunds, notification, heard) for notification in parsed.refunds]
+    # Locked in refund_no order (stable: a refund named twice keeps its own order), as every
+    # notification locks them, so two naming the same refunds in other orders cannot deadlock.
+    in_lock_order = sorted(parsed.refunds, key=lambda n: n.refund_no)
+    weighed = [await _weigh(refunds, notification, heard) for notification in in_lock_order]
     foreseen = most_done([w.outcome for w in weighed])
     notifications = GatewayNotificationRepository(session)
     first = parsed.refunds[0] if parsed.refunds else None

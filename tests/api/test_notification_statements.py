@@ -6,6 +6,7 @@ Counted: what goes through a cursor (not the pool's ping, nor psycopg's BEGIN), 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest_asyncio
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, event, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
@@ -270,3 +271,59 @@ async def test_a_notification_about_no_refund_of_ours_is_one_write_at_most_two(
     outcome, sent = await webhooks.accept(none)
     assert (outcome, sent) == (Outcome.NOT_OURS, Sent(["WITH"], 1))
     assert await row_of(sessionmaker, none.notification_id) == (None, None, "not_ours")
+
+
+async def test_the_refunds_named_are_locked_in_refund_no_order_whatever_order_they_are_named_in(
+    webhooks: Webhooks, sessionmaker: Sessions
+) -> None:
+    """Two notifications naming the same refunds in opposite orders (a charge's events list its
+    refunds) would deadlock if each locked them as listed. While another transaction holds the
+    first refund (in refund_no order), a notification listing the second first must wait on the
+    first without having locked the second."""
+    async with LedgerRows(sessionmaker) as rows:
+        low, high = sorted(r.refund_no for r in await rows.refunds(*[RefundStatus.PROCESSING] * 2))
+        try:
+            async with sessionmaker() as blocker:
+                await blocker.execute(
+                    select(Refund.id).where(Refund.refund_no == low).with_for_update()
+                )
+                blocker_pid = await blocker.scalar(text("SELECT pg_backend_pid()"))
+                listed = stripe_event(
+                    GatewayNotification(high, G.PROCESSING), GatewayNotification(low, G.PROCESSING)
+                )
+                accepting = asyncio.create_task(webhooks.accept(listed))
+                await waits_on(sessionmaker, blocker_pid)
+                async with sessionmaker() as probe:
+                    # Raises LockNotAvailable if the waiting notification holds `high`.
+                    await probe.execute(
+                        select(Refund.id)
+                        .where(Refund.refund_no == high)
+                        .with_for_update(nowait=True)
+                    )
+                    await probe.rollback()
+                await blocker.rollback()
+            outcome, _ = await asyncio.wait_for(accepting, 30)
+            assert outcome == Outcome.RECORDED
+            assert [await gateway_status(sessionmaker, no) for no in (low, high)] == [
+                "processing",
+                "processing",
+            ]
+            assert await row_of(sessionmaker, listed.notification_id) == (
+                high,
+                "processing",
+                "recorded",
+            )
+        finally:
+            await forget(sessionmaker, [low, high])
+
+
+async def waits_on(sessionmaker: Sessions, blocker_pid: int, timeout: float = 10.0) -> None:
+    """Until some backend waits for a lock the `blocker_pid` backend holds."""
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))")
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with sessionmaker() as session:
+            if await session.scalar(query, {"pid": blocker_pid}):
+                return
+        assert asyncio.get_running_loop().time() < deadline, "the notification never waited"
+        await asyncio.sleep(0.02)
