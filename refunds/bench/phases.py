@@ -45,9 +45,9 @@ class Endpoints:
         return {"Authorization": f"Bearer {token}"}
 
 
-# Below the servers' keep-alive (the sandboxes run uvicorn's default, 5 s; the API 75 s): a
-# request sent on an idle connection in the moment its server closes it is reset unanswered
-# (httpx.ReadError), which httpx's own 5 s expiry races.
+# Well below any server's keep-alive (ours hold 75 s, `refunds dev`'s of an older version and
+# uvicorn's default 5 s): a request sent on an idle connection in the moment its server closes
+# it is reset unanswered (httpx.ReadError), which httpx's own 5 s expiry races.
 IDLE_CONNECTION_SECONDS = 2.0
 
 

@@ -37,15 +37,10 @@ def _default_data_dir() -> str:
     return os.environ.get("REFUNDS_DATA_DIR") or ".refunds"
 
 
-# Longer than any client keeps an idle connection (httpx 5 s, a proxy's upstream 60 s): uvicorn's
-# default of 5 s races httpx's 5 s, and a request arriving on a connection in the loop turn that
-# closes it is reset unanswered (the client's httpx.ReadError; nothing in our access log).
-KEEP_ALIVE_SECONDS = 75
-
-
 def _cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from refunds.runtime.http_serving import KEEP_ALIVE_SECONDS
     from refunds.runtime.logging import configure
     from refunds.settings import get_settings
 

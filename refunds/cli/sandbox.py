@@ -7,6 +7,7 @@ from pathlib import Path
 
 import uvicorn
 
+from refunds.runtime.http_serving import KEEP_ALIVE_SECONDS
 from refunds.settings import get_settings
 
 
@@ -39,7 +40,14 @@ def serve_sandbox(
         from refunds.sandboxes.wechatpay_sandbox import sandbox_config_from_settings
 
         app = create_wechat(sandbox_config_from_settings(settings, refund_delay, state_file))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
 
 
 def _subscription(names: Sequence[str] | None) -> frozenset[str] | None:
