@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from refunds.bench.history import SHAPE_KINDS, HistoryStats
+from refunds.bench.matching import Handed, QueueMatching
 
 # Issue 11's targets, printed against each run.
 TARGET_THROUGHPUT_RATIO = 0.60  # product refunds/s over bare workflows/s, at least
@@ -42,6 +43,7 @@ class Phase:
     failures: list[str] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
     events: HistoryStats | None = None
+    matching: QueueMatching | None = None  # its queue's workflow tasks, from the server's metrics
 
     @property
     def finished(self) -> int:
@@ -141,6 +143,30 @@ def apply_lines(product: Phase, bare: Phase | None) -> list[str]:
             f"  {_ms(percentile([t.ran for t in tasks], 0.5))}  {_ms(answered)}  {_ms(outside)}"
         )
     return lines
+
+
+def matching_lines(product: Phase, bare: Phase | None) -> list[str]:
+    """How many of each phase's workflow tasks the server handed to a poll already waiting; the
+    others were written to the queue's backlog and waited there for a poll."""
+    phases = [p for p in (product, bare) if p is not None and p.matching is not None]
+    if not phases:
+        return ["workflow tasks to a waiting poll: not measured (no server metrics)"]
+    lines = ["workflow tasks handed to a poll already waiting (the others waited in a backlog)"]
+    for phase in phases:
+        assert phase.matching is not None
+        lines.append(
+            f"  {phase.name:10} first tasks {_share(phase.matching.first)}, "
+            f"later (sticky) tasks {_share(phase.matching.sticky)}"
+        )
+    return lines
+
+
+def _share(handed: Handed) -> str:
+    if not handed.tasks:
+        return "none"
+    return (
+        f"{handed.to_waiting_poll} of {handed.tasks} ({handed.to_waiting_poll / handed.tasks:.0%})"
+    )
 
 
 def cpu_line(label: str, phase: Phase) -> str:

@@ -27,10 +27,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from temporalio.client import Client
 
 from refunds.bench import report
 from refunds.bench.history import HistoryStats, shape_of
+from refunds.bench.matching import QueueMatching, queue_matching, read_metrics
 from refunds.bench.phases import (
     BarePhase,
     Endpoints,
@@ -73,6 +75,8 @@ class Target:
     stripe_limit: float
     stripe_limit_source: str
     bare_workers: BareWorkers
+    metrics_url: str | None = None  # the Temporal server's Prometheus metrics
+    product_queue: str | None = None  # the product workers' main task queue
 
 
 class BareWorkers:
@@ -128,7 +132,10 @@ async def measure(options: BenchOptions, target: Target) -> Measured:
     async with http_client(options.concurrency) as http:
         orders = await prepare_orders(http, at, options.refunds, options.concurrency)
         product_run = ProductPhase(http, at, orders)
+        before = await read_metrics(http, target.metrics_url)
         product = await product_run.run(options.concurrency, CpuSampler(target.roles), options.rate)
+        after = await read_metrics(http, target.metrics_url)
+        product.matching = _matching(before, after, target.product_queue)
         refunds = product_run.succeeded
         ids = [workflow_id(no) for no in refunds]
         product.events = await read_histories(at.temporal, ids, options.history_sample)
@@ -148,13 +155,24 @@ async def _bare(options: BenchOptions, target: Target, product_events: HistorySt
         target.endpoints.temporal, workers.task_queue, shape, options.refunds, options.refund_delay
     )
     try:
-        bare = await bare_run.run(options.concurrency, CpuSampler(roles), options.rate)
+        async with httpx.AsyncClient(timeout=30) as http:
+            before = await read_metrics(http, target.metrics_url)
+            bare = await bare_run.run(options.concurrency, CpuSampler(roles), options.rate)
+            after = await read_metrics(http, target.metrics_url)
+        bare.matching = _matching(before, after, workers.task_queue)
         bare.events = await read_histories(
             target.endpoints.temporal, bare_run.finished, options.history_sample
         )
     finally:
         await asyncio.to_thread(workers.stop)
     return bare
+
+
+def _matching(before: str | None, after: str | None, queue: str | None) -> QueueMatching | None:
+    """The queue's workflow tasks between two reads of the server's metrics."""
+    if before is None or after is None or queue is None:
+        return None
+    return queue_matching(after, queue) - queue_matching(before, queue)
 
 
 def _lines(options: BenchOptions, target: Target, measured: Measured) -> list[str]:
@@ -164,6 +182,7 @@ def _lines(options: BenchOptions, target: Target, measured: Measured) -> list[st
     ]
     lines += report.table(product, bare)
     lines += report.apply_lines(product, bare)
+    lines += report.matching_lines(product, bare)
     lines.append(report.cpu_line("cpu s/refund (product phase)", product))
     if bare is not None:
         lines.append(report.cpu_line("cpu s/wf     (bare phase)   ", bare))
@@ -195,8 +214,9 @@ async def own_stack(options: BenchOptions, root: Path) -> AsyncIterator[Target]:
     from refunds.embedded.temporal import EmbeddedTemporal
 
     postgres = EmbeddedPostgres(root / "postgres", free_port())
+    metrics_port = free_port()
     temporal = EmbeddedTemporal(
-        free_port(), None, root / "temporal.sqlite", root / "logs" / "temporal.log"
+        free_port(), None, root / "temporal.sqlite", root / "logs" / "temporal.log", metrics_port
     )
     extra = {"REFUNDS_STRIPE_RATE_LIMIT": str(options.stripe_rate)} if options.stripe_rate else {}
     stack: ProcessStack | None = None
@@ -234,6 +254,8 @@ async def own_stack(options: BenchOptions, root: Path) -> AsyncIterator[Target]:
             float(options.stripe_rate or settings.stripe_rate_limit),
             "--stripe-rate" if options.stripe_rate else "REFUNDS_STRIPE_RATE_LIMIT",
             BareWorkers(address, options.workers, stack.logs, stack.env),
+            f"http://127.0.0.1:{metrics_port}/metrics",
+            stack.task_queue,
         )
     finally:
         if stack is not None:

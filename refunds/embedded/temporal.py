@@ -32,7 +32,9 @@ def temporal_binary() -> str:
     return found
 
 
-def dev_server_args(port: int, ui_port: int | None, db_file: Path | None) -> list[str]:
+def dev_server_args(
+    port: int, ui_port: int | None, db_file: Path | None, metrics_port: int | None = None
+) -> list[str]:
     args = [
         "server",
         "start-dev",
@@ -57,6 +59,8 @@ def dev_server_args(port: int, ui_port: int | None, db_file: Path | None) -> lis
         args += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
     if db_file is not None:
         args += ["--db-filename", str(db_file)]
+    if metrics_port is not None:  # Prometheus text at http://127.0.0.1:PORT/metrics
+        args += ["--metrics-port", str(metrics_port)]
     for name, kind in SEARCH_ATTRIBUTES.items():
         args += ["--search-attribute", f"{name}={kind}"]
     return args
@@ -66,11 +70,17 @@ class EmbeddedTemporal:
     """`temporal server start-dev` as a supervised child; persistent when given a db file."""
 
     def __init__(
-        self, port: int, ui_port: int | None, db_file: Path | None, log_path: Path
+        self,
+        port: int,
+        ui_port: int | None,
+        db_file: Path | None,
+        log_path: Path,
+        metrics_port: int | None = None,
     ) -> None:
         self.port = port
         self.ui_port = ui_port
-        argv = [temporal_binary(), *dev_server_args(port, ui_port, db_file)]
+        self.metrics_port = metrics_port
+        argv = [temporal_binary(), *dev_server_args(port, ui_port, db_file, metrics_port)]
         self.child = ChildProcess("temporal", argv, log_path)
 
     @property

@@ -7,10 +7,12 @@ from collections import Counter
 import pytest
 
 from refunds.bench.history import FirstTask, history_stats
+from refunds.bench.matching import Handed, QueueMatching
 from refunds.bench.report import (
     Phase,
     RateWindows,
     apply_lines,
+    matching_lines,
     percentile,
     table,
     targets_line,
@@ -92,3 +94,21 @@ def test_paced_runs_do_not_judge_throughput() -> None:
     )
     assert line.startswith("targets: throughput: not compared (both paced); events/refund 29")
     assert line.endswith("apply p50 ×1.20 bare (≤ 1.5): met")
+
+
+def test_matching_shows_the_share_of_tasks_handed_to_a_waiting_poll() -> None:
+    product = phase("product", 4, 1.0, 0.8, 29)
+    product.matching = QueueMatching(Handed(400, 18), Handed(1200, 448))
+    bare = phase("bare", 4, 1.0, 0.3, 29)
+    bare.matching = QueueMatching(Handed(300, 120), Handed(0, 0))
+    title, product_line, bare_line = matching_lines(product, bare)
+    assert "waiting" in title
+    assert product_line.split() == (
+        "product first tasks 18 of 400 (4%), later (sticky) tasks 448 of 1200 (37%)".split()
+    )
+    assert (
+        bare_line.split() == "bare first tasks 120 of 300 (40%), later (sticky) tasks none".split()
+    )
+    assert matching_lines(phase("product", 1, 1.0, 0.1, 29), None) == [
+        "workflow tasks to a waiting poll: not measured (no server metrics)"
+    ]
