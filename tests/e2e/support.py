@@ -1,5 +1,5 @@
-"""Helpers the end-to-end tests share: an API with other timings, the sandboxes' books, a held
-order lock, raw timeline reads."""
+"""Helpers the end-to-end tests share: an approved refund, an API with other timings, the
+sandboxes' books, a held order lock, raw timeline reads."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from refunds.db.models import Restoration
-from tests.factories import Shop, sandbox
+from tests.factories import Shop, sandbox, stripe_fault, uid
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -23,6 +23,18 @@ async def api_with(shop: Shop, **timings: Any) -> AsyncIterator[httpx.AsyncClien
     url = shop.stack.api(shop.stack.settings.model_copy(update=timings))
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         yield client
+
+
+async def approved(shop: Shop, amount: int, *faults: str, **fault_args: Any) -> tuple[dict, str]:
+    """A paid order refunded in full and approved, with these Stripe sandbox faults armed for
+    the refund first: (the order, the refund_no)."""
+    order = await shop.order(amount=amount)
+    refund_no = uid("rf")
+    for fault in faults:
+        await stripe_fault(shop.stack, refund_no, fault, **fault_args)
+    await shop.refund(order, amount, refund_no=refund_no)
+    assert (await shop.approve(refund_no)).status_code == 200
+    return order, refund_no
 
 
 async def stripe_refunds(shop: Shop, refund_no: str) -> list[dict[str, Any]]:

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from refunds.db.models import GatewayNotificationRow
 from refunds.domain.notifications import NotificationOutcome as Outcome
 from refunds.gateways.stripe_gateway import SUBSCRIBED_EVENTS
-from tests.e2e.support import Sessions, api_with, timeline
-from tests.factories import Shop, events, sandbox, stripe_fault, uid
+from tests.e2e.support import Sessions, api_with, approved, timeline
+from tests.factories import Shop, events, sandbox
 
 LONG = timedelta(minutes=10)
 
@@ -78,16 +78,6 @@ async def notification_rows(sessionmaker: Sessions, refund_no: str) -> list[Gate
             GatewayNotificationRow.refund_no == refund_no,
         )
         return list((await session.scalars(stmt)).all())
-
-
-async def approved(shop: Shop, amount: int, *faults: str, **fault_args: Any) -> tuple[dict, str]:
-    order = await shop.order(amount=amount)
-    refund_no = uid("rf")
-    for fault in faults:
-        await stripe_fault(shop.stack, refund_no, fault, **fault_args)
-    await shop.refund(order, amount, refund_no=refund_no)
-    assert (await shop.approve(refund_no)).status_code == 200
-    return order, refund_no
 
 
 def assert_moved_by_webhook(refund: dict[str, Any], event: str) -> None:

@@ -17,8 +17,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from refunds.db.models import GatewayNotificationRow, Refund
 from refunds.domain.notifications import NotificationOutcome as Outcome
 from refunds.sandboxes.stripe_sandbox.webhooks import sign
-from tests.e2e.support import Sessions, stripe_refunds
-from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
+from tests.e2e.support import Sessions, approved, stripe_refunds
+from tests.factories import Shop, events, sandbox, uid, wait_event
 
 
 def workflow_id(refund_no: str) -> str:
@@ -94,16 +94,6 @@ def assert_one_news_per_status(rows: dict[str, GatewayNotificationRow]) -> None:
         assert set(outcomes) <= NEWS | {Outcome.DUPLICATE}, (status, outcomes)
         assert sum(n for o, n in outcomes.items() if o in NEWS) <= 1, (status, outcomes)
         assert outcomes[Outcome.DUPLICATE] >= sum(outcomes.values()) - 1, (status, outcomes)
-
-
-async def approved(shop: Shop, amount: int, *faults: str, **fault_args: Any) -> tuple[dict, str]:
-    order = await shop.order(amount=amount)
-    refund_no = uid("rf")
-    for fault in faults:
-        await stripe_fault(shop.stack, refund_no, fault, **fault_args)
-    await shop.refund(order, amount, refund_no=refund_no)
-    assert (await shop.approve(refund_no)).status_code == 200
-    return order, refund_no
 
 
 async def test_a_refund_is_signalled_once_per_news_and_repeats_are_recorded_duplicates(
