@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from temporalio.client import Client
 
 from refunds.bench import report
 from refunds.bench.history import HistoryStats, shape_of
-from refunds.bench.matching import QueueMatching, queue_matching, read_metrics
+from refunds.bench.matching import queue_matching, read_metrics
 from refunds.bench.phases import (
     BarePhase,
     Endpoints,
@@ -56,9 +56,8 @@ class BenchOptions:
     concurrency: int = 50
     workers: int = 1
     compare_bare: bool = False
-    rate: float | None = (
-        None  # refunds started per second (open load); None: closed, at concurrency
-    )
+    # Refunds started per second (an open load); None: a closed loop at `concurrency`.
+    rate: float | None = None
     stripe_rate: int | None = None  # REFUNDS_STRIPE_RATE_LIMIT of the workers
     refund_delay: float = 2.0  # seconds a sandbox refund stays pending, as under `refunds dev`
     history_sample: int = 30
@@ -132,21 +131,25 @@ async def measure(options: BenchOptions, target: Target) -> Measured:
     async with http_client(options.concurrency) as http:
         orders = await prepare_orders(http, at, options.refunds, options.concurrency)
         product_run = ProductPhase(http, at, orders)
-        before = await read_metrics(http, target.metrics_url)
-        product = await product_run.run(options.concurrency, CpuSampler(target.roles), options.rate)
-        after = await read_metrics(http, target.metrics_url)
-        product.matching = _matching(before, after, target.product_queue)
+        product = await _matched(
+            http,
+            target.metrics_url,
+            target.product_queue,
+            product_run.run(options.concurrency, CpuSampler(target.roles), options.rate),
+        )
         refunds = product_run.succeeded
         ids = [workflow_id(no) for no in refunds]
         product.events = await read_histories(at.temporal, ids, options.history_sample)
         stamps = await stripe_refund_stamps(http, at.stripe_url, refunds)
-    bare = None
-    if options.compare_bare:
-        bare = await _bare(options, target, product.events)
+        bare = None
+        if options.compare_bare:
+            bare = await _bare(http, options, target, product.events)
     return Measured(product, bare, RateWindows.of(stamps))
 
 
-async def _bare(options: BenchOptions, target: Target, product_events: HistoryStats) -> Phase:
+async def _bare(
+    http: httpx.AsyncClient, options: BenchOptions, target: Target, product_events: HistoryStats
+) -> Phase:
     workers = target.bare_workers
     pids = await asyncio.to_thread(workers.start)
     roles = {**target.roles, "bare-worker": pids}
@@ -155,11 +158,12 @@ async def _bare(options: BenchOptions, target: Target, product_events: HistorySt
         target.endpoints.temporal, workers.task_queue, shape, options.refunds, options.refund_delay
     )
     try:
-        async with httpx.AsyncClient(timeout=30) as http:
-            before = await read_metrics(http, target.metrics_url)
-            bare = await bare_run.run(options.concurrency, CpuSampler(roles), options.rate)
-            after = await read_metrics(http, target.metrics_url)
-        bare.matching = _matching(before, after, workers.task_queue)
+        bare = await _matched(
+            http,
+            target.metrics_url,
+            workers.task_queue,
+            bare_run.run(options.concurrency, CpuSampler(roles), options.rate),
+        )
         bare.events = await read_histories(
             target.endpoints.temporal, bare_run.finished, options.history_sample
         )
@@ -168,11 +172,17 @@ async def _bare(options: BenchOptions, target: Target, product_events: HistorySt
     return bare
 
 
-def _matching(before: str | None, after: str | None, queue: str | None) -> QueueMatching | None:
-    """The queue's workflow tasks between two reads of the server's metrics."""
-    if before is None or after is None or queue is None:
-        return None
-    return queue_matching(after, queue) - queue_matching(before, queue)
+async def _matched(
+    http: httpx.AsyncClient, metrics_url: str | None, queue: str | None, run: Awaitable[Phase]
+) -> Phase:
+    """The phase `run` drives, with its queue's workflow tasks read from the server's metrics
+    before and after it (none when the server has no metrics or the queue is unknown)."""
+    before = await read_metrics(http, metrics_url)
+    phase = await run
+    after = await read_metrics(http, metrics_url)
+    if before is not None and after is not None and queue is not None:
+        phase.matching = queue_matching(after, queue) - queue_matching(before, queue)
+    return phase
 
 
 def _lines(options: BenchOptions, target: Target, measured: Measured) -> list[str]:
@@ -214,9 +224,8 @@ async def own_stack(options: BenchOptions, root: Path) -> AsyncIterator[Target]:
     from refunds.embedded.temporal import EmbeddedTemporal
 
     postgres = EmbeddedPostgres(root / "postgres", free_port())
-    metrics_port = free_port()
     temporal = EmbeddedTemporal(
-        free_port(), None, root / "temporal.sqlite", root / "logs" / "temporal.log", metrics_port
+        free_port(), None, root / "temporal.sqlite", root / "logs" / "temporal.log", free_port()
     )
     extra = {"REFUNDS_STRIPE_RATE_LIMIT": str(options.stripe_rate)} if options.stripe_rate else {}
     stack: ProcessStack | None = None
@@ -254,7 +263,7 @@ async def own_stack(options: BenchOptions, root: Path) -> AsyncIterator[Target]:
             float(options.stripe_rate or settings.stripe_rate_limit),
             "--stripe-rate" if options.stripe_rate else "REFUNDS_STRIPE_RATE_LIMIT",
             BareWorkers(address, options.workers, stack.logs, stack.env),
-            f"http://127.0.0.1:{metrics_port}/metrics",
+            temporal.metrics_url,
             stack.task_queue,
         )
     finally:

@@ -91,6 +91,11 @@ class EmbeddedTemporal:
     def ui_url(self) -> str | None:
         return f"http://127.0.0.1:{self.ui_port}" if self.ui_port else None
 
+    @property
+    def metrics_url(self) -> str | None:
+        """Its Prometheus metrics, when started with a metrics port."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics" if self.metrics_port else None
+
     def start(self, timeout: float = 60.0) -> str:
         self.child.start()
         try:
