@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -25,6 +26,8 @@ from refunds.db.repositories import RefundRepository
 from refunds.db.step_writes import Entry, StepWrites
 from refunds.domain import activity_names as names
 from refunds.domain.errors import (
+    GatewayRefundPending,
+    GatewayReportedSuccess,
     InvalidRefundItems,
     OrderNotFound,
     OrderNotPaid,
@@ -40,6 +43,7 @@ from refunds.domain.messages import (
     Applied,
     ApplyResult,
     Channel,
+    GatewayStatus,
     RefundFacts,
     RefundRequest,
     RefundRow,
@@ -50,9 +54,11 @@ from refunds.domain.messages import (
     TransitionInput,
 )
 from refunds.domain.outgoing import EventType, event_type_of_move
-from refunds.domain.transitions import can_move, money_effect
+from refunds.domain.transitions import can_move, heard_status, money_effect
 
 log = logging.getLogger("refunds.ledger")
+# The orders CHECK that keeps refunded ≤ reserved ≤ paid (refunds/db/models.py).
+MONEY_CHECK = "refunds_within_paid"
 
 
 def facts_of(order: OrderRecord, refund: RefundRecord) -> RefundFacts:
@@ -124,6 +130,34 @@ def plan_move(refund: RefundRecord, step: Step, writes: StepWrites) -> RefundRec
     return moved
 
 
+async def send_within_paid(session: AsyncSession, writes: StepWrites) -> None:
+    """The step's statement; a move the order's money CHECK refuses (a failed refund reopened
+    after the order's other refunds took its amount) is a business error, not a retry."""
+    try:
+        await writes.send(session)
+    except IntegrityError as exc:
+        if MONEY_CHECK not in str(exc.orig):
+            raise
+        raise RefundExceedsPaid(
+            f"refund {writes.refund_no}: the order's refunds would exceed what was paid"
+        ) from exc
+
+
+def refuse_while_gateway_paying(refund: RefundRecord) -> None:
+    """The gateway status this refund has heard, read under its row lock (every webhook and
+    gateway answer writes it under that lock): a decision that releases the amount may not
+    contradict a gateway that paid or may still pay."""
+    heard = heard_status(refund.gateway_status)
+    if heard == GatewayStatus.SUCCEEDED:
+        raise GatewayReportedSuccess(
+            f"the gateway reported refund {refund.refund_no} succeeded: it cannot be failed"
+        )
+    if heard in (GatewayStatus.PROCESSING, GatewayStatus.ABNORMAL):
+        raise GatewayRefundPending(
+            f"the gateway still has refund {refund.refund_no} {heard.value}; it may still pay it"
+        )
+
+
 async def move_refund(session: AsyncSession, refund: RefundRecord, step: Step) -> RefundRecord:
     """`plan_move`, written; the caller holds the refund row lock."""
     writes = StepWrites(refund.refund_no)
@@ -167,13 +201,15 @@ class LedgerActivities(LedgerSteps):
         async with self._transaction() as session:
             moves = step.to_status is not None
             refund = await Records(session).refund(step.facts.refund_no, lock=moves)
+            if step.confirm_gateway_not_paying:
+                refuse_while_gateway_paying(refund)
             writes = StepWrites(refund.refund_no)
             if moves:
                 refund = plan_move(refund, step, writes)
             else:
                 entry = Entry(step.actor, step.event, dict(step.detail), step.key or None)
                 writes.entry(entry)
-            await writes.send(session)
+            await send_within_paid(session, writes)
             return row_of(refund)
 
     # ---- the first workflow type's activities (kept until its runs drain) ------------------

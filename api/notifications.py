@@ -45,6 +45,9 @@ class Weighed:
     outcome: NotificationOutcome
     news: GatewayStatus | None = None
     deliver: bool = False
+    # Another gateway refund under our refund_no: an open run marks ours abnormal; it never
+    # reopens or settles a finished one.
+    foreign: bool = False
 
 
 async def accept_notification(
@@ -112,7 +115,9 @@ async def _weigh(
         refund.amount, payment_ref or "", notification.amount, notification.payment_ref
     )
     if mismatch is not None:
-        return Weighed(notification, refund, NotificationOutcome.SIGNALLED, deliver=True)
+        return Weighed(
+            notification, refund, NotificationOutcome.SIGNALLED, deliver=True, foreign=True
+        )
     current = heard.get(refund.refund_no, heard_status(refund.gateway_status))
     if not is_news(current, notification.status):
         # Not signalled, even when the refund's run is closed under it: the news it repeats
@@ -162,7 +167,9 @@ async def _deliver(client: Client, settings: Settings, weighed: Weighed) -> Noti
     if not weighed.deliver or weighed.refund is None:
         return weighed.outcome
     return OUTCOME_OF_DELIVERY[
-        await deliver(client, settings, weighed.refund, weighed.notification)
+        await deliver(
+            client, settings, weighed.refund, weighed.notification, ours=not weighed.foreign
+        )
     ]
 
 

@@ -72,6 +72,14 @@ TERMINAL_GATEWAY = (GatewayStatus.SUCCEEDED, GatewayStatus.FAILED, GatewayStatus
 FINAL_GATEWAY = (GatewayStatus.SUCCEEDED, GatewayStatus.FAILED)
 # A poll is one question: a few tries, then "no news" until the next one.
 POLL_ATTEMPTS = 3
+UNFINISHED_GATEWAY = (GatewayStatus.PROCESSING, GatewayStatus.ABNORMAL)
+# Patches: each a branch that runs of older code did not take, so their histories still replay.
+# Ops resolving `failed` first ask the gateway, and the step re-checks under the row lock.
+RESOLVE_FAILED_ASKS_GATEWAY = "resolve-failed-asks-gateway"
+# A success the gateway reports for a refund the ledger has failed reopens it and counts it.
+SUCCESS_AFTER_FAILURE = "success-after-failure-reopens"
+# Refusals of a resolution whose step the ledger refused (the gateway spoke meanwhile).
+REFUSED_BY_LEDGER = ("GatewayRefundPending", "GatewayReportedSuccess")
 
 
 def workflow_id(refund_no: str) -> str:
@@ -124,19 +132,33 @@ class RefundWorkflow:
         # Why the refund the gateway shows under our refund_no is not ours; never a success.
         self._mismatch: str | None = None
         self._resolution: Resolution | None = None
+        # A `failed` resolution being checked with the gateway (only under the patch above),
+        # and why the ledger refused the last one: the update that asked answers with it.
+        self._confirming = False
+        self._confirmed: Resolution | None = None
+        self._refusal: ApplicationError | None = None
         self._notes = 0
 
     # ---- the story of a refund -------------------------------------------------------------
 
     @workflow.run
     async def run(self, request: RefundRequest) -> RefundView:
-        if request.reopened_by is not None:
-            await self._reopen(request.reopened_by)
+        reopened_by = request.reopened_by
+        if reopened_by is not None and self._is_success_after_failure(reopened_by):
+            await self._reopen_after_failure(reopened_by)
+        elif reopened_by is not None:
+            await self._reopen(reopened_by)
         elif request.repair:
             await self._repair()
         elif await self._apply() and await self._await_decision():
             await self._pay_back()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._heard_success_after_failure():
+            # Heard after the refund had failed (a resolution racing the gateway's answer, or
+            # a signal landing as the run ended): the money went out, so it is counted.
+            assert self._gateway is not None
+            await self._reopen_after_failure(self._gateway)
+            await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
 
     async def _pay_back(self) -> None:
@@ -293,18 +315,8 @@ class RefundWorkflow:
     async def _poll(self) -> None:
         """Ask the gateway once (the activity records its answer). A failed lookup, whatever
         the error, is no news: the deadline (or ops), never the gateway's answer, ends the wait."""
-        facts = self._require_facts()
-        call_timeout = self._timings.gateway_call_timeout
         try:
-            found = await workflow.execute_activity_method(
-                GatewayCalls.look_up_at_gateway,
-                facts,
-                task_queue=self._gateway_queue(facts),
-                start_to_close_timeout=timedelta(seconds=call_timeout),
-                # Bounded, so a lookup that keeps failing cannot hold the outcome deadline back.
-                schedule_to_close_timeout=timedelta(seconds=call_timeout * (POLL_ATTEMPTS + 1)),
-                retry_policy=self._gateway_retry(maximum_attempts=POLL_ATTEMPTS),
-            )
+            found = await self._look_up()
         except ActivityError as err:
             await self._record(
                 "gateway", "gateway_lookup_failed", {"error": str(err.cause or err)[:300]}
@@ -312,6 +324,20 @@ class RefundWorkflow:
             return
         if found is not None:
             self._observe(self._as_notification(found, "poll"))
+
+    async def _look_up(self) -> GatewayRefund | None:
+        """The gateway's refund under our refund_no, asked once (its answer is recorded)."""
+        facts = self._require_facts()
+        call_timeout = self._timings.gateway_call_timeout
+        return await workflow.execute_activity_method(
+            GatewayCalls.look_up_at_gateway,
+            facts,
+            task_queue=self._gateway_queue(facts),
+            start_to_close_timeout=timedelta(seconds=call_timeout),
+            # Bounded, so a lookup that keeps failing cannot hold the outcome deadline back.
+            schedule_to_close_timeout=timedelta(seconds=call_timeout * (POLL_ATTEMPTS + 1)),
+            retry_policy=self._gateway_retry(maximum_attempts=POLL_ATTEMPTS),
+        )
 
     async def _act_on_gateway(self) -> None:
         """Turn the gateway's terminal answer into the refund's status (success: `_complete`)."""
@@ -337,6 +363,25 @@ class RefundWorkflow:
     async def _await_resolution(self) -> None:
         """Ops decide an abnormal refund; until they do, it keeps listening to the gateway, whose
         final answer settles it (a late failure, already the gateway's last word, does not)."""
+        while True:
+            await self._listen_until_decided()
+            resolution = self._resolution
+            if resolution is None:
+                if self._gateway_final() == GatewayStatus.FAILED:
+                    detail = {"via": self._gateway.source if self._gateway else None}
+                    await self._move(
+                        RefundStatus.FAILED,
+                        "gateway",
+                        "gateway_failed",
+                        detail | {"after": "abnormal"},
+                    )
+                return  # the gateway succeeded: restores and finalize follow
+            if resolution.outcome != ResolveOutcome.FAILED or await self._resolve_failed(
+                resolution
+            ):
+                return
+
+    async def _listen_until_decided(self) -> None:
         interval = timedelta(seconds=self._timings.abnormal_poll_interval)
         while self._resolution is None and self._gateway_final() is None:
             try:
@@ -346,18 +391,28 @@ class RefundWorkflow:
                 )
             except TimeoutError:
                 await self._poll()
-        resolution = self._resolution
-        if resolution is None:
-            if self._gateway_final() == GatewayStatus.FAILED:
-                detail = {"via": self._gateway.source if self._gateway else None}
-                await self._move(
-                    RefundStatus.FAILED, "gateway", "gateway_failed", detail | {"after": "abnormal"}
-                )
-            return  # the gateway succeeded: restores and finalize follow
-        if resolution.outcome == ResolveOutcome.FAILED:
+
+    async def _resolve_failed(self, resolution: Resolution) -> bool:
+        """Ops found no money went back: `failed`, the amount released. A resolution the gateway
+        was asked about is committed only if the ledger, under the row lock, has heard nothing
+        since that says the gateway paid or may still pay; else it is refused and the refund
+        goes on listening. False when refused."""
+        detail = {"note": resolution.note}
+        if resolution is not self._confirmed:  # a run of older code took it unasked
+            await self._move(RefundStatus.FAILED, resolution.actor, "resolved_failed", detail)
+            return True
+        try:
             await self._move(
-                RefundStatus.FAILED, resolution.actor, "resolved_failed", {"note": resolution.note}
+                RefundStatus.FAILED, resolution.actor, "resolved_failed", detail, confirm=True
             )
+        except ActivityError as err:
+            cause = _domain_error(err)
+            if cause is None or cause.type not in REFUSED_BY_LEDGER:
+                raise
+            self._resolution = self._confirmed = None
+            self._refusal = ApplicationError(cause.message, type=cause.type, non_retryable=True)
+            return False
+        return True
 
     async def _complete(self) -> None:
         """Money back: restores and `succeeded` in one step (one transaction)."""
@@ -414,6 +469,33 @@ class RefundWorkflow:
         )
         self._moved(RefundStatus.FAILED, resolution.actor, "resolved_failed")
 
+    async def _reopen_after_failure(self, success: GatewayNotification) -> None:
+        """The gateway paid a refund the ledger had failed: the amount is the order's again
+        (abnormal, for ops to see), then the gateway's word settles it: restores, `succeeded`.
+        If the order's other refunds have taken that amount meanwhile, the ledger cannot count
+        it (the money rules hold): the refund stays failed with the finding on its timeline."""
+        if self._facts is None:  # a new run: the refund's facts come from the ledger
+            self._take(await self._open(), answered=True)
+        self._status = RefundStatus.FAILED
+        self._resolution = self._confirmed = None
+        self._gateway = success
+        detail = self._answer_detail(success) | {"event_id": success.event_id}
+        try:
+            await self._move(
+                RefundStatus.ABNORMAL, "gateway", "gateway_succeeded_after_failure", detail
+            )
+        except ActivityError as err:
+            cause = _domain_error(err)
+            if cause is None or cause.type != "RefundExceedsPaid":
+                raise
+            await self._record(
+                "gateway",
+                "gateway_succeeded_after_failure",
+                detail | {"uncounted": cause.message},
+            )
+            return
+        await self._settle()
+
     # ---- messages ---------------------------------------------------------------------------
 
     @workflow.update
@@ -456,15 +538,28 @@ class RefundWorkflow:
 
     @workflow.update
     async def resolve(self, resolution: Resolution) -> RefundView:
-        """Ops decide an abnormal refund: paid back offline (succeeded) or failed."""
+        """Ops decide an abnormal refund: paid back offline (succeeded) or failed. `failed` is
+        taken only once the gateway says it is not paying this refund."""
         self._check_resolvable(resolution)
+        if resolution.outcome == ResolveOutcome.FAILED and workflow.patched(
+            RESOLVE_FAILED_ASKS_GATEWAY
+        ):
+            await self._confirm_not_paying(resolution)
+            self._confirmed = resolution
         self._resolution = resolution
-        await workflow.wait_condition(lambda: self._status != RefundStatus.ABNORMAL)
+        await workflow.wait_condition(
+            lambda: self._status != RefundStatus.ABNORMAL or self._refusal is not None
+        )
+        refusal, self._refusal = self._refusal, None
+        if refusal is not None:
+            raise refusal
         return self.state()
 
     @resolve.validator
     def _validate_resolve(self, resolution: Resolution) -> None:
         self._check_resolvable(resolution)
+        if resolution.outcome == ResolveOutcome.FAILED:
+            self._check_not_paying()
 
     @workflow.signal
     def gateway_notification(self, notification: GatewayNotification) -> None:
@@ -489,7 +584,11 @@ class RefundWorkflow:
             )
 
     def _check_resolvable(self, resolution: Resolution) -> None:
-        if self._status != RefundStatus.ABNORMAL or self._resolution is not None:
+        if (
+            self._status != RefundStatus.ABNORMAL
+            or self._resolution is not None
+            or self._confirming
+        ):
             raise ApplicationError(
                 f"refund is {self._status}, not abnormal", type="RefundNotAbnormal"
             )
@@ -499,6 +598,39 @@ class RefundWorkflow:
                 "the gateway reported this refund succeeded; it cannot be resolved failed",
                 type="GatewayReportedSuccess",
             )
+
+    def _check_not_paying(self) -> None:
+        """What the run has heard must not say the gateway paid, or may still pay, this refund."""
+        if self._gateway_reported_success():
+            raise ApplicationError(
+                "the gateway reported this refund succeeded; it cannot be resolved failed",
+                type="GatewayReportedSuccess",
+            )
+        if self._gateway is not None and self._gateway.status in UNFINISHED_GATEWAY:
+            raise ApplicationError(
+                f"the gateway still has this refund {self._gateway.status.value}: it may still "
+                "pay it, so it cannot be resolved failed",
+                type="GatewayRefundPending",
+            )
+
+    async def _confirm_not_paying(self, resolution: Resolution) -> None:
+        """Ask the gateway now (the abnormal refund's last answer may be old): a refund it holds
+        unfinished or paid refuses the resolution; one it cannot be asked about too."""
+        self._confirming = True
+        try:
+            found = await self._look_up()
+        except ActivityError:
+            raise ApplicationError(
+                "the gateway could not be asked whether it is paying this refund; nothing "
+                "changed, try again",
+                type="GatewayUnconfirmed",
+            ) from None
+        finally:
+            self._confirming = False
+        if found is not None:
+            self._observe(self._as_notification(found, "resolve_check"))
+        self._check_resolvable(resolution)
+        self._check_not_paying()
 
     async def _decide(self, verb: str, decision: Decision) -> None:
         self._check_decidable(decision, four_eyes=verb == "approve")
@@ -548,6 +680,17 @@ class RefundWorkflow:
             return None
         return self._gateway.status if self._gateway.status in FINAL_GATEWAY else None
 
+    def _is_success_after_failure(self, news: GatewayNotification) -> bool:
+        return news.status == GatewayStatus.SUCCEEDED and workflow.patched(SUCCESS_AFTER_FAILURE)
+
+    def _heard_success_after_failure(self) -> bool:
+        """The run failed the refund, and has since heard the gateway pay it (the condition is
+        checked first: the patch marker is written only by runs that take the branch)."""
+        paid = self._gateway_final() == GatewayStatus.SUCCEEDED
+        return (
+            self._status == RefundStatus.FAILED and paid and workflow.patched(SUCCESS_AFTER_FAILURE)
+        )
+
     def _gateway_reported_success(self) -> bool:
         return self._gateway_final() == GatewayStatus.SUCCEEDED and self._late_failure is None
 
@@ -569,15 +712,31 @@ class RefundWorkflow:
         detail: dict[str, Any],
         to: RefundStatus | None = None,
         key: str = "",
+        confirm: bool = False,
     ) -> Step:
         clean = {k: v for k, v in detail.items() if v is not None}
-        return Step(self._require_facts(), actor, event, clean, to_status=to, key=key)
+        return Step(
+            self._require_facts(),
+            actor,
+            event,
+            clean,
+            to_status=to,
+            key=key,
+            confirm_gateway_not_paying=confirm,
+        )
 
-    async def _move(self, to: RefundStatus, actor: str, event: str, detail: dict[str, Any]) -> None:
+    async def _move(
+        self,
+        to: RefundStatus,
+        actor: str,
+        event: str,
+        detail: dict[str, Any],
+        confirm: bool = False,
+    ) -> None:
         """One step: the timeline entry and the status move, in one transaction."""
         self._row = await workflow.execute_local_activity_method(
             LedgerSteps.record_step,
-            self._step(actor, event, detail, to),
+            self._step(actor, event, detail, to, confirm=confirm),
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=LEDGER_RETRY,
         )

@@ -19,7 +19,9 @@ from refunds.db.models import Refund, RefundEvent
 from refunds.db.repositories import RefundRepository
 from refunds.domain.errors import (
     ApproverIsRequester,
+    GatewayRefundPending,
     GatewayReportedSuccess,
+    GatewayUnconfirmed,
     RefundNotAbnormal,
     RefundNotPendingApproval,
 )
@@ -94,7 +96,7 @@ async def resolve(
         refund, move = await _settled(session, refund_no, RefundStatus.ABNORMAL)
         text = f"{refund_no} is no longer abnormal: {_who_moved(refund, move)}."
         return await _told(sessions, user, back, "warning", text, refund_no)
-    except GatewayReportedSuccess as exc:
+    except (GatewayReportedSuccess, GatewayRefundPending, GatewayUnconfirmed) as exc:
         return await _told(sessions, user, back, "error", exc.message, refund_no)
     text = f"Resolved {refund_no}: {outcome}."
     return await _told(sessions, user, back, "success", text, refund_no)

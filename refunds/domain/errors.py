@@ -78,6 +78,22 @@ class GatewayReportedSuccess(Conflict):
     code = "gateway_reported_success"
 
 
+class GatewayRefundPending(Conflict):
+    """Ops may not resolve `failed` while the gateway still holds the refund unfinished (Stripe
+    `pending`/`requires_action`, WeChat `PROCESSING`/`ABNORMAL`): it may still pay it out, and the
+    released amount could then be refunded twice."""
+
+    code = "gateway_refund_pending"
+
+
+class GatewayUnconfirmed(DomainError):
+    """Resolving `failed` needs the gateway's word that it is not paying; it could not be asked
+    just now. Nothing changed: try again."""
+
+    code = "gateway_unconfirmed"
+    http_status = 503
+
+
 class InvalidRefundNo(DomainError):
     code = "invalid_refund_no"
     http_status = 422

@@ -187,6 +187,10 @@ class Step:
     detail: dict[str, str | int | None] = field(default_factory=dict)
     to_status: RefundStatus | None = None
     key: str = ""
+    # Set on an ops decision that releases the amount (`resolved_failed`): the step re-reads the
+    # gateway status it holds under the refund's row lock and refuses while the gateway may
+    # still pay, so an answer heard between the decision and its commit is never contradicted.
+    confirm_gateway_not_paying: bool = False
 
 
 @dataclass(frozen=True)

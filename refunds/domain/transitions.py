@@ -12,7 +12,10 @@ ALLOWED: dict[RefundStatus, frozenset[RefundStatus]] = {
     S.ABNORMAL: frozenset({S.SUCCEEDED, S.FAILED}),
     # A gateway may report a succeeded refund as failed days later: ops must look (SPEC §4).
     S.SUCCEEDED: frozenset({S.ABNORMAL}),
-    S.FAILED: frozenset(),
+    # A gateway may pay back a refund the ledger had failed (a create still in flight when ops
+    # resolved it, or a refund resolved before that was refused): the money went out, so the
+    # refund is reopened and its amount counted again.
+    S.FAILED: frozenset({S.ABNORMAL}),
     S.REJECTED: frozenset(),
     S.EXPIRED: frozenset(),
 }
@@ -24,7 +27,11 @@ def can_move(current: RefundStatus, target: RefundStatus) -> bool:
 
 def money_effect(current: RefundStatus, target: RefundStatus, amount: int) -> tuple[int, int]:
     """(delta reserved_amount, delta refunded_amount) on the order for this move."""
-    reserved = -amount if target in RELEASED_STATUSES and current not in RELEASED_STATUSES else 0
+    reserved = 0
+    if target in RELEASED_STATUSES and current not in RELEASED_STATUSES:
+        reserved = -amount
+    elif current in RELEASED_STATUSES and target not in RELEASED_STATUSES:
+        reserved = amount  # reopened: the amount is the order's again (the CHECKs hold it)
     refunded = 0
     if target == S.SUCCEEDED:
         refunded = amount

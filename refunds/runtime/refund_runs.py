@@ -55,10 +55,18 @@ def request_from_row(refund: Refund, settings: Settings) -> RefundRequest:
 
 
 async def deliver(
-    client: Client, settings: Settings, refund: Refund, notification: GatewayNotification
+    client: Client,
+    settings: Settings,
+    refund: Refund,
+    notification: GatewayNotification,
+    *,
+    ours: bool = True,
 ) -> Delivery:
     """Signal the refund's run. When its run is closed: an unfinished refund is repaired (the
-    new run asks the gateway itself), a late failure of a success reopens it, else nothing."""
+    new run asks the gateway itself); news about our own gateway refund that contradicts the
+    finished ledger reopens it (a late failure of a success; a success of a failed refund: the
+    money went out); else nothing. `ours` False: the gateway refund is another one under our
+    refund_no (another payment, amount or currency), whose word never reopens ours."""
     handle = client.get_workflow_handle(workflow_id(refund.refund_no))
     try:
         await handle.signal(RefundWorkflow.gateway_notification, notification)
@@ -69,12 +77,19 @@ async def deliver(
     if RefundStatus(refund.status) not in TERMINAL_STATUSES:
         # Read before the signal: if it finished meanwhile, the repair run stands down.
         return Delivery.REPAIRED if await repair(client, settings, refund) else Delivery.IGNORED
-    if refund.status != RefundStatus.SUCCEEDED or notification.status != GatewayStatus.FAILED:
+    summary = REOPENING.get((RefundStatus(refund.status), notification.status))
+    if not ours or summary is None:
         return Delivery.IGNORED
     reopening = replace(request_from_row(refund, settings), reopened_by=notification)
-    summary = f"{refund.refund_no} reopened: the gateway failed it after success"
-    await _start_run(client, settings, refund, reopening, summary)
+    await _start_run(client, settings, refund, reopening, f"{refund.refund_no} reopened: {summary}")
     return Delivery.REOPENED
+
+
+# A finished refund the gateway contradicts: (ledger status, gateway's word) → why it reopens.
+REOPENING = {
+    (RefundStatus.SUCCEEDED, GatewayStatus.FAILED): "the gateway failed it after success",
+    (RefundStatus.FAILED, GatewayStatus.SUCCEEDED): "the gateway paid it after it had failed",
+}
 
 
 async def _start_run(

@@ -480,23 +480,27 @@ async def test_abnormal_refund_resolved_succeeded_by_ops_keeps_the_money_refunde
     assert after["restored_points"] == 50
 
 
-async def test_abnormal_refund_resolved_failed_by_ops_makes_the_amount_refundable_again(
+async def test_abnormal_refund_cannot_be_resolved_failed_while_wechat_may_still_pay_it(
     shop: Shop,
 ) -> None:
+    """WeChat Pay's ABNORMAL is not a refusal: the refund waits at WeChat (the payer's card
+    closed) and the merchant settles it there, so releasing the amount could pay it twice."""
     order = await shop.order("wechatpay", amount=5000, points_used=50)
     refund = await approved_refund(shop, order, 3000, "abnormal")
     refund_no = refund["refund_no"]
     await shop.wait_status(refund_no, "abnormal")
     assert money(await shop.get_order(order["order_no"])) == ("paid", 0, 3000, 2000)
     response = await resolve(shop, refund_no, "failed")
-    assert response.status_code == 200, response.text
-    failed = await shop.wait_status(refund_no, "failed")
-    assert the(failed, "resolved_failed")["actor"].startswith("ops-")
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "gateway_refund_pending"
+    still = await shop.get_refund(refund_no)
+    assert still["status"] == "abnormal"
+    assert "resolved_failed" not in events(still)
     after = await shop.get_order(order["order_no"])
-    assert money(after) == ("paid", 0, 0, 5000)
+    assert money(after) == ("paid", 0, 3000, 2000)
     assert after["restored_points"] == 0
-    again = await shop.refund(order, 5000)
-    assert again["status"] == "pending_approval"
+    too_much = await shop.request_refund(order, 2001)
+    assert too_much.status_code == 409, too_much.text
 
 
 async def test_resolve_is_ops_only_403_and_only_for_abnormal_refunds_409(shop: Shop) -> None:
@@ -518,13 +522,14 @@ async def test_resolve_is_ops_only_403_and_only_for_abnormal_refunds_409(shop: S
     assert response.status_code == 409, response.text
     assert response.json()["error"]["code"] == "refund_not_abnormal"
     assert (await shop.get_refund(succeeded["refund_no"]))["status"] == "succeeded"
-    first = await resolve(shop, abnormal["refund_no"], "failed")
+    first = await resolve(shop, abnormal["refund_no"], "succeeded")
     assert first.status_code == 200, first.text
-    await shop.wait_status(abnormal["refund_no"], "failed")
-    twice = await resolve(shop, abnormal["refund_no"], "succeeded")
+    await shop.wait_status(abnormal["refund_no"], "succeeded")
+    twice = await resolve(shop, abnormal["refund_no"], "failed")
     assert twice.status_code == 409, twice.text
+    assert twice.json()["error"]["code"] == "refund_not_abnormal"
     after = await shop.get_order(order["order_no"])
-    assert money(after) == ("paid", 1000, 2000, 2000)
+    assert money(after) == ("paid", 2000, 2000, 2000)
 
 
 async def test_closed_refund_fails_and_the_amount_is_refundable_again(shop: Shop) -> None:
