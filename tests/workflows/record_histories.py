@@ -35,7 +35,12 @@ from refunds.embedded.ports import free_port
 from refunds.embedded.postgres import EmbeddedPostgres
 from refunds.embedded.temporal import EmbeddedTemporal
 from refunds.runtime.temporal_client import connect
-from tests.e2e.support import api_with, stripe_refunds
+from tests.e2e.support import (
+    api_with,
+    clear_stripe_faults,
+    stripe_refunds,
+    stripe_request_fault,
+)
 from tests.e2e.test_gateway_silence_and_abnormal import refund_elsewhere
 from tests.e2e.test_reconciliation import reconcile_today
 from tests.e2e.webhook_receiver import running_receiver
@@ -349,6 +354,56 @@ async def webhook_endpoint_delivered_then_deleted(rec: Recorder) -> Handle:
     return await closed(run, timeout=60)
 
 
+async def _unreachable_then_abnormal(
+    rec: Recorder, amount: int, *faults: str, **fault_args: Any
+) -> tuple[dict[str, Any], str]:
+    """A refund whose creates never answer by the outcome deadline: abnormal, nothing heard."""
+    order = await rec.shop.order(amount=amount)
+    refund_no = uid("rf")
+    for action in faults:
+        await stripe_fault(rec.shop.stack, refund_no, action, **fault_args)
+    hasty = {
+        "outcome_deadline": timedelta(seconds=4),
+        "abnormal_poll_interval": timedelta(seconds=1),
+    }
+    async with api_with(rec.shop, **hasty) as api:
+        body = {"order_no": order["order_no"], "amount": amount, "refund_no": refund_no}
+        response = await api.post("/v1/refunds", json=body, headers=rec.shop.customer)
+        assert response.status_code == 202, response.text
+    await rec.approve(refund_no)
+    abnormal = await rec.shop.wait_status(refund_no, "abnormal", timeout=30)
+    assert "gateway_unreachable" in events(abnormal)
+    return order, refund_no
+
+
+async def abnormal_resolved_failed_after_asking(rec: Recorder) -> Handle:
+    """Ops resolve `failed` an abnormal refund the gateway never answered: the update asks the
+    gateway first (nothing under the refund_no) and the step re-checks under the row lock."""
+    await stripe_request_fault(
+        rec.shop, action="http_500", method="POST", path_prefix="/v1/refunds", times=10_000
+    )
+    try:
+        _, refund_no = await _unreachable_then_abnormal(rec, 1900)
+    finally:
+        await clear_stripe_faults(rec.shop)
+    await rec.resolve(refund_no, "failed")
+    await rec.shop.wait_status(refund_no, "failed")
+    return await rec.closed_run(refund_no)
+
+
+async def reopened_after_failure_succeeded(rec: Recorder) -> Handle:
+    """The create is held in the network past the deadline; ops resolve `failed`; the create
+    lands and Stripe pays it: the webhook starts a run that reopens and completes the refund."""
+    _, refund_no = await _unreachable_then_abnormal(rec, 2300, "timeout", delay=15)
+    await rec.resolve(refund_no, "failed")
+    await rec.shop.wait_status(refund_no, "failed")
+    first = await rec.closed_run(refund_no)
+    await rec.shop.wait_status(refund_no, "succeeded", timeout=60)
+    reopening = await rec.closed_run(refund_no)
+    assert reopening.run_id != first.run_id, "the late success should start a new run"
+    return reopening
+
+
 PATHS: dict[str, Drive] = {
     # First: its reconciliation looks at every refund of the day, so it runs on a quiet stack.
     "repaired_processing_succeeded": repaired_processing_succeeded,
@@ -364,6 +419,8 @@ PATHS: dict[str, Drive] = {
     "reopened_resolved_failed": reopened_resolved_failed,
     "reopened_resolved_succeeded": reopened_resolved_succeeded,
     "mismatch_resolved_failed": mismatch_resolved_failed,
+    "abnormal_resolved_failed_after_asking": abnormal_resolved_failed_after_asking,
+    "reopened_after_failure_succeeded": reopened_after_failure_succeeded,
     # Last: its endpoint hears every event committed while it exists.
     "webhook_endpoint_delivered_then_deleted": webhook_endpoint_delivered_then_deleted,
 }

@@ -89,6 +89,11 @@ def test_histories_cover_the_main_paths() -> None:
         "refund_repaired_processing_succeeded",
         "refund_reopened_resolved_failed",
         "refund_reopened_resolved_succeeded",
+        # The gateway's word is final: ops resolving `failed` ask the gateway first (patch
+        # `resolve-failed-asks-gateway`); a success after a failed outcome reopens the refund
+        # in a new run (patch `success-after-failure-reopens`).
+        "refund_abnormal_resolved_failed_after_asking",
+        "refund_reopened_after_failure_succeeded",
         # Issue 13: the long-lived delivery workflow of one webhook endpoint, which delivered a
         # refund's events (one retried) and ended when its endpoint was deleted.
         "webhook_endpoint_delivered_then_deleted",
