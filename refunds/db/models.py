@@ -327,6 +327,7 @@ class ConsoleSession(Base):
     __tablename__ = "console_sessions"
 
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The principal id (`refunds.domain.principals`), as `requested_by` and `approved_by` hold it.
     sub: Mapped[str] = mapped_column(String(128))
     roles: Mapped[list[str]] = mapped_column(JSONB, default=list)
     # How the person signed in: `hs256`, `oidc` (a provider's token) or `demo` (`refunds dev`).
