@@ -13,6 +13,7 @@ import logging
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,6 +26,7 @@ from refunds.db.records import OrderRecord, Records, RefundRecord
 from refunds.db.repositories import RefundRepository
 from refunds.db.step_writes import Entry, StepWrites
 from refunds.domain import activity_names as names
+from refunds.domain import approval_policy as policy
 from refunds.domain.errors import (
     GatewayRefundPending,
     GatewayReportedSuccess,
@@ -184,7 +186,7 @@ class LedgerActivities(LedgerSteps):
             return Applied(
                 facts_of(order, refund),
                 row_of(refund),
-                auto_approved=self._auto_approved(refund, request),
+                auto_approved=refund.auto_approved,  # as decided when it was applied
                 owned=owned,
             )
 
@@ -242,7 +244,8 @@ class LedgerActivities(LedgerSteps):
                 f"amount {request.amount} exceeds the refundable {refundable} "
                 f"of order {order.order_no}"
             )
-        refund = self._new_refund(order, request, run_id, now)
+        auto_approved, declined = await self._policy(records, order, request, now)
+        refund = self._new_refund(order, request, run_id, now, auto_approved)
         writes = StepWrites(refund.refund_no)
         writes.new_refund(refund)
         requested = {
@@ -254,6 +257,9 @@ class LedgerActivities(LedgerSteps):
         writes.entry(
             Entry(request.requested_by, "requested", requested, f"{refund.refund_no}:requested")
         )
+        if declined is not None:
+            key = f"{refund.refund_no}:auto_approval_declined"
+            writes.entry(Entry("policy", "auto_approval_declined", declined, key))
         writes.event(refund, EventType.REFUND_CREATED)
         await writes.send(session)
         log.info(
@@ -264,9 +270,34 @@ class LedgerActivities(LedgerSteps):
                 "amount": request.amount,
                 "currency": order.currency,
                 "source": str(request.source),
+                "auto_approved": auto_approved,
             },
         )
         return order, refund, True
+
+    async def _policy(
+        self, records: Records, order: OrderRecord, request: RefundRequest, now: datetime
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Whether the policy approves this refund, and, when it was eligible by amount but the
+        sums leave too little, why not (for the timeline). The caller holds the order's row lock,
+        which serializes the order's applies; the requester's day is serialized by its own lock,
+        always taken after the order's, so two applies cannot wait on each other."""
+        limit = request.auto_approve_limit
+        if not policy.eligible(request.source, request.amount, limit):
+            return False, None
+        day = policy.day_of(now)
+        await records.lock_policy(policy.lock_key(request.requested_by, order.currency, day))
+        used = await records.policy_use(order.order_no, request.requested_by, order.currency, day)
+        if policy.approves(request.source, request.amount, limit, used):
+            return True, None
+        return False, {
+            "limit_policy": "REFUNDS_AUTO_APPROVE_LIMIT",
+            "limit": limit,
+            "currency": order.currency,
+            "approved_on_order": used.order,
+            "approved_by_requester_today": used.requester_day,
+            "remaining": policy.remaining(limit, used),
+        }
 
     async def _replay(
         self,
@@ -317,7 +348,12 @@ class LedgerActivities(LedgerSteps):
                 )
 
     def _new_refund(
-        self, order: OrderRecord, request: RefundRequest, run_id: str, now: datetime
+        self,
+        order: OrderRecord,
+        request: RefundRequest,
+        run_id: str,
+        now: datetime,
+        auto_approved: bool,
     ) -> RefundRecord:
         return RefundRecord(
             refund_no=request.refund_no,
@@ -340,12 +376,8 @@ class LedgerActivities(LedgerSteps):
             updated_at=now,
             completed_at=None,
             event_sequence=1,  # its `refund.created`, written with it
+            auto_approved=auto_approved,
         )
-
-    @staticmethod
-    def _auto_approved(refund: RefundRecord, request: RefundRequest) -> bool:
-        limit = request.auto_approve_limit
-        return refund.source == RefundSource.ADMIN and 0 < refund.amount <= limit
 
     def _result(
         self, order: OrderRecord, refund: RefundRecord, request: RefundRequest, owned: bool
@@ -359,7 +391,7 @@ class LedgerActivities(LedgerSteps):
             payment_ref=order.payment_ref or "",
             status=RefundStatus(refund.status),
             total_amount=order.paid_amount,
-            auto_approved=self._auto_approved(refund, request),
+            auto_approved=refund.auto_approved,
             owned=owned,
         )
 

@@ -5,6 +5,9 @@
 - RS256 / ES256 from an external OpenID Connect provider (issue 12), when `REFUNDS_OIDC_JWKS_URL`
   is set: signed by a key of that JWKS (by `kid`), `iss` and `aud` always checked, `exp` and `sub`
   required, roles read from `REFUNDS_OIDC_ROLES_CLAIM` (a dotted path into the claims).
+
+Either names a principal id (`refunds.domain.principals`): the bare `sub` of an HS256 token,
+`{iss}|{sub}` of a provider's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import jwt
 
 from refunds.domain.errors import Forbidden, Unauthorized
+from refunds.domain.principals import InvalidPrincipal, principal_id
 from refunds.settings import Settings
 
 ROLES = ("customer", "approver", "admin", "ops")
@@ -28,7 +32,9 @@ OIDC_ALGORITHMS = ["RS256", "ES256"]
 
 @dataclass(frozen=True)
 class Principal:
-    sub: str
+    # The principal id (`refunds.domain.principals`), not the token's bare `sub`: what
+    # `requested_by`, `approved_by` and an order's `user_id` are compared with.
+    id: str
     roles: frozenset[str]
 
     def has(self, *roles: str) -> bool:
@@ -63,6 +69,7 @@ def issue_token(
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
+    principal_id(sub)  # a sub the API would refuse is not worth a token
     now = int(time.time())
     claims: dict[str, object] = {"sub": sub, "roles": roles, "iat": now, "exp": now + ttl_seconds}
     if issuer is not None:
@@ -102,15 +109,20 @@ def _hs256(secret: str, token: str, issuer: str | None, audience: str | None) ->
         )
     except jwt.PyJWTError as exc:
         raise Unauthorized(f"invalid token: {type(exc).__name__}") from exc
-    return _identity(claims, claims.get("roles", []), known_only=False)
+    return _identity(claims, claims.get("roles", []), issuer=None)
 
 
-def _identity(claims: dict[str, Any], roles: object, *, known_only: bool) -> Identity:
+def _identity(claims: dict[str, Any], roles: object, *, issuer: str | None) -> Identity:
+    """`issuer` None for the service's own tokens; a provider's verified `iss` otherwise."""
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("invalid token: roles must be a list of strings")
-    if known_only:  # a provider's token also carries roles of other applications
+    if issuer is not None:  # a provider's token also carries roles of other applications
         roles = [r for r in roles if r in ROLES]
-    return Identity(Principal(sub=str(claims["sub"]), roles=frozenset(roles)), int(claims["exp"]))
+    try:
+        principal = Principal(principal_id(str(claims["sub"]), issuer), frozenset(roles))
+    except InvalidPrincipal as exc:
+        raise Unauthorized(f"invalid token: {exc}") from exc
+    return Identity(principal, int(claims["exp"]))
 
 
 def claim_at(claims: dict[str, Any], path: str) -> object:
@@ -171,4 +183,4 @@ class TokenReader:
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {type(exc).__name__}") from exc
         roles = claim_at(claims, self.settings.oidc_roles_claim)
-        return _identity(claims, roles, known_only=True)
+        return _identity(claims, roles, issuer=str(claims["iss"]))

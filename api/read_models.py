@@ -16,7 +16,7 @@ from refunds.domain.messages import REFUNDABLE_ORDER_STATUSES, Channel, OrderSta
 
 
 def can_see_order(principal: Principal, order: Order) -> bool:
-    return principal.is_staff or order.user_id == principal.sub
+    return principal.is_staff or order.user_id == principal.id
 
 
 async def visible_order(

@@ -57,7 +57,7 @@ def choose_refund_no(principal: Principal, body: RefundIn, idempotency_key: str 
     if body.refund_no is not None:
         return check_refund_no(body.refund_no)
     if idempotency_key:
-        digest = hashlib.sha256(f"{principal.sub}\0{idempotency_key}".encode()).hexdigest()
+        digest = hashlib.sha256(f"{principal.id}\0{idempotency_key}".encode()).hexdigest()
         return f"rf_{digest[:24]}"
     return f"rf_{uuid.uuid4().hex[:24]}"
 
@@ -75,7 +75,7 @@ def build_request(
         order_no=order.order_no,
         amount=body.amount,
         reason=body.reason,
-        requested_by=principal.sub,
+        requested_by=principal.id,
         source=source,
         items=[RefundItem(i.sku, i.quantity) for i in body.items],
         timings=settings.refund_timings(),

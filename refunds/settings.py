@@ -153,7 +153,9 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = None
 
     approval_timeout: timedelta = timedelta(hours=72)
-    # NoDecode: our validator reads `USD=5000,CNY=100` as well as JSON.
+    # What the policy approves of admins' refunds, summed per order and per admin per UTC day
+    # (`refunds.domain.approval_policy`). NoDecode: our validator reads `USD=5000,CNY=100` as
+    # well as JSON.
     auto_approve_limit: Annotated[dict[str, int], NoDecode] = {}
     outcome_poll_interval: timedelta = timedelta(seconds=30)
     outcome_poll_max_interval: timedelta = timedelta(minutes=30)

@@ -63,7 +63,7 @@ def test_refunds_token_signs_with_the_secret_of_its_data_dir(tmp_path: Path) -> 
         check=True,
     )
     principal = read_token(secret, f"Bearer {done.stdout.strip()}")
-    assert principal.sub == "dave" and principal.roles == {"ops"}
+    assert principal.id == "dave" and principal.roles == {"ops"}
     assert not (elsewhere / ".refunds").exists()
 
 

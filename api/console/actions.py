@@ -57,9 +57,9 @@ async def decide(
     await session.rollback()  # no snapshot held across the workflow round trip
     try:
         if action == "approve":
-            await refund_commands.approve(client, session, refund_no, user.principal.sub, note)
+            await refund_commands.approve(client, session, refund_no, user.principal.id, note)
         else:
-            await refund_commands.reject(client, session, refund_no, user.principal.sub, note)
+            await refund_commands.reject(client, session, refund_no, user.principal.id, note)
     except ApproverIsRequester:
         text = f"You requested {what} yourself: another approver must decide it (four-eyes rule)."
         return await _told(sessions, user, back, "error", text, refund_no)
@@ -89,7 +89,7 @@ async def resolve(
     if problem:
         return await _refuse(sessions, user, form, back, problem)
     await session.rollback()
-    resolution = Resolution(user.principal.sub, ResolveOutcome(outcome), note)
+    resolution = Resolution(user.principal.id, ResolveOutcome(outcome), note)
     try:
         await refund_commands.resolve(client, session, refund_no, resolution)
     except RefundNotAbnormal:

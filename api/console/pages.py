@@ -75,7 +75,7 @@ async def _page(
         request,
         name,
         user=user,
-        waiting=await repo.waiting(user.principal.sub, user.principal.roles),
+        waiting=await repo.waiting(user.principal.id, user.principal.roles),
         workflow_url=lambda no: workflow_url(request, no),
         here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         **context,
@@ -113,12 +113,12 @@ async def inbox(
         requested_before=age_cutoff(now, min_age),
     )
     timeout = settings_of(request).approval_timeout
-    me = user.principal.sub
+    me = user.principal.id
     pending = [
         Row(r, o, now - r.created_at, r.created_at + timeout - now, r.requested_by == me)
         for r, o in rows
     ]
-    decided = [Row(r, o, now - r.updated_at) for r, o in await repo.decided_by(user.principal.sub)]
+    decided = [Row(r, o, now - r.updated_at) for r, o in await repo.decided_by(user.principal.id)]
     filters = {
         "channel": channel.value if channel else "",
         "min_amount": min_amount,
@@ -217,7 +217,7 @@ async def refund_page(
             order,
             now - refund.created_at,
             refund.created_at + timeout - now,
-            refund.requested_by == user.principal.sub,
+            refund.requested_by == user.principal.id,
         ),
         events=await RefundRepository(session).events(refund_no),
         restorations=await repo.restorations(refund_no),
@@ -259,7 +259,7 @@ async def my_refunds(
     repo = ConsoleRepository(session)
     version = await repo.version()
     now = datetime.now(UTC)
-    rows = [Row(r, o, now - r.created_at) for r, o in await repo.of_customer(user.principal.sub)]
+    rows = [Row(r, o, now - r.created_at) for r, o in await repo.of_customer(user.principal.id)]
     return await _page(
         request, sessions, user, "my_refunds.html", repo=repo, rows=rows, version=version
     )
@@ -307,7 +307,7 @@ async def live(request: Request, sessions: SessionsDep, session: SessionDep) -> 
     except SignInRequired:
         return JSONResponse({"signed_in": False}, status_code=401)
     repo = ConsoleRepository(session)
-    waiting = await repo.waiting(user.principal.sub, user.principal.roles)
+    waiting = await repo.waiting(user.principal.id, user.principal.roles)
     return JSONResponse(
         {"signed_in": True, "version": await repo.version(), "waiting": waiting},
         headers={"Cache-Control": "no-store"},

@@ -95,7 +95,7 @@ class Sessions:
         raw = secrets.token_urlsafe(32)
         row = ConsoleSession(
             id_hash=hash_id(raw),
-            sub=identity.principal.sub,
+            sub=identity.principal.id,
             roles=sorted(identity.principal.roles),
             via=via,
             csrf_token=secrets.token_urlsafe(32),
@@ -113,7 +113,7 @@ class Sessions:
             row = await ConsoleSessionRepository(session).find(hash_id(raw), datetime.now(UTC))
             if row is None:
                 return None
-            principal = Principal(sub=row.sub, roles=frozenset(row.roles))
+            principal = Principal(id=row.sub, roles=frozenset(row.roles))
             return ConsoleUser(
                 principal,
                 row.id_hash,

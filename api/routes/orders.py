@@ -47,6 +47,6 @@ async def cancel_order(order_no: PathKey, principal: PrincipalDep, session: Sess
     """Cancel a pending or fully refunded order; a paid one must be refunded first (409)."""
     principal.require("customer", "admin")
     order = await visible_order(session, principal, order_no)
-    if not principal.has("admin") and order.user_id != principal.sub:
+    if not principal.has("admin") and order.user_id != principal.id:
         principal.require("admin")
     return await order_out(session, await orders_service.cancel_order(session, order))

@@ -68,7 +68,7 @@ async def approve_refund(
 ) -> RefundOut:
     """Approve a pending refund; the requester cannot approve their own (403)."""
     principal.require("approver", "admin")
-    view = await refund_commands.approve(client, session, refund_no, principal.sub, body.note)
+    view = await refund_commands.approve(client, session, refund_no, principal.id, body.note)
     return await answered_refund(session, principal, view)
 
 
@@ -82,7 +82,7 @@ async def reject_refund(
 ) -> RefundOut:
     """Reject a pending refund; its reservation is released."""
     principal.require("approver", "admin")
-    view = await refund_commands.reject(client, session, refund_no, principal.sub, body.reason)
+    view = await refund_commands.reject(client, session, refund_no, principal.id, body.reason)
     return await answered_refund(session, principal, view)
 
 
@@ -96,7 +96,7 @@ async def resolve_refund(
 ) -> RefundOut:
     """Ops decide an abnormal refund: paid back offline (succeeded) or failed."""
     principal.require("ops")
-    resolution = Resolution(principal.sub, body.outcome, body.note)
+    resolution = Resolution(principal.id, body.outcome, body.note)
     view = await refund_commands.resolve(client, session, refund_no, resolution)
     return await answered_refund(session, principal, view)
 

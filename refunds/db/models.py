@@ -121,6 +121,14 @@ class Refund(Base):
         CheckConstraint(_one_of("gateway_status", GatewayStatus), name="gateway_status"),
         Index("ix_refunds_status_id", "status", "id"),
         Index("ix_refunds_order_no_id", "order_no", "id"),
+        # The auto-approval policy's per requester per day sum reads only these rows.
+        Index(
+            "ix_refunds_auto_approved_requester",
+            "requested_by",
+            "currency",
+            "created_at",
+            postgresql_where=text("auto_approved"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -150,6 +158,11 @@ class Refund(Base):
     # The sequence of the refund's last outgoing event (issue 13), bumped under the row lock the
     # status move holds: receivers order a refund's events by it.
     event_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Approved by REFUNDS_AUTO_APPROVE_LIMIT, decided in the apply transaction: the policy's sums
+    # count these rows, and a retried apply answers the decision taken the first time.
+    auto_approved: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
 
     events: Mapped[list[RefundEvent]] = relationship(lazy="raise", order_by="RefundEvent.id")
 
@@ -314,6 +327,7 @@ class ConsoleSession(Base):
     __tablename__ = "console_sessions"
 
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The principal id (`refunds.domain.principals`), as `requested_by` and `approved_by` hold it.
     sub: Mapped[str] = mapped_column(String(128))
     roles: Mapped[list[str]] = mapped_column(JSONB, default=list)
     # How the person signed in: `hs256`, `oidc` (a provider's token) or `demo` (`refunds dev`).

@@ -10,7 +10,19 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Table, bindparam, exists, func, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    String,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from refunds.db.models import (
@@ -25,8 +37,9 @@ from refunds.db.models import (
     RefundEvent,
     Restoration,
 )
+from refunds.domain.approval_policy import PolicyDay, PolicyUse
 from refunds.domain.errors import OrderNotFound, RefundNotFound
-from refunds.domain.messages import RefundItem
+from refunds.domain.messages import RELEASED_STATUSES, RefundItem
 
 
 def table(model: type[Base]) -> Table:
@@ -72,6 +85,7 @@ class RefundRecord:
     updated_at: datetime
     completed_at: datetime | None
     event_sequence: int
+    auto_approved: bool
 
     def item_list(self) -> list[RefundItem]:
         """The returned items as the workflow's messages carry them."""
@@ -148,6 +162,29 @@ _RESERVE = (
 )
 
 
+# The auto-approval policy's sums (`refunds.domain.approval_policy`). The lock is its own
+# statement: at READ COMMITTED a statement reads the snapshot taken when it started, so sums read
+# in the statement that waited for the lock would miss what the holder committed meanwhile.
+_LOCK_POLICY = select(
+    func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key", type_=String), 0))
+)
+_by_requester_on_day = and_(
+    refunds.c.requested_by == bindparam("requested_by"),
+    refunds.c.created_at >= bindparam("day_start"),
+    refunds.c.created_at < bindparam("day_end"),
+)
+_by_order = refunds.c.order_no == bindparam("order_no")
+_POLICY_USE = select(
+    func.coalesce(func.sum(refunds.c.amount).filter(_by_order), 0).cast(BigInteger),
+    func.coalesce(func.sum(refunds.c.amount).filter(_by_requester_on_day), 0).cast(BigInteger),
+).where(
+    refunds.c.auto_approved,
+    refunds.c.currency == bindparam("currency"),
+    refunds.c.status.not_in([s.value for s in RELEASED_STATUSES]),
+    or_(_by_order, _by_requester_on_day),
+)
+
+
 def refund_of(row: Sequence[Any]) -> RefundRecord:
     return RefundRecord(*row[: len(REFUND_COLUMNS)])
 
@@ -206,6 +243,24 @@ class Records:
         """(status, items) of every refund of the order."""
         rows = await self.session.execute(_REFUNDS_ITEMS, {"order_no": order_no})
         return [(status, items) for status, items in rows.all()]
+
+    async def lock_policy(self, key: str) -> None:
+        """Hold the auto-approval policy's lock named `key` until the transaction ends."""
+        await self.session.execute(_LOCK_POLICY, {"key": key})
+
+    async def policy_use(
+        self, order_no: str, requested_by: str, currency: str, day: PolicyDay
+    ) -> PolicyUse:
+        """What the policy approved already on the order, and by the requester on the day."""
+        params = {
+            "order_no": order_no,
+            "requested_by": requested_by,
+            "currency": currency,
+            "day_start": day.start,
+            "day_end": day.end,
+        }
+        order, requester_day = (await self.session.execute(_POLICY_USE, params)).one()
+        return PolicyUse(int(order), int(requester_day))
 
     async def reserve(self, order_id: int, amount: int, at: datetime) -> bool:
         """Reserve `amount` on the order; False when that would pass its paid amount."""

@@ -108,7 +108,8 @@ class RefundRequest:
     source: RefundSource
     items: list[RefundItem] = field(default_factory=list)
     timings: RefundTimings = field(default_factory=RefundTimings)
-    # Admin refunds up to this (the order currency's REFUNDS_AUTO_APPROVE_LIMIT) skip approval.
+    # The order currency's REFUNDS_AUTO_APPROVE_LIMIT: admin refunds within what it leaves of
+    # the policy's sums skip approval (`refunds.domain.approval_policy`).
     auto_approve_limit: int = 0
     # Set only when a finished refund is reopened by a late gateway failure (SPEC §4).
     reopened_by: GatewayNotification | None = None

@@ -19,9 +19,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from api.auth import issue_token
 from refunds.settings import Settings
 from tests.api.console_support import console_api, sign_in
-from tests.factories import uid
+from tests.factories import Shop, uid
 from tests.stack import Stack
 
 ISSUER, AUDIENCE = "https://id.shop.example/realms/staff", "refunds-console"
@@ -199,9 +200,82 @@ async def test_the_console_signs_in_with_a_provider_token(
         assert response.status_code == 303
         inbox = await http.get("/console/inbox")
         assert inbox.status_code == 200
-        assert sub in inbox.text and "signed in via oidc" in inbox.text
+        assert f"{ISSUER}|{sub}" in inbox.text and "signed in via oidc" in inbox.text
 
 
 def test_a_jwks_url_needs_an_issuer_and_an_audience(tmp_path: Any) -> None:
     with pytest.raises(ValueError, match="REFUNDS_OIDC_ISSUER and REFUNDS_OIDC_AUDIENCE"):
         Settings(data_dir=tmp_path, oidc_jwks_url="https://id.example/certs")
+
+
+# ---- principals: the provider's `sub` X and an HS256 token's `sub` X are two people ----------
+
+
+def provider_bearer(keys: Provider, sub: str, *roles: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {keys.token(sub=sub, realm_access={'roles': list(roles)})}"}
+
+
+async def test_a_provider_approver_is_not_the_hs256_requester_of_the_same_sub(
+    stack: Stack, oidc_api: str, provider: tuple[Provider, str]
+) -> None:
+    """Four eyes compares principal ids: the HS256 admin X and the provider's X are two people,
+    so the provider's X may approve; the provider's X may not approve their own request."""
+    sub = uid("staff")
+    async with httpx.AsyncClient(base_url=oidc_api, timeout=60) as http:
+        shop = Shop.open(stack, http)
+        shop.admin = stack.token(sub, "admin")
+        order = await shop.order(amount=3000)
+        by_hs256 = await shop.refund(order, 1000, as_=shop.admin)
+        assert by_hs256["requested_by"] == sub
+        approver = provider_bearer(provider[0], sub, "approver", "admin")
+        approved = await shop.approve(by_hs256["refund_no"], approver)
+        assert approved.status_code == 200, approved.text
+        assert approved.json()["approved_by"] == f"{ISSUER}|{sub}"
+
+        own = await shop.refund(order, 1000, as_=approver)
+        assert own["requested_by"] == f"{ISSUER}|{sub}"
+        refused = await shop.approve(own["refund_no"], approver)
+        assert refused.status_code == 403, refused.text
+        assert (await shop.get_refund(own["refund_no"]))["status"] == "pending_approval"
+        # The HS256 X is another person for this refund too: four eyes let them approve it.
+        assert (await shop.approve(own["refund_no"], shop.admin)).status_code == 200
+        done = await shop.wait_status(own["refund_no"], "succeeded")
+        assert (done["requested_by"], done["approved_by"]) == (f"{ISSUER}|{sub}", sub)
+
+
+def test_an_hs256_token_cannot_name_a_provider_s_principal(stack: Stack, oidc_api: str) -> None:
+    """Whoever holds the HS256 secret still cannot act as the provider's X."""
+    sub, secret = f"{ISSUER}|{uid('staff')}", stack.settings.jwt_secret
+    assert secret is not None
+    with pytest.raises(ValueError, match="may not hold"):
+        issue_token(secret, sub, ["admin"])
+    claims = {"sub": sub, "roles": ["admin"], "exp": int(time.time()) + 60}
+    forged = jwt.encode(claims, secret, algorithm="HS256")
+    assert listed(oidc_api, forged) == 401
+
+
+async def test_a_customer_owns_the_orders_of_their_principal_id_only(
+    stack: Stack, oidc_api: str, provider: tuple[Provider, str]
+) -> None:
+    """An order registered for the provider's customer carries `{iss}|{sub}` as its user_id:
+    that customer sees and refunds it; the HS256 customer of the same sub gets 404, and the
+    provider's customer gets 404 for the HS256 customer's order."""
+    sub = uid("cust")
+    provider_customer = provider_bearer(provider[0], sub, "customer")
+    hs256_customer = stack.token(sub, "customer")
+    async with httpx.AsyncClient(base_url=oidc_api, timeout=60) as http:
+        shop = Shop.open(stack, http)
+        theirs = await shop.order(amount=2000, user_id=f"{ISSUER}|{sub}")
+        bare = await shop.order(amount=2000, user_id=sub)
+        path = f"/v1/orders/{theirs['order_no']}"
+        assert (await http.get(path, headers=provider_customer)).status_code == 200
+        assert (await http.get(path, headers=hs256_customer)).status_code == 404
+        bare_path = f"/v1/orders/{bare['order_no']}"
+        assert (await http.get(bare_path, headers=provider_customer)).status_code == 404
+        assert (await http.get(bare_path, headers=hs256_customer)).status_code == 200
+
+        refund = await shop.refund(theirs, 500, as_=provider_customer)
+        assert (refund["requested_by"], refund["status"]) == (f"{ISSUER}|{sub}", "pending_approval")
+        stolen = await shop.request_refund(bare, 500, as_=provider_customer)
+        assert stolen.status_code == 404, stolen.text
+        assert (await shop.get_order(bare["order_no"]))["refundable_amount"] == 2000
