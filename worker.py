@@ -25,6 +25,7 @@ from activities.restore import RestoreActivities
 from activities.webhooks import WebhookActivities
 from refunds.db.engine import make_engine, make_sessionmaker
 from refunds.db.outbox import WebhookEndpointRepository
+from refunds.domain.decision_signing import trust
 from refunds.domain.messages import Channel
 from refunds.domain.task_queues import gateway_task_queue, webhook_task_queue
 from refunds.gateways.base import Gateway
@@ -115,6 +116,8 @@ def build_workers(
     gateways: Mapping[Channel, Gateway],
 ) -> list[Worker]:
     refund_workflows = [RefundWorkflow, RefundWorkflowV1, ReconciliationWorkflow]
+    # The refund workflows take people's decisions only when signed with these.
+    trust([settings.decision_key, settings.decision_previous_key])
     main = Worker(
         client,
         task_queue=settings.task_queue,

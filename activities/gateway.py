@@ -31,10 +31,35 @@ from refunds.domain.transitions import heard_status, is_news
 from refunds.gateways.base import Gateway
 
 
-def _ours(facts: RefundFacts, refund: GatewayRefund) -> bool:
-    """A mismatch is the workflow's to judge, and never a success: its status is not ours."""
-    mismatch = gateway_mismatch(facts.amount, facts.payment_ref, refund.amount, refund.payment_ref)
-    return mismatch is None
+async def record_gateway_answer(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    refund_no: str,
+    amount: int,
+    payment_ref: str,
+    refund: GatewayRefund | None,
+    event: str,
+    detail: Mapping[str, Any],
+    key: str,
+) -> None:
+    """A gateway answer we asked for ourselves, on the refund's timeline; its status recorded,
+    under the refund's row lock, when it is news and the refund it describes is ours (a
+    mismatch is the workflow's to judge, never a success). What the ledger has heard this way
+    (or from a verified webhook) is what a move by the gateway's word requires."""
+    async with sessionmaker.begin() as session:
+        records, writes = Records(session), StepWrites(refund_no)
+        writes.entry(Entry("gateway", event, dict(detail), key))
+        row = await records.refund(refund_no, lock=refund is not None)
+        ours = refund is not None and (
+            gateway_mismatch(amount, payment_ref, refund.amount, refund.payment_ref) is None
+        )
+        if refund is not None and ours:
+            news = is_news(heard_status(row.gateway_status), refund.status)
+            if news or row.gateway_refund_id is None:
+                writes.gateway(
+                    row.gateway_refund_id or refund.gateway_refund_id,
+                    refund.status.value if news else row.gateway_status,
+                )
+        await writes.send(session)
 
 
 class GatewayActivities(GatewayCalls):
@@ -86,22 +111,17 @@ class GatewayActivities(GatewayCalls):
         detail: Mapping[str, Any],
         key: str,
     ) -> None:
-        """The gateway's answer on the timeline; its status recorded when it is news and the
-        refund it describes is ours (a mismatch is the workflow's to judge, never a success)."""
-        if self.sessionmaker is None:
-            return
-        async with self.sessionmaker.begin() as session:
-            records, writes = Records(session), StepWrites(facts.refund_no)
-            writes.entry(Entry("gateway", event, dict(detail), key))
-            row = await records.refund(facts.refund_no, lock=refund is not None)
-            if refund is not None and _ours(facts, refund):
-                news = is_news(heard_status(row.gateway_status), refund.status)
-                if news or row.gateway_refund_id is None:
-                    writes.gateway(
-                        row.gateway_refund_id or refund.gateway_refund_id,
-                        refund.status.value if news else row.gateway_status,
-                    )
-            await writes.send(session)
+        if self.sessionmaker is not None:
+            await record_gateway_answer(
+                self.sessionmaker,
+                facts.refund_no,
+                facts.amount,
+                facts.payment_ref,
+                refund,
+                event,
+                detail,
+                key,
+            )
 
     # ---- the first workflow type's activities (kept until its runs drain) ------------------
 

@@ -28,6 +28,7 @@ from refunds.db.step_writes import Entry, StepWrites
 from refunds.domain import activity_names as names
 from refunds.domain import approval_policy as policy
 from refunds.domain.errors import (
+    GatewayAnswerUnverified,
     GatewayRefundPending,
     GatewayReportedSuccess,
     InvalidRefundItems,
@@ -145,6 +146,20 @@ async def send_within_paid(session: AsyncSession, writes: StepWrites) -> None:
         ) from exc
 
 
+def refuse_unheard(refund: RefundRecord, step: Step) -> None:
+    """A move the gateway's word causes happens only if the ledger heard that word itself: what
+    a signal says is not proof (anyone who reaches Temporal can send one)."""
+    if not step.requires_heard:
+        return
+    heard = heard_status(refund.gateway_status)
+    if heard not in step.requires_heard:
+        said = "/".join(s.value for s in step.requires_heard)
+        raise GatewayAnswerUnverified(
+            f"refund {refund.refund_no}: the gateway's {said} was not heard by the ledger "
+            f"(it has heard {heard.value if heard else 'nothing'})"
+        )
+
+
 def refuse_while_gateway_paying(refund: RefundRecord) -> None:
     """The gateway status this refund has heard, read under its row lock (every webhook and
     gateway answer writes it under that lock): a decision that releases the amount may not
@@ -205,6 +220,7 @@ class LedgerActivities(LedgerSteps):
             refund = await Records(session).refund(step.facts.refund_no, lock=moves)
             if step.confirm_gateway_not_paying:
                 refuse_while_gateway_paying(refund)
+            refuse_unheard(refund, step)
             writes = StepWrites(refund.refund_no)
             if moves:
                 refund = plan_move(refund, step, writes)

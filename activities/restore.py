@@ -23,7 +23,7 @@ from temporalio import activity
 
 from activities.contracts import RestoreSteps
 from activities.errors import business_errors
-from activities.ledger import plan_move, row_of
+from activities.ledger import plan_move, refuse_unheard, row_of
 from activities.outbox import Relay, outbox_transaction
 from activities.restore_reversal import take_back
 from refunds.db.records import OrderRecord, Records, RefundRecord
@@ -136,6 +136,7 @@ class RestoreActivities(RestoreSteps):
             refund = await Records(session).refund(step.facts.refund_no, lock=True)
             if refund.status == RefundStatus.SUCCEEDED:
                 return row_of(refund)  # done, restores with it
+            refuse_unheard(refund, step)
             refund, order, facts = await self._begin(session, refund.refund_no, refund)
             writes = StepWrites(refund.refund_no)
             restores = plan_all(refund, order, facts, (POINTS, INVENTORY, COUPON))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +27,7 @@ from api.errors import domain_error_from_temporal
 from api.schemas import RefundIn
 from refunds.db.models import Order, Refund
 from refunds.db.repositories import RefundRepository
+from refunds.domain.decision_signing import decision_signature
 from refunds.domain.errors import (
     CurrencyMismatch,
     RefundConflict,
@@ -153,10 +155,31 @@ async def _update(
     return view
 
 
+def signed_decision(key: str | None, verb: str, refund_no: str, actor: str, note: str) -> Decision:
+    """What the person decided, signed for the workflow (`domain.decision_signing`)."""
+    assert key is not None, "settings fill the decision key (dev) or require it"
+    return Decision(actor, note, decision_signature(key, verb, refund_no, actor, "", note))
+
+
+def signed_resolution(key: str | None, refund_no: str, resolution: Resolution) -> Resolution:
+    assert key is not None, "settings fill the decision key (dev) or require it"
+    outcome = resolution.outcome.value
+    signature = decision_signature(
+        key, "resolve", refund_no, resolution.actor, outcome, resolution.note
+    )
+    return replace(resolution, signature=signature)
+
+
 async def approve(
-    client: Client, session: AsyncSession, refund_no: str, actor: str, note: str
+    client: Client,
+    session: AsyncSession,
+    refund_no: str,
+    actor: str,
+    note: str,
+    *,
+    key: str | None,
 ) -> RefundView:
-    decision = Decision(actor, note)
+    decision = signed_decision(key, "approve", refund_no, actor, note)
     return await _update(
         client,
         session,
@@ -167,9 +190,15 @@ async def approve(
 
 
 async def reject(
-    client: Client, session: AsyncSession, refund_no: str, actor: str, reason: str
+    client: Client,
+    session: AsyncSession,
+    refund_no: str,
+    actor: str,
+    reason: str,
+    *,
+    key: str | None,
 ) -> RefundView:
-    decision = Decision(actor, reason)
+    decision = signed_decision(key, "reject", refund_no, actor, reason)
     return await _update(
         client,
         session,
@@ -180,8 +209,14 @@ async def reject(
 
 
 async def resolve(
-    client: Client, session: AsyncSession, refund_no: str, resolution: Resolution
+    client: Client,
+    session: AsyncSession,
+    refund_no: str,
+    resolution: Resolution,
+    *,
+    key: str | None,
 ) -> RefundView:
+    resolution = signed_resolution(key, refund_no, resolution)
     return await _update(
         client,
         session,

@@ -28,6 +28,8 @@ SECRET_FILE_SETTINGS = (
     "database_url",
     "temporal_api_key",
     "jwt_secret",
+    "decision_key",
+    "decision_previous_key",
     "stripe_api_key",
     "stripe_webhook_secret",
     "wechatpay_apiv3_key",
@@ -35,6 +37,7 @@ SECRET_FILE_SETTINGS = (
 # What a deployment must set outside dev mode (the WeChat Pay key files and ids included).
 REQUIRED_SECRETS = (
     "jwt_secret",
+    "decision_key",
     "stripe_api_key",
     "stripe_webhook_secret",
     "wechatpay_apiv3_key",
@@ -130,6 +133,10 @@ class Settings(BaseSettings):
     api_port: int = 8000
     public_base_url: str | None = None
     jwt_secret: str | None = None
+    # Signs people's decisions (approve, reject, resolve) in the API; the workers take only
+    # decisions signed with it or, during a rotation, with the previous key.
+    decision_key: str | None = None
+    decision_previous_key: str | None = None
     # Checked when set (and then required in every token); `refunds token` adds them.
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
@@ -250,6 +257,8 @@ class Settings(BaseSettings):
         "temporal_tls_server_name",
         "public_base_url",
         "jwt_secret",
+        "decision_key",
+        "decision_previous_key",
         "jwt_issuer",
         "jwt_audience",
         "oidc_jwks_url",
@@ -309,6 +318,8 @@ class Settings(BaseSettings):
             return self
         if self.jwt_secret is None:
             self.jwt_secret = dev_secret(self.data_dir, "jwt_secret")
+        if self.decision_key is None:
+            self.decision_key = dev_secret(self.data_dir, "decision_key")
         if self.stripe_api_key is None:
             self.stripe_api_key = "sk_test_" + dev_secret(self.data_dir, "stripe_api_key", 18)
         if self.stripe_webhook_secret is None:

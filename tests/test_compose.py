@@ -50,6 +50,7 @@ SANDBOXES = ["sandbox-stripe", "sandbox-wechatpay"]
 APP_SERVICES = ["migrate", "schedules", "api", "worker", *SANDBOXES]
 SECRET_SETTINGS = [
     "REFUNDS_JWT_SECRET",
+    "REFUNDS_DECISION_KEY",
     "REFUNDS_STRIPE_API_KEY",
     "REFUNDS_STRIPE_WEBHOOK_SECRET",
     "REFUNDS_WECHATPAY_APIV3_KEY",
@@ -63,6 +64,7 @@ REQUIRED_ENV = {
     "APP_DB_PASSWORD": "app",
     "TEMPORAL_DB_PASSWORD": "temporal",
     "REFUNDS_JWT_SECRET": "jwt",
+    "REFUNDS_DECISION_KEY": "decisions",
     "REFUNDS_STRIPE_API_KEY": "sk_test_x",
     "REFUNDS_STRIPE_WEBHOOK_SECRET": "whsec_x",
     "REFUNDS_WECHATPAY_APIV3_KEY": "0" * 32,

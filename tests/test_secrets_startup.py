@@ -20,6 +20,7 @@ from refunds.embedded.ports import free_port, port_is_open
 SECRET = "dev-secret-of-this-data-dir-0123456789"
 MISSING = [
     "REFUNDS_JWT_SECRET",
+    "REFUNDS_DECISION_KEY",
     "REFUNDS_STRIPE_API_KEY",
     "REFUNDS_STRIPE_WEBHOOK_SECRET",
     "REFUNDS_WECHATPAY_APIV3_KEY",

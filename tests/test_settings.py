@@ -22,6 +22,7 @@ from refunds.settings import (
 
 SECRETS = {
     "jwt_secret": "jwt-" + "x" * 40,
+    "decision_key": "decisions-" + "x" * 32,
     "stripe_api_key": "sk_live_abc",
     "stripe_webhook_secret": "whsec_abc",
     "wechatpay_apiv3_key": "k" * 32,
@@ -142,7 +143,7 @@ def test_wechatpay_keys_are_not_generated_outside_dev_mode(
     settings = make(production, tmp_path, wechatpay_apiv3_key="k" * 32)
     with pytest.raises(MissingSecrets) as raised:
         resolve_wechatpay_config(settings)
-    assert raised.value.names == REQUIRED[4:]
+    assert raised.value.names == REQUIRED[5:]
     assert not (tmp_path / "wechatpay").exists()
 
 

@@ -29,6 +29,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import GatewayCalls, LedgerSteps, RestoreSteps
+    from refunds.domain.decision_signing import is_authentic
     from refunds.domain.errors import NON_RETRYABLE_TYPES
     from refunds.domain.idempotency import hidden_from, request_fingerprint
     from refunds.domain.matching import gateway_mismatch
@@ -78,6 +79,9 @@ UNFINISHED_GATEWAY = (GatewayStatus.PROCESSING, GatewayStatus.ABNORMAL)
 RESOLVE_FAILED_ASKS_GATEWAY = "resolve-failed-asks-gateway"
 # A success the gateway reports for a refund the ledger has failed reopens it and counts it.
 SUCCESS_AFTER_FAILURE = "success-after-failure-reopens"
+# A gateway answer that reached the run only by a signal and that the ledger never heard from a
+# verified path is a hint: forgotten, and the gateway asked.
+UNHEARD_IS_A_HINT = "unheard-gateway-answer-is-a-hint"
 # Refusals of a resolution whose step the ledger refused (the gateway spoke meanwhile).
 REFUSED_BY_LEDGER = ("GatewayRefundPending", "GatewayReportedSuccess")
 
@@ -103,7 +107,8 @@ def start_attributes(
 
 
 def _domain_error(err: BaseException) -> ApplicationError | None:
-    """The business error behind an activity failure (local activities nest it differently)."""
+    """The business error behind an activity failure (a local activity's may surface as the
+    ApplicationError itself, hence every local step catches both)."""
     cause: BaseException | None = err
     while cause is not None:
         if isinstance(cause, ApplicationError) and cause.type in NON_RETRYABLE_TYPES:
@@ -167,12 +172,15 @@ class RefundWorkflow:
         await self._settle()
 
     async def _settle(self) -> None:
-        if self._status == RefundStatus.PROCESSING:
-            await self._await_outcome()
-        if self._status == RefundStatus.ABNORMAL:
-            await self._await_resolution()
-        if self._status != RefundStatus.SUCCEEDED and self._gateway_succeeded():
-            await self._complete()
+        while True:
+            if self._status == RefundStatus.PROCESSING:
+                await self._await_outcome()
+            if self._status == RefundStatus.ABNORMAL:
+                await self._await_resolution()
+            if self._status != RefundStatus.SUCCEEDED and self._gateway_succeeded():
+                if not await self._complete():
+                    continue  # a success the ledger never heard: ask the gateway
+            break
         if self._late_failure is not None:
             await self._reopen(self._late_failure)
 
@@ -294,23 +302,26 @@ class RefundWorkflow:
         deadline = workflow.now() + timedelta(seconds=self._timings.outcome_deadline)
         interval = self._timings.poll_interval
         poll_due: asyncio.Task[None] | None = None
-        while not self._gateway_settled():
-            remaining = (deadline - workflow.now()).total_seconds()
-            if remaining <= 0:
-                await self._move(
-                    RefundStatus.ABNORMAL,
-                    "system",
-                    "outcome_deadline_passed",
-                    {"deadline_seconds": int(self._timings.outcome_deadline)},
-                )
+        while True:
+            while not self._gateway_settled():
+                remaining = (deadline - workflow.now()).total_seconds()
+                if remaining <= 0:
+                    await self._move(
+                        RefundStatus.ABNORMAL,
+                        "system",
+                        "outcome_deadline_passed",
+                        {"deadline_seconds": int(self._timings.outcome_deadline)},
+                    )
+                    return
+                due = poll_due = poll_due or self._timer(min(interval, remaining))
+                await workflow.wait_condition(functools.partial(self._settled_or_due, due))
+                if due.done():
+                    poll_due = None
+                    await self._poll()
+                    interval = min(interval * 2, self._timings.poll_max_interval)
+            if await self._act_on_gateway():
                 return
-            due = poll_due = poll_due or self._timer(min(interval, remaining))
-            await workflow.wait_condition(functools.partial(self._settled_or_due, due))
-            if due.done():
-                poll_due = None
-                await self._poll()
-                interval = min(interval * 2, self._timings.poll_max_interval)
-        await self._act_on_gateway()
+            # an answer the ledger never heard, forgotten: wait and poll on, to the deadline
 
     async def _poll(self) -> None:
         """Ask the gateway once (the activity records its answer). A failed lookup, whatever
@@ -339,10 +350,11 @@ class RefundWorkflow:
             retry_policy=self._gateway_retry(maximum_attempts=POLL_ATTEMPTS),
         )
 
-    async def _act_on_gateway(self) -> None:
-        """Turn the gateway's terminal answer into the refund's status (success: `_complete`)."""
+    async def _act_on_gateway(self) -> bool:
+        """Turn the gateway's terminal answer into the refund's status (success: `_complete`).
+        False when the answer was a hint the ledger never heard (it is forgotten)."""
         if self._status != RefundStatus.PROCESSING:
-            return
+            return True
         if self._mismatch is not None:
             await self._move(
                 RefundStatus.ABNORMAL,
@@ -350,15 +362,53 @@ class RefundWorkflow:
                 "gateway_refund_mismatch",
                 {"reason": self._mismatch},
             )
-            return
+            return True
         answer = self._gateway
         if answer is None or answer.status == GatewayStatus.SUCCEEDED:
-            return
+            return True
         detail = self._answer_detail(answer)
         if answer.status == GatewayStatus.FAILED:
-            await self._move(RefundStatus.FAILED, "gateway", "gateway_failed", detail)
-        elif answer.status == GatewayStatus.ABNORMAL:
+            return await self._gateway_move(RefundStatus.FAILED, "gateway_failed", detail)
+        if answer.status == GatewayStatus.ABNORMAL:
             await self._move(RefundStatus.ABNORMAL, "gateway", "gateway_abnormal", detail)
+        return True
+
+    async def _gateway_move(
+        self,
+        to: RefundStatus,
+        event: str,
+        detail: dict[str, Any],
+        heard: tuple[GatewayStatus, ...] = (GatewayStatus.FAILED,),
+    ) -> bool:
+        """A move the gateway's word causes, made only if the ledger heard that word from a
+        verified path. False when it had not: the answer is forgotten, the gateway asked."""
+        try:
+            await self._move(to, "gateway", event, detail, heard=heard)
+        except (ActivityError, ApplicationError) as err:
+            if not self._unheard(err):
+                raise
+            await self._forget_unheard()
+            return False
+        return True
+
+    def _unheard(self, err: BaseException) -> bool:
+        cause = _domain_error(err)
+        unheard = cause is not None and cause.type == "GatewayAnswerUnverified"
+        return unheard and workflow.patched(UNHEARD_IS_A_HINT)
+
+    async def _forget_unheard(self) -> None:
+        """What a signal said and nothing verified: on the timeline, never acted on."""
+        said = self._gateway
+        await self._record(
+            "system",
+            "gateway_answer_unverified",
+            {
+                "gateway_status": said.status.value if said else None,
+                "via": said.source if said else None,
+            },
+        )
+        self._gateway = None
+        self._late_failure = None
 
     async def _await_resolution(self) -> None:
         """Ops decide an abnormal refund; until they do, it keeps listening to the gateway, whose
@@ -369,12 +419,11 @@ class RefundWorkflow:
             if resolution is None:
                 if self._gateway_final() == GatewayStatus.FAILED:
                     detail = {"via": self._gateway.source if self._gateway else None}
-                    await self._move(
-                        RefundStatus.FAILED,
-                        "gateway",
-                        "gateway_failed",
-                        detail | {"after": "abnormal"},
+                    failed = await self._gateway_move(
+                        RefundStatus.FAILED, "gateway_failed", detail | {"after": "abnormal"}
                     )
+                    if not failed:
+                        continue
                 return  # the gateway succeeded: restores and finalize follow
             if resolution.outcome != ResolveOutcome.FAILED or await self._resolve_failed(
                 resolution
@@ -405,7 +454,7 @@ class RefundWorkflow:
             await self._move(
                 RefundStatus.FAILED, resolution.actor, "resolved_failed", detail, confirm=True
             )
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:
             cause = _domain_error(err)
             if cause is None or cause.type not in REFUSED_BY_LEDGER:
                 raise
@@ -414,21 +463,34 @@ class RefundWorkflow:
             return False
         return True
 
-    async def _complete(self) -> None:
-        """Money back: restores and `succeeded` in one step (one transaction)."""
+    async def _complete(self) -> bool:
+        """Money back: restores and `succeeded` in one step (one transaction). By the gateway's
+        word only if the ledger heard it (after a late failure, its last word is that one);
+        False when it had not (the answer is forgotten)."""
+        heard: tuple[GatewayStatus, ...] = ()
         if self._resolution is not None:
             actor, event = self._resolution.actor, "resolved_succeeded"
             detail: dict[str, Any] = {"note": self._resolution.note}
         else:
             actor, event = "system", "succeeded"
             detail = self._answer_detail(self._gateway) if self._gateway else {}
-        self._row = await workflow.execute_local_activity_method(
-            RestoreSteps.complete_refund,
-            self._step(actor, event, detail, RefundStatus.SUCCEEDED),
-            start_to_close_timeout=LEDGER_TIMEOUT,
-            retry_policy=LEDGER_RETRY,
-        )
+            heard = (GatewayStatus.SUCCEEDED,)
+            if self._late_failure is not None:
+                heard += (GatewayStatus.FAILED,)
+        try:
+            self._row = await workflow.execute_local_activity_method(
+                RestoreSteps.complete_refund,
+                self._step(actor, event, detail, RefundStatus.SUCCEEDED, heard=heard),
+                start_to_close_timeout=LEDGER_TIMEOUT,
+                retry_policy=LEDGER_RETRY,
+            )
+        except (ActivityError, ApplicationError) as err:
+            if not self._unheard(err):
+                raise
+            await self._forget_unheard()
+            return False
         self._moved(RefundStatus.SUCCEEDED, actor, event)
+        return True
 
     async def _reopen(self, failure: GatewayNotification) -> None:
         """A succeeded refund reported failed later: abnormal, with the reason, for ops. If ops
@@ -437,9 +499,8 @@ class RefundWorkflow:
             self._take(await self._open(), answered=True)
         self._status = RefundStatus.SUCCEEDED
         self._resolution = None
-        await self._move(
+        reopened = await self._gateway_move(
             RefundStatus.ABNORMAL,
-            "gateway",
             "gateway_failed_after_success",
             {
                 "failure_reason": failure.failure_reason,
@@ -447,6 +508,8 @@ class RefundWorkflow:
                 "event_type": failure.event_type,
             },
         )
+        if not reopened:
+            return  # a failure nobody verified: the refund stays succeeded
         await workflow.wait_condition(lambda: self._resolution is not None)
         resolution = self._resolution
         assert resolution is not None
@@ -482,10 +545,17 @@ class RefundWorkflow:
         detail = self._answer_detail(success) | {"event_id": success.event_id}
         try:
             await self._move(
-                RefundStatus.ABNORMAL, "gateway", "gateway_succeeded_after_failure", detail
+                RefundStatus.ABNORMAL,
+                "gateway",
+                "gateway_succeeded_after_failure",
+                detail,
+                heard=(GatewayStatus.SUCCEEDED,),
             )
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:
             cause = _domain_error(err)
+            if self._unheard(err):
+                await self._forget_unheard()
+                return  # a success nobody verified: the refund stays failed
             if cause is None or cause.type != "RefundExceedsPaid":
                 raise
             await self._record(
@@ -525,6 +595,7 @@ class RefundWorkflow:
 
     @approve.validator
     def _validate_approve(self, decision: Decision) -> None:
+        self._check_signed("approve", decision.actor, "", decision.note, decision.signature)
         self._check_decidable(decision)
 
     @workflow.update
@@ -534,6 +605,7 @@ class RefundWorkflow:
 
     @reject.validator
     def _validate_reject(self, decision: Decision) -> None:
+        self._check_signed("reject", decision.actor, "", decision.note, decision.signature)
         self._check_decidable(decision, four_eyes=False)
 
     @workflow.update
@@ -557,6 +629,10 @@ class RefundWorkflow:
 
     @resolve.validator
     def _validate_resolve(self, resolution: Resolution) -> None:
+        outcome = resolution.outcome.value
+        self._check_signed(
+            "resolve", resolution.actor, outcome, resolution.note, resolution.signature
+        )
         self._check_resolvable(resolution)
         if resolution.outcome == ResolveOutcome.FAILED:
             self._check_not_paying()
@@ -572,6 +648,17 @@ class RefundWorkflow:
         return RefundView(self._request.refund_no, self._status, self._facts, self._row)
 
     # ---- helpers ----------------------------------------------------------------------------
+
+    def _check_signed(self, verb: str, actor: str, outcome: str, note: str, signature: str) -> None:
+        """Only the API, which knows who the person is, decides for a person: validators run
+        when an update arrives, never in a replay, so a key rotated away later changes no
+        stored history."""
+        refund_no = self._request.refund_no
+        if not is_authentic(signature, verb, refund_no, actor, outcome, note):
+            raise ApplicationError(
+                f"{verb} of {refund_no} is not signed by the API's decision key",
+                type="DecisionNotAuthentic",
+            )
 
     def _check_decidable(self, decision: Decision, four_eyes: bool = True) -> None:
         if self._status != RefundStatus.PENDING_APPROVAL or self._decision is not None:
@@ -713,6 +800,7 @@ class RefundWorkflow:
         to: RefundStatus | None = None,
         key: str = "",
         confirm: bool = False,
+        heard: tuple[GatewayStatus, ...] = (),
     ) -> Step:
         clean = {k: v for k, v in detail.items() if v is not None}
         return Step(
@@ -723,6 +811,7 @@ class RefundWorkflow:
             to_status=to,
             key=key,
             confirm_gateway_not_paying=confirm,
+            requires_heard=list(heard),
         )
 
     async def _move(
@@ -732,11 +821,12 @@ class RefundWorkflow:
         event: str,
         detail: dict[str, Any],
         confirm: bool = False,
+        heard: tuple[GatewayStatus, ...] = (),
     ) -> None:
         """One step: the timeline entry and the status move, in one transaction."""
         self._row = await workflow.execute_local_activity_method(
             LedgerSteps.record_step,
-            self._step(actor, event, detail, to, confirm=confirm),
+            self._step(actor, event, detail, to, confirm=confirm, heard=heard),
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=LEDGER_RETRY,
         )

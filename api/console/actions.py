@@ -13,7 +13,7 @@ from api import refund_commands
 from api.console import format as fmt
 from api.console.session import CheckedFormDep, ConsoleUser, SessionsDep, UserDep, draft_of
 from api.console.web import ConsoleRoute, safe_next
-from api.deps import SessionDep, TemporalDep
+from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.schemas import PathKey
 from refunds.db.models import Refund, RefundEvent
 from refunds.db.repositories import RefundRepository
@@ -42,6 +42,7 @@ async def decide(
     sessions: SessionsDep,
     session: SessionDep,
     client: TemporalDep,
+    settings: SettingsDep,
 ) -> Response:
     """Approve or reject a pending refund with a note."""
     user.principal.require("approver", "admin")
@@ -56,10 +57,8 @@ async def decide(
     what = f"{refund_no} ({fmt.money(refund.amount, refund.currency)} of order {refund.order_no})"
     await session.rollback()  # no snapshot held across the workflow round trip
     try:
-        if action == "approve":
-            await refund_commands.approve(client, session, refund_no, user.principal.id, note)
-        else:
-            await refund_commands.reject(client, session, refund_no, user.principal.id, note)
+        decide = refund_commands.approve if action == "approve" else refund_commands.reject
+        await decide(client, session, refund_no, user.principal.id, note, key=settings.decision_key)
     except ApproverIsRequester:
         text = f"You requested {what} yourself: another approver must decide it (four-eyes rule)."
         return await _told(sessions, user, back, "error", text, refund_no)
@@ -78,6 +77,7 @@ async def resolve(
     sessions: SessionsDep,
     session: SessionDep,
     client: TemporalDep,
+    settings: SettingsDep,
 ) -> Response:
     """Ops settle an abnormal refund: paid back offline (with a note) or failed."""
     user.principal.require("ops")
@@ -91,7 +91,9 @@ async def resolve(
     await session.rollback()
     resolution = Resolution(user.principal.id, ResolveOutcome(outcome), note)
     try:
-        await refund_commands.resolve(client, session, refund_no, resolution)
+        await refund_commands.resolve(
+            client, session, refund_no, resolution, key=settings.decision_key
+        )
     except RefundNotAbnormal:
         refund, move = await _settled(session, refund_no, RefundStatus.ABNORMAL)
         text = f"{refund_no} is no longer abnormal: {_who_moved(refund, move)}."

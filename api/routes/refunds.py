@@ -65,10 +65,13 @@ async def approve_refund(
     principal: PrincipalDep,
     session: ReadSessionDep,
     client: TemporalDep,
+    settings: SettingsDep,
 ) -> RefundOut:
     """Approve a pending refund; the requester cannot approve their own (403)."""
     principal.require("approver", "admin")
-    view = await refund_commands.approve(client, session, refund_no, principal.id, body.note)
+    view = await refund_commands.approve(
+        client, session, refund_no, principal.id, body.note, key=settings.decision_key
+    )
     return await answered_refund(session, principal, view)
 
 
@@ -79,10 +82,13 @@ async def reject_refund(
     principal: PrincipalDep,
     session: ReadSessionDep,
     client: TemporalDep,
+    settings: SettingsDep,
 ) -> RefundOut:
     """Reject a pending refund; its reservation is released."""
     principal.require("approver", "admin")
-    view = await refund_commands.reject(client, session, refund_no, principal.id, body.reason)
+    view = await refund_commands.reject(
+        client, session, refund_no, principal.id, body.reason, key=settings.decision_key
+    )
     return await answered_refund(session, principal, view)
 
 
@@ -93,11 +99,14 @@ async def resolve_refund(
     principal: PrincipalDep,
     session: ReadSessionDep,
     client: TemporalDep,
+    settings: SettingsDep,
 ) -> RefundOut:
     """Ops decide an abnormal refund: paid back offline (succeeded) or failed."""
     principal.require("ops")
     resolution = Resolution(principal.id, body.outcome, body.note)
-    view = await refund_commands.resolve(client, session, refund_no, resolution)
+    view = await refund_commands.resolve(
+        client, session, refund_no, resolution, key=settings.decision_key
+    )
     return await answered_refund(session, principal, view)
 
 

@@ -94,6 +94,22 @@ class GatewayUnconfirmed(DomainError):
     http_status = 503
 
 
+class GatewayAnswerUnverified(DomainError):
+    """A gateway answer that reached the refund's workflow without being recorded by a verified
+    path (a webhook the API verified, the gateway activities' own calls): never acted on."""
+
+    code = "gateway_answer_unverified"
+    http_status = 409
+
+
+class DecisionNotAuthentic(DomainError):
+    """A decision the refund's workflow did not get from the API (unsigned, or signed with a key
+    the worker does not hold): only the API knows who decides."""
+
+    code = "decision_not_authentic"
+    http_status = 403
+
+
 class InvalidRefundNo(DomainError):
     code = "invalid_refund_no"
     http_status = 422

@@ -192,6 +192,10 @@ class Step:
     # gateway status it holds under the refund's row lock and refuses while the gateway may
     # still pay, so an answer heard between the decision and its commit is never contradicted.
     confirm_gateway_not_paying: bool = False
+    # Set on a move the gateway's word causes: the statuses the ledger must have heard (under
+    # the row lock) for it. A signal is only a hint; the words that count are those a verified
+    # path recorded (a webhook the API verified, the gateway activities' own calls).
+    requires_heard: list[GatewayStatus] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,9 @@ class Decision:
 
     actor: str
     note: str = ""
+    # The API's signature of this decision (`domain.decision_signing`): the workflow takes
+    # decisions only from the API, which knows who the person is.
+    signature: str = ""
 
 
 @dataclass(frozen=True)
@@ -221,6 +228,7 @@ class Resolution:
     actor: str
     outcome: ResolveOutcome
     note: str = ""
+    signature: str = ""  # the API's, as a Decision's
 
 
 @dataclass(frozen=True)
