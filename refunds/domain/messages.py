@@ -62,6 +62,15 @@ class FindingKind(StrEnum):
     REPAIRED = "repaired"
     # Not terminal for longer than the age set for its status: reported.
     OVERDUE = "overdue"
+    # The ledger has it failed, the gateway succeeded (or is still paying it out): money went
+    # or may go to the customer that the ledger does not count; a success is delivered.
+    GATEWAY_SUCCEEDED_AFTER_FAILURE = "gateway_succeeded_after_failure"
+    # Asking the gateway about this refund raised (detail: error class and code): the run went
+    # on with the next refund; the next run asks again.
+    LOOKUP_FAILED = "lookup_failed"
+    # Ops already decided this refund after a late failure; the gateway still disagrees with
+    # the ledger: reported, never delivered (ops' decision stands).
+    ADJUDICATED = "adjudicated"
 
 
 class ResolveOutcome(StrEnum):
