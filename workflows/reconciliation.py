@@ -27,16 +27,28 @@ with workflow.unsafe.imports_passed_through():
     )
 
 # Stripe's refunds of the window; every open refund; WeChat Pay's of the window, one by one.
-PHASES = ("gateway", "open", "wechat_window")
+FIRST_PHASES = ("gateway", "open", "wechat_window")
+# Then what finished before the window and changed in it: Stripe's refunds that failed in the
+# window (its `refund.failed` events), our WeChat refunds settled within the look-back.
+PHASES = (*FIRST_PHASES, "stripe_failures", "wechat_lookback")
+LATE_CHANGES_PATCH = "reconciliation-late-changes"
 STEPS_PER_RUN = 100  # then continue as new: the history of one run stays bounded
 STEP_TIMEOUT = timedelta(minutes=10)
 # Steps heartbeat per refund: a dead worker's step is retried (from its cursor) this soon.
 STEP_HEARTBEAT = timedelta(seconds=15)
+# Bounded: a step that keeps failing (a gateway down for hours) fails the run instead of
+# holding it open, since the Schedule skips the next days while one is open. Findings are
+# committed one by one, so a failed run keeps what it found; the next day's run starts over.
+# Ten tries over about eight minutes ride out a restart or a short outage.
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(minutes=1),
+    maximum_attempts=10,
     non_retryable_error_types=NON_RETRYABLE_TYPES,
 )
+# Each call's total, its retries included: a step that never answers is given up as well.
+STEP_BUDGET = timedelta(minutes=30)
+LEDGER_BUDGET = timedelta(minutes=5)
 
 
 @workflow.defn
@@ -54,7 +66,9 @@ class ReconciliationWorkflow:
             window_end=opened.window_end,
         )
         steps = 0
-        for phase in PHASES[PHASES.index(request.phase) :]:
+        # Runs started before the late phases replay as they ran.
+        phases = PHASES if workflow.patched(LATE_CHANGES_PATCH) else FIRST_PHASES
+        for phase in phases[phases.index(request.phase) :]:
             cursor = request.cursor if phase == request.phase else None
             while True:
                 progress = await self._step(opened, phase, cursor)
@@ -68,6 +82,7 @@ class ReconciliationWorkflow:
             opened,
             result_type=ReconciliationSummary,
             start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=LEDGER_BUDGET,
             retry_policy=RETRY,
         )
 
@@ -82,6 +97,7 @@ class ReconciliationWorkflow:
             request,
             result_type=ReconciliationOpened,
             start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=LEDGER_BUDGET,
             retry_policy=RETRY,
         )
         workflow.set_current_details(
@@ -101,6 +117,7 @@ class ReconciliationWorkflow:
             ),
             result_type=ReconcileProgress,
             start_to_close_timeout=STEP_TIMEOUT,
+            schedule_to_close_timeout=STEP_BUDGET,
             heartbeat_timeout=STEP_HEARTBEAT,
             retry_policy=RETRY,
         )

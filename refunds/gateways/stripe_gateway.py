@@ -254,7 +254,7 @@ def _to_gateway_refund(refund_no: str, refund: stripe.Refund) -> GatewayRefund:
 
 def _failed_refund(event: stripe.Event) -> GatewayRefund | None:
     refund = event.data.object
-    if getattr(refund, "object", None) != "refund":
+    if not isinstance(refund, stripe.Refund):  # the client types each object by its `object`
         return None
     return _to_gateway_refund(_refund_no(refund), refund)
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import stripe
+from stripe.params import EventListParams
 
 from tests.sandboxes.stripe_support import (
     DAY,
@@ -423,9 +424,12 @@ def refunds_of(events: Any) -> list[str]:
 def test_events_list_filters_by_type_and_created_newest_first(stripe_stack: StripeStack):
     since = int(time.time()) - 1
     refund_id, _ = late_failure(stripe_stack)
-    window = {"gte": since, "lt": int(time.time()) + 2}
     failed = stripe_stack.client().v1.events.list(
-        params={"type": "refund.failed", "created": window, "limit": 100}
+        params={
+            "type": "refund.failed",
+            "created": {"gte": since, "lt": int(time.time()) + 2},
+            "limit": 100,
+        }
     )
     assert refund_id in refunds_of(failed.data)
     assert {e.type for e in failed.data} == {"refund.failed"}
@@ -464,7 +468,11 @@ def test_events_list_pages_with_starting_after_and_has_more(
 ):
     since = int(time.time()) - 1
     ids = {late_failure(stripe_stack)[0] for _ in range(3)}
-    params: dict[str, Any] = {"type": "refund.failed", "created": {"gte": since}, "limit": 1}
+    params: EventListParams = {
+        "type": "refund.failed",
+        "created": {"gte": since},
+        "limit": 1,
+    }
     first = stripe_stack.client().v1.events.list(params=params)
     assert len(first.data) == 1 and first.has_more
     walked = [
@@ -474,7 +482,8 @@ def test_events_list_pages_with_starting_after_and_has_more(
     assert ids <= set(walked) and len(walked) == len(set(walked))
     # The official module-level API too.
     monkeypatch.setattr(stripe, "api_base", stripe_stack.url)
-    listed = stripe.Event.list(api_key=stripe_stack.api_key, **params)
+    monkeypatch.setattr(stripe, "api_key", stripe_stack.api_key)
+    listed = stripe.Event.list(**params)
     assert listed.data[0].id == first.data[0].id
     unknown = httpx.get(
         f"{stripe_stack.url}/v1/events",
