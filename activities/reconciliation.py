@@ -99,6 +99,15 @@ class ReconciliationActivities:
     @activity.defn(name=names.CLOSE_RECONCILIATION)
     @business_errors
     async def close_reconciliation(self, opened: ReconciliationOpened) -> ReconciliationSummary:
+        for phase in opened.failed_phases:
+            await self._report(
+                opened.reconciliation_id,
+                FindingKind.LOOKUP_FAILED,
+                f"phase:{phase}",
+                None,
+                None,
+                {"phase": phase, "reason": "its step still failed after every retry"},
+            )
         async with self.sessionmaker.begin() as session:
             repo = ReconciliationRepository(session)
             counts = await repo.finish(opened.reconciliation_id)
@@ -109,7 +118,11 @@ class ReconciliationActivities:
             extra={"reconciliation_id": opened.reconciliation_id, "counts": counts},
         )
         return ReconciliationSummary(
-            opened.reconciliation_id, opened.window_start, opened.window_end, dict(counts)
+            opened.reconciliation_id,
+            opened.window_start,
+            opened.window_end,
+            dict(counts),
+            list(opened.failed_phases),
         )
 
     # ---- phases -------------------------------------------------------------------------------
@@ -377,7 +390,7 @@ class ReconciliationActivities:
         kind: FindingKind,
         subject: str,
         refund_no: str | None,
-        channel: Channel,
+        channel: Channel | None,
         detail: dict[str, Any],
     ) -> int:
         async with outbox_transaction(self.sessionmaker, self.relay) as session:

@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     # this long before the window's end are queried again (an ABNORMAL refund settled offline
     # after ops failed it). Stripe needs none: its `refund.failed` events say what failed.
     reconciliation_lookback: timedelta = timedelta(days=3)
+    # Tries of each reconciliation step before its phase is given up (reported, the next phase
+    # runs): ten ride out a worker restart or a short gateway outage, and the run still ends.
+    reconciliation_step_attempts: int = Field(default=10, gt=0)
 
     # The shops' webhooks (issue 13): each try's timeout, the backoff between tries and how long
     # a delivery is tried before its endpoint is marked failing; deliveries in flight per

@@ -352,6 +352,10 @@ class ReconciliationInput:
     window_end: str | None = None
     phase: str = "gateway"
     cursor: str | None = None
+    # Tries per activity step (REFUNDS_RECONCILIATION_STEP_ATTEMPTS): a phase whose step still
+    # fails after them is given up, reported, and the next phase runs.
+    step_attempts: int = 10
+    failed_phases: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -359,6 +363,8 @@ class ReconciliationOpened:
     reconciliation_id: int
     window_start: str  # ISO 8601, inclusive
     window_end: str  # ISO 8601, exclusive
+    # Given to the close: each is reported (`lookup_failed`, subject `phase:<name>`).
+    failed_phases: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -387,6 +393,7 @@ class ReconciliationSummary:
     window_start: str
     window_end: str
     counts: dict[str, int] = field(default_factory=dict)
+    failed_phases: list[str] = field(default_factory=list)
 
 
 # ---- the shops' webhooks (issue 13) ----------------------------------------------------------

@@ -35,7 +35,9 @@ def reconciliation_schedule(settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
             ReconciliationWorkflow.run,
-            ReconciliationInput(time_zone=zone),
+            ReconciliationInput(
+                time_zone=zone, step_attempts=settings.reconciliation_step_attempts
+            ),
             id="reconciliation",
             task_queue=settings.task_queue,
             static_summary="Daily reconciliation of the ledger with Stripe and WeChat Pay",

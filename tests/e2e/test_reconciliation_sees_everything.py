@@ -6,19 +6,28 @@ gateway refuses, and refunds ops already decided after a late failure."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from temporalio.client import Client
 
-from refunds.db.models import Refund
-from refunds.domain.messages import Channel, FindingKind
-from tests.e2e.support import Sessions, api_with, stripe_refunds, timeline
+from refunds.db.models import ReconciliationFinding, Refund
+from refunds.domain.messages import Channel, FindingKind, ReconciliationInput
+from tests.e2e.support import (
+    Sessions,
+    api_with,
+    clear_stripe_faults,
+    stripe_refunds,
+    stripe_request_fault,
+    timeline,
+)
 from tests.e2e.test_gateway_silence_and_abnormal import refund_elsewhere
 from tests.e2e.test_reconciliation import findings, reconcile_today
 from tests.e2e.test_wechatpay_refunds import fault, resolve
 from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
+from workflows.reconciliation import ReconciliationWorkflow
 
 DAY = 86_400
 # Abnormal refunds that never ask the gateway themselves: only the reconciliation can tell.
@@ -270,3 +279,42 @@ async def test_a_refund_whose_lookup_the_gateway_refuses_is_reported_and_the_run
     assert summary.counts[FindingKind.LOOKUP_FAILED] >= 1
     assert (await shop.get_refund(refused))["status"] == "abnormal"
     await wait_event(shop, refused, "gateway_abnormal")
+
+
+async def test_a_phase_whose_gateway_stays_down_is_given_up_reported_and_the_run_finishes(
+    shop: Shop, temporal: Client, sessionmaker: Sessions
+) -> None:
+    order = await shop.order(amount=2000)
+    stray = uid("rf")
+    await refund_elsewhere(shop, Channel.STRIPE, stray, order["payment_ref"], 600, 2000)
+    # Stripe's Events API answers 500 from now on: the late-failure phase cannot be read.
+    spec = {"action": "http_500", "method": "GET", "path_prefix": "/v1/events", "times": 1000}
+    await stripe_request_fault(shop, **spec)
+    try:
+        summary = await temporal.execute_workflow(
+            ReconciliationWorkflow.run,
+            ReconciliationInput(day=datetime.now(UTC).date().isoformat(), step_attempts=2),
+            id=f"reconciliation-test-{uuid.uuid4().hex[:8]}",
+            task_queue=shop.stack.settings.task_queue,
+            execution_timeout=timedelta(minutes=3),
+        )
+    finally:
+        await clear_stripe_faults(shop)
+    assert summary.failed_phases == ["stripe_failures"]
+    assert summary.counts[FindingKind.LOOKUP_FAILED] >= 1
+    async with sessionmaker() as session:
+        phase = (
+            await session.scalars(
+                select(ReconciliationFinding).where(
+                    ReconciliationFinding.reconciliation_id == summary.reconciliation_id,
+                    ReconciliationFinding.subject == "phase:stripe_failures",
+                )
+            )
+        ).one()
+    assert (phase.kind, phase.detail["phase"]) == (FindingKind.LOOKUP_FAILED, "stripe_failures")
+    # What the phases before it found is kept, and the run closed with its counts.
+    found = await the_finding(sessionmaker, summary.reconciliation_id, stray)
+    assert found["kind"] == FindingKind.MISMATCH
+    run = await shop.http.get(f"/v1/reconciliations/{summary.reconciliation_id}", headers=shop.ops)
+    assert run.status_code == 200, run.text
+    assert run.json()["finished_at"] and run.json()["counts"]["lookup_failed"] >= 1
