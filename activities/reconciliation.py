@@ -1,4 +1,4 @@
-"""Reconciliation (issue 9): compare the gateways' refunds with the ledger, act where it is safe,
+"""Reconciliation: compare the gateways' refunds with the ledger, act where it is safe,
 report the rest.
 
 Money never moves here: a refund the gateway settled is told to its own workflow (signal, or a
@@ -11,8 +11,9 @@ each once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,6 +21,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.errors import business_errors
+from activities.gateway import record_gateway_answer
 from activities.outbox import Relay, outbox_transaction
 from refunds.db.models import Refund
 from refunds.db.reconciliations import LedgerScanRepository, ReconciliationRepository
@@ -40,8 +42,9 @@ from refunds.domain.messages import (
     ReconciliationSummary,
     RefundStatus,
 )
-from refunds.domain.reconciliation import day_window, overdue_by
-from refunds.gateways.base import Gateway, ListsRefunds
+from refunds.domain.reconciliation import WAITING, Verdict, day_window, overdue_by, verdict
+from refunds.domain.reconciliation import adjudicated as is_adjudicated
+from refunds.gateways.base import Gateway, ListsFailedRefunds, ListsRefunds
 from refunds.runtime.refund_runs import deliver, is_running, repair
 from refunds.settings import Settings
 
@@ -49,7 +52,6 @@ log = logging.getLogger("refunds.reconciliation")
 
 PAGE = 100
 PAGES_PER_STEP = 10
-WAITING = (RefundStatus.PROCESSING, RefundStatus.ABNORMAL)
 OPEN = (RefundStatus.PENDING_APPROVAL, *WAITING)
 
 
@@ -98,6 +100,15 @@ class ReconciliationActivities:
     @activity.defn(name=names.CLOSE_RECONCILIATION)
     @business_errors
     async def close_reconciliation(self, opened: ReconciliationOpened) -> ReconciliationSummary:
+        for phase in opened.failed_phases:
+            await self._report(
+                opened.reconciliation_id,
+                FindingKind.LOOKUP_FAILED,
+                f"phase:{phase}",
+                None,
+                None,
+                {"phase": phase, "reason": "its step still failed after every retry"},
+            )
         async with self.sessionmaker.begin() as session:
             repo = ReconciliationRepository(session)
             counts = await repo.finish(opened.reconciliation_id)
@@ -108,7 +119,11 @@ class ReconciliationActivities:
             extra={"reconciliation_id": opened.reconciliation_id, "counts": counts},
         )
         return ReconciliationSummary(
-            opened.reconciliation_id, opened.window_start, opened.window_end, dict(counts)
+            opened.reconciliation_id,
+            opened.window_start,
+            opened.window_end,
+            dict(counts),
+            list(opened.failed_phases),
         )
 
     # ---- phases -------------------------------------------------------------------------------
@@ -118,6 +133,10 @@ class ReconciliationActivities:
             return await self._gateway_page(step, cursor)
         if step.phase == "open":
             return await self._open_page(step, cursor)
+        if step.phase == "stripe_failures":
+            return await self._stripe_failures_page(step, cursor)
+        if step.phase == "wechat_lookback":
+            return await self._wechat_lookback_page(step, cursor)
         return await self._wechat_window_page(step, cursor)
 
     async def _gateway_page(
@@ -130,7 +149,29 @@ class ReconciliationActivities:
         start = int(datetime.fromisoformat(step.window_start).timestamp())
         end = int(datetime.fromisoformat(step.window_end).timestamp())
         page = await stripe.list_refunds(start, end, cursor, PAGE)
-        ours = [r for r in page.refunds if r.refund_no]
+        found = await self._compare_listed(step.reconciliation_id, page.refunds, cursor)
+        return page.next_cursor, len(page.refunds), found
+
+    async def _stripe_failures_page(
+        self, step: ReconcileStep, cursor: str | None
+    ) -> tuple[str | None, int, int]:
+        """Stripe's refunds that failed in the window, whatever day they were created: a
+        refund that succeeded last week and failed yesterday is neither in the window's list
+        nor open, and its `refund.failed` webhook may have been lost."""
+        stripe = self.gateways.get(Channel.STRIPE)
+        if not isinstance(stripe, ListsFailedRefunds):
+            return None, 0, 0
+        start = int(datetime.fromisoformat(step.window_start).timestamp())
+        end = int(datetime.fromisoformat(step.window_end).timestamp())
+        page = await stripe.list_failed_refunds(start, end, cursor, PAGE)
+        found = await self._compare_listed(step.reconciliation_id, page.refunds, cursor)
+        return page.next_cursor, len(page.refunds), found
+
+    async def _compare_listed(
+        self, rec_id: int, listed: list[GatewayRefund], cursor: str | None
+    ) -> int:
+        """A page of Stripe's refunds, each carrying our refund_no, against its ledger row."""
+        ours = [r for r in listed if r.refund_no]
         async with self.sessionmaker() as session:
             scan = LedgerScanRepository(session)
             rows = await scan.find_many([r.refund_no for r in ours])
@@ -140,10 +181,8 @@ class ReconciliationActivities:
             activity.heartbeat(cursor)
             row = rows.get(gateway_refund.refund_no)
             payment = payments.get(row.order_no, "") if row else ""
-            found += await self._compare(
-                step.reconciliation_id, Channel.STRIPE, row, gateway_refund, payment
-            )
-        return page.next_cursor, len(page.refunds), found
+            found += await self._compare(rec_id, Channel.STRIPE, row, gateway_refund, payment)
+        return found
 
     async def _open_page(
         self, step: ReconcileStep, cursor: str | None
@@ -175,16 +214,41 @@ class ReconciliationActivities:
                 int(cursor) if cursor else None,
             )
             payments = await scan.payment_refs({row.order_no for row in rows})
+        found = await self._query_each(step.reconciliation_id, rows, payments, cursor)
+        return (str(rows[-1].id) if len(rows) == PAGE else None), len(rows), found
+
+    async def _wechat_lookback_page(
+        self, step: ReconcileStep, cursor: str | None
+    ) -> tuple[str | None, int, int]:
+        """Our WeChat Pay refunds of earlier days that finished within the look-back: WeChat
+        has no list of what changed, so they are asked again (an ABNORMAL refund ops failed
+        may have been settled offline since)."""
+        start = datetime.fromisoformat(step.window_start)
+        end = datetime.fromisoformat(step.window_end)
+        since = end - max(self.settings.reconciliation_lookback, timedelta(0))
+        async with self.sessionmaker() as session:
+            scan = LedgerScanRepository(session)
+            rows = await scan.settled_between(
+                since, end, Channel.WECHATPAY, start, PAGE, int(cursor) if cursor else None
+            )
+            payments = await scan.payment_refs({row.order_no for row in rows})
+        found = await self._query_each(step.reconciliation_id, rows, payments, cursor)
+        return (str(rows[-1].id) if len(rows) == PAGE else None), len(rows), found
+
+    async def _query_each(
+        self, rec_id: int, rows: Sequence[Refund], payments: Mapping[str, str], cursor: str | None
+    ) -> int:
         found = 0
         for row in rows:
             activity.heartbeat(cursor)
             payment = payments.get(row.order_no, "")
-            gateway_refund = await self._lookup(row, payment)
-            if gateway_refund is not None:
+            asked = await self._ask(rec_id, row, payment)
+            found += asked.findings
+            if asked.refund is not None:
                 found += await self._compare(
-                    step.reconciliation_id, Channel.WECHATPAY, row, gateway_refund, payment
+                    rec_id, Channel(row.channel), row, asked.refund, payment
                 )
-        return (str(rows[-1].id) if len(rows) == PAGE else None), len(rows), found
+        return found
 
     # ---- what a refund tells us ---------------------------------------------------------------
 
@@ -218,22 +282,44 @@ class ReconciliationActivities:
                 channel,
                 {"reason": why} | _gateway_detail(at_gateway),
             )
-        status = RefundStatus(row.status)
-        if at_gateway.status == GatewayStatus.SUCCEEDED and status in WAITING:
-            return await self._tell(rec_id, row, at_gateway, FindingKind.GATEWAY_SUCCEEDED)
-        if at_gateway.status == GatewayStatus.FAILED and status == RefundStatus.SUCCEEDED:
-            return await self._tell(rec_id, row, at_gateway, FindingKind.GATEWAY_FAILED)
-        return 0
+        found = await self._verdict(row, at_gateway.status)
+        if found.kind is None:
+            return 0
+        if found.deliver:
+            return await self._tell(rec_id, row, at_gateway, found.kind, payment_ref)
+        detail = {"action": "reported", "ledger_status": row.status}
+        if found.reason:
+            detail["reason"] = found.reason
+        return await self._report(
+            rec_id,
+            found.kind,
+            row.refund_no,
+            row.refund_no,
+            channel,
+            detail | _gateway_detail(at_gateway),
+        )
+
+    async def _verdict(self, row: Refund, at_gateway: GatewayStatus) -> Verdict:
+        """The table's answer; the timeline is read only where ops' earlier decision would
+        change it (a terminal refund the gateway disagrees with)."""
+        ledger = RefundStatus(row.status)
+        plain = verdict(ledger, at_gateway, is_adjudicated=False)
+        if plain == verdict(ledger, at_gateway, is_adjudicated=True):
+            return plain
+        async with self.sessionmaker() as session:
+            timeline = await LedgerScanRepository(session).timeline(row.refund_no)
+        return verdict(ledger, at_gateway, is_adjudicated(timeline))
 
     async def _check_open(self, rec_id: int, row: Refund, payment_ref: str) -> int:
         found = 0
         if not await is_running(self.client, row.refund_no):
             found += await self._repair(rec_id, row)
         elif RefundStatus(row.status) in WAITING:
-            at_gateway = await self._lookup(row, payment_ref)
-            if at_gateway is not None:
+            asked = await self._ask(rec_id, row, payment_ref)
+            found += asked.findings
+            if asked.refund is not None:
                 found += await self._compare(
-                    rec_id, Channel(row.channel), row, at_gateway, payment_ref
+                    rec_id, Channel(row.channel), row, asked.refund, payment_ref
                 )
         now = datetime.now(UTC)
         if overdue_by(row.status, row.updated_at, now, self.settings.overdue_after()):
@@ -266,22 +352,43 @@ class ReconciliationActivities:
         )
 
     async def _tell(
-        self, rec_id: int, row: Refund, at_gateway: GatewayRefund, kind: FindingKind
+        self,
+        rec_id: int,
+        row: Refund,
+        at_gateway: GatewayRefund,
+        kind: FindingKind,
+        payment_ref: str,
     ) -> int:
-        """The gateway settled it and the ledger does not know: its workflow must hear it."""
+        """The gateway settled it and the ledger does not know: its workflow must hear it. The
+        answer is recorded first (timeline and heard status, under the row lock), as the gateway
+        activities record theirs: the workflow moves money only by a word the ledger heard."""
+        event_id = f"reconciliation-{rec_id}-{row.refund_no}"
+        await record_gateway_answer(
+            self.sessionmaker,
+            row.refund_no,
+            row.amount,
+            payment_ref,
+            at_gateway,
+            "gateway_reconciled",
+            {"via": "reconciliation", "reconciliation_id": rec_id} | _gateway_detail(at_gateway),
+            f"{row.refund_no}:{event_id}",
+        )
         notification = GatewayNotification(
             row.refund_no,
             at_gateway.status,
             at_gateway.gateway_refund_id,
             source="reconciliation",
-            event_id=f"reconciliation-{rec_id}-{row.refund_no}",
+            event_id=event_id,
             event_type="reconciliation",
             failure_reason=at_gateway.failure_reason,
             amount=at_gateway.amount,
             payment_ref=at_gateway.payment_ref,
         )
         found = 0
-        if await is_running(self.client, row.refund_no) or kind == FindingKind.GATEWAY_FAILED:
+        # Only an unfinished refund can be repaired; a finished one hears it through deliver
+        # (a late failure reopens a success; what a failed refund's success does is its call).
+        unfinished = RefundStatus(row.status) in WAITING
+        if not unfinished or await is_running(self.client, row.refund_no):
             action = str(await deliver(self.client, self.settings, row, notification))
         else:
             # Closed under it: the repair run looks the refund up and finds the success itself.
@@ -302,7 +409,7 @@ class ReconciliationActivities:
         kind: FindingKind,
         subject: str,
         refund_no: str | None,
-        channel: Channel,
+        channel: Channel | None,
         detail: dict[str, Any],
     ) -> int:
         async with outbox_transaction(self.sessionmaker, self.relay) as session:
@@ -316,11 +423,51 @@ class ReconciliationActivities:
             )
         return int(new)
 
-    async def _lookup(self, row: Refund, payment_ref: str) -> GatewayRefund | None:
+    async def _ask(self, rec_id: int, row: Refund, payment_ref: str) -> Asked:
+        """The gateway's refund for this row. Whatever the lookup raises (a refusal such as
+        WeChat's PARAM_ERROR, a timeout, an unreadable answer) is this refund's finding, not
+        the run's end: the next refunds are still asked, the next run asks this one again."""
         gateway = self.gateways[Channel(row.channel)]
-        return await gateway.get_refund(
-            GatewayLookup(row.refund_no, Channel(row.channel), payment_ref)
-        )
+        lookup = GatewayLookup(row.refund_no, Channel(row.channel), payment_ref)
+        try:
+            return Asked(await gateway.get_refund(lookup))
+        except Exception as exc:
+            log.warning(
+                "reconciliation_lookup_failed",
+                extra={"refund_no": row.refund_no, "error": type(exc).__name__},
+            )
+            detail = _error_detail(exc) | {"ledger_status": row.status}
+            reported = await self._report(
+                rec_id,
+                FindingKind.LOOKUP_FAILED,
+                row.refund_no,
+                row.refund_no,
+                Channel(row.channel),
+                detail,
+            )
+            return Asked(None, reported)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A lookup's answer (None: the gateway has no such refund, or it could not be asked) and
+    the findings asking it made."""
+
+    refund: GatewayRefund | None
+    findings: int = 0
+
+
+def _error_detail(exc: Exception) -> dict[str, Any]:
+    """The error's class and the gateway's code where it has one: enough for ops to tell a
+    refusal (PARAM_ERROR) from an outage, with no payload or secret."""
+    code = getattr(exc, "code", None)
+    cause = exc.__cause__
+    return {
+        "error": type(exc).__name__,
+        "code": code if isinstance(code, str) else None,
+        "cause": type(cause).__name__ if cause is not None else None,
+        "message": str(exc)[:300],
+    }
 
 
 def _gateway_detail(at_gateway: GatewayRefund) -> dict[str, Any]:

@@ -180,6 +180,13 @@ class Settings(BaseSettings):
     overdue_pending_approval: timedelta = timedelta(hours=24)
     overdue_processing: timedelta = timedelta(hours=6)
     overdue_abnormal: timedelta = timedelta(hours=1)
+    # WeChat Pay cannot list what changed: our WeChat refunds that became succeeded or failed
+    # this long before the window's end are queried again (an ABNORMAL refund settled offline
+    # after ops failed it). Stripe needs none: its `refund.failed` events say what failed.
+    reconciliation_lookback: timedelta = timedelta(days=3)
+    # Tries of each reconciliation step before its phase is given up (reported, the next phase
+    # runs): ten ride out a worker restart or a short gateway outage, and the run still ends.
+    reconciliation_step_attempts: int = Field(default=10, gt=0)
 
     # The shops' webhooks (issue 13): each try's timeout, the backoff between tries and how long
     # a delivery is tried before its endpoint is marked failing; deliveries in flight per
@@ -226,6 +233,7 @@ class Settings(BaseSettings):
         "overdue_pending_approval",
         "overdue_processing",
         "overdue_abnormal",
+        "reconciliation_lookback",
         "console_session_ttl",
         "webhook_timeout",
         "webhook_retry_initial",

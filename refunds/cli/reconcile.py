@@ -31,7 +31,11 @@ async def _reconcile(settings: Settings, day: str | None) -> ReconciliationSumma
     client = await connect(settings)
     return await client.execute_workflow(
         ReconciliationWorkflow.run,
-        ReconciliationInput(day=day, time_zone=settings.reconciliation_time_zone),
+        ReconciliationInput(
+            day=day,
+            time_zone=settings.reconciliation_time_zone,
+            step_attempts=settings.reconciliation_step_attempts,
+        ),
         id=f"reconciliation-manual-{day or 'yesterday'}-{uuid.uuid4().hex[:8]}",
         task_queue=settings.task_queue,
         static_summary=f"Reconciliation run by hand ({day or 'yesterday'})",
@@ -46,4 +50,6 @@ def reconcile(day: str | None) -> int:
         f"reconciliation {summary.reconciliation_id} {summary.window_start} .. "
         f"{summary.window_end}: {counts}"
     )
+    if summary.failed_phases:
+        print(f"phases given up after their retries: {' '.join(summary.failed_phases)}")
     return 1 if any(summary.counts.values()) else 0

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from refunds.db.models import Order, Reconciliation, ReconciliationFinding, Refund
+from refunds.db.models import Order, Reconciliation, ReconciliationFinding, Refund, RefundEvent
 from refunds.db.outbox import OutboxRepository
 from refunds.domain.errors import ReconciliationNotFound
 from refunds.domain.messages import TERMINAL_STATUSES, Channel, FindingKind, RefundStatus
@@ -177,6 +177,43 @@ class LedgerScanRepository:
         if after_id is not None:
             stmt = stmt.where(Refund.id > after_id)
         return (await self.session.scalars(stmt)).all()
+
+    async def settled_between(
+        self,
+        start: datetime,
+        end: datetime,
+        channel: Channel,
+        created_before: datetime,
+        limit: int,
+        after_id: int | None = None,
+    ) -> Sequence[Refund]:
+        """Refunds of `channel` that became succeeded or failed in [start, end) and were
+        created before `created_before` (those of the window itself are read already), keyset
+        by id: the look-back for gateways that cannot list what changed."""
+        stmt = (
+            select(Refund)
+            .where(
+                Refund.channel == channel,
+                Refund.status.in_([RefundStatus.SUCCEEDED, RefundStatus.FAILED]),
+                Refund.updated_at >= start,
+                Refund.updated_at < end,
+                Refund.created_at < created_before,
+            )
+            .order_by(Refund.id)
+            .limit(limit)
+        )
+        if after_id is not None:
+            stmt = stmt.where(Refund.id > after_id)
+        return (await self.session.scalars(stmt)).all()
+
+    async def timeline(self, refund_no: str) -> list[str]:
+        """The refund's timeline events in order (read only where the gateway disagrees)."""
+        stmt = (
+            select(RefundEvent.event)
+            .where(RefundEvent.refund_no == refund_no)
+            .order_by(RefundEvent.id)
+        )
+        return list((await self.session.scalars(stmt)).all())
 
     async def find_many(self, refund_nos: Collection[str]) -> dict[str, Refund]:
         """The refunds we have among `refund_nos`; the ones we lack are simply absent."""

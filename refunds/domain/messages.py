@@ -62,6 +62,15 @@ class FindingKind(StrEnum):
     REPAIRED = "repaired"
     # Not terminal for longer than the age set for its status: reported.
     OVERDUE = "overdue"
+    # The ledger has it failed, the gateway succeeded (or is still paying it out): money went
+    # or may go to the customer that the ledger does not count; a success is delivered.
+    GATEWAY_SUCCEEDED_AFTER_FAILURE = "gateway_succeeded_after_failure"
+    # Asking the gateway about this refund raised (detail: error class and code): the run went
+    # on with the next refund; the next run asks again.
+    LOOKUP_FAILED = "lookup_failed"
+    # Ops already decided this refund after a late failure; the gateway still disagrees with
+    # the ledger: reported, never delivered (ops' decision stands).
+    ADJUDICATED = "adjudicated"
 
 
 class ResolveOutcome(StrEnum):
@@ -356,6 +365,10 @@ class ReconciliationInput:
     window_end: str | None = None
     phase: str = "gateway"
     cursor: str | None = None
+    # Tries per activity step (REFUNDS_RECONCILIATION_STEP_ATTEMPTS): a phase whose step still
+    # fails after them is given up, reported, and the next phase runs.
+    step_attempts: int = 10
+    failed_phases: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -363,6 +376,8 @@ class ReconciliationOpened:
     reconciliation_id: int
     window_start: str  # ISO 8601, inclusive
     window_end: str  # ISO 8601, exclusive
+    # Given to the close: each is reported (`lookup_failed`, subject `phase:<name>`).
+    failed_phases: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -391,6 +406,7 @@ class ReconciliationSummary:
     window_start: str
     window_end: str
     counts: dict[str, int] = field(default_factory=dict)
+    failed_phases: list[str] = field(default_factory=list)
 
 
 # ---- the shops' webhooks (issue 13) ----------------------------------------------------------

@@ -82,3 +82,17 @@ class ListsRefunds(Protocol):
         continuing after `cursor` (a page's `next_cursor`; None for the first page). Refunds
         that carry no refund_no of ours come back with `refund_no=""`, reported as-is."""
         ...
+
+
+@runtime_checkable
+class ListsFailedRefunds(Protocol):
+    """A gateway that can say which refunds failed in a window, whenever they were created: a
+    refund may fail days after it succeeded (Stripe's `refund.failed`), and a lost webhook of
+    that failure is seen nowhere else. Failures raise the same domain errors as `Gateway`'s."""
+
+    async def list_failed_refunds(
+        self, failed_from: int, failed_to: int, cursor: str | None, limit: int = 100
+    ) -> GatewayRefundPage:
+        """One page of the refunds that failed in [failed_from, failed_to) (unix seconds), each
+        as it was when it failed; `cursor` as in `ListsRefunds.list_refunds`."""
+        ...

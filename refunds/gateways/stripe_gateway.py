@@ -58,6 +58,8 @@ CHARGE_EVENTS = frozenset({"charge.refunded"})
 # charges from API version 2024-10-28.acacia on: the endpoint's version must be that or later.
 SUBSCRIBED_EVENTS = ("refund.updated", "refund.failed")
 LIST_PAGE_SIZE = 100
+# Stripe's own event for a refund that failed, sent also when it fails after succeeding.
+FAILED_EVENT = "refund.failed"
 # Stripe's limit on a metadata value; the full reason stays in our ledger.
 METADATA_VALUE_LIMIT = 500
 
@@ -169,6 +171,27 @@ class StripeGateway:
         next_cursor = page.data[-1].id if page.has_more and page.data else None
         return GatewayRefundPage(refunds=refunds, next_cursor=next_cursor)
 
+    async def list_failed_refunds(
+        self, failed_from: int, failed_to: int, cursor: str | None, limit: int = LIST_PAGE_SIZE
+    ) -> GatewayRefundPage:
+        """`ListsFailedRefunds`: the `refund.failed` events of the window (the Events API keeps
+        30 days, whether or not the webhook endpoint subscribes), each refund as the event
+        carries it. The cursor is an event id: the same refund failing twice is two entries."""
+        params: dict[str, Any] = {
+            "type": FAILED_EVENT,
+            "created": {"gte": failed_from, "lt": failed_to},
+            "limit": limit,
+        }
+        if cursor is not None:
+            params["starting_after"] = cursor
+        with _answers():
+            page = await self._call(self._client.v1.events.list, params=params)
+            refunds = [_failed_refund(event) for event in page.data]
+        next_cursor = page.data[-1].id if page.has_more and page.data else None
+        return GatewayRefundPage(
+            refunds=[r for r in refunds if r is not None], next_cursor=next_cursor
+        )
+
     async def _call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, **kwargs)
 
@@ -227,6 +250,13 @@ def _to_gateway_refund(refund_no: str, refund: stripe.Refund) -> GatewayRefund:
         failure_reason=getattr(refund, "failure_reason", None),
         payment_ref=_id_of(getattr(refund, "payment_intent", None)),
     )
+
+
+def _failed_refund(event: stripe.Event) -> GatewayRefund | None:
+    refund = event.data.object
+    if not isinstance(refund, stripe.Refund):  # the client types each object by its `object`
+        return None
+    return _to_gateway_refund(_refund_no(refund), refund)
 
 
 def _id_of(value: object) -> str | None:

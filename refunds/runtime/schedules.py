@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.client import (
     Client,
     Schedule,
@@ -22,6 +24,7 @@ from refunds.settings import Settings
 from workflows.reconciliation import ReconciliationWorkflow
 
 RECONCILIATION_SCHEDULE = "refunds-reconciliation"
+RUN_LIMIT = timedelta(hours=20)
 
 
 def reconciliation_schedule(settings: Settings) -> Schedule:
@@ -32,10 +35,14 @@ def reconciliation_schedule(settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
             ReconciliationWorkflow.run,
-            ReconciliationInput(time_zone=zone),
+            ReconciliationInput(
+                time_zone=zone, step_attempts=settings.reconciliation_step_attempts
+            ),
             id="reconciliation",
             task_queue=settings.task_queue,
             static_summary="Daily reconciliation of the ledger with Stripe and WeChat Pay",
+            # Under a day: a run that hangs ends before the next is due, which it would skip.
+            execution_timeout=RUN_LIMIT,
         ),
         spec=ScheduleSpec(
             calendars=[

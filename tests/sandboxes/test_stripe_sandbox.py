@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import stripe
+from stripe.params import EventListParams
 
 from tests.sandboxes.stripe_support import (
     DAY,
@@ -402,3 +403,100 @@ def test_unrecognized_url_is_a_stripe_404(stripe_stack: StripeStack):
     )
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def late_failure(stack: StripeStack) -> tuple[str, str]:
+    """A refund that succeeded, then failed through the control endpoint: (its id, refund_no)."""
+    pi, refund_no = stack.pay(1000), new_refund_no()
+    stack.fault(refund_no=refund_no, action="pending_forever")
+    created = refund(stack, pi, refund_no)
+    stack.control.post(f"/_sandbox/refunds/{created.id}/succeed").raise_for_status()
+    stack.control.post(
+        f"/_sandbox/refunds/{created.id}/fail", json={"failure_reason": "lost_or_stolen_card"}
+    ).raise_for_status()
+    return created.id, refund_no
+
+
+def refunds_of(events: Any) -> list[str]:
+    return [e.data.object.id for e in events]
+
+
+def test_events_list_filters_by_type_and_created_newest_first(stripe_stack: StripeStack):
+    since = int(time.time()) - 1
+    refund_id, _ = late_failure(stripe_stack)
+    failed = stripe_stack.client().v1.events.list(
+        params={
+            "type": "refund.failed",
+            "created": {"gte": since, "lt": int(time.time()) + 2},
+            "limit": 100,
+        }
+    )
+    assert refund_id in refunds_of(failed.data)
+    assert {e.type for e in failed.data} == {"refund.failed"}
+    mine = [e for e in failed.data if e.data.object.id == refund_id]
+    assert [(e.data.object.status, e.data.object.failure_reason) for e in mine] == [
+        ("failed", "lost_or_stolen_card")
+    ]
+    assert [e.created for e in failed.data] == sorted(
+        (e.created for e in failed.data), reverse=True
+    )
+    # Before the window: nothing of it.
+    earlier = stripe_stack.client().v1.events.list(
+        params={"type": "refund.failed", "created": {"lt": since}, "limit": 100}
+    )
+    assert refund_id not in refunds_of(earlier.data)
+
+
+def test_events_list_takes_types_and_wildcards_but_not_both(stripe_stack: StripeStack):
+    since = int(time.time()) - 1
+    refund_id, _ = late_failure(stripe_stack)
+    client = stripe_stack.client()
+    chosen = client.v1.events.list(
+        params={"types": ["refund.failed", "refund.created"], "created": {"gte": since}}
+    )
+    mine = [e.type for e in chosen.auto_paging_iter() if e.data.object.id == refund_id]
+    assert sorted(mine) == ["refund.created", "refund.failed"]
+    grouped = client.v1.events.list(params={"type": "refund.*", "created": {"gte": since}})
+    mine = [e.type for e in grouped.auto_paging_iter() if e.data.object.id == refund_id]
+    assert sorted(mine) == ["refund.created", "refund.failed", "refund.updated", "refund.updated"]
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.events.list(params={"type": "refund.failed", "types": ["refund.created"]})
+
+
+def test_events_list_pages_with_starting_after_and_has_more(
+    stripe_stack: StripeStack, monkeypatch: pytest.MonkeyPatch
+):
+    since = int(time.time()) - 1
+    ids = {late_failure(stripe_stack)[0] for _ in range(3)}
+    params: EventListParams = {
+        "type": "refund.failed",
+        "created": {"gte": since},
+        "limit": 1,
+    }
+    first = stripe_stack.client().v1.events.list(params=params)
+    assert len(first.data) == 1 and first.has_more
+    walked = [
+        e.data.object.id
+        for e in stripe_stack.client().v1.events.list(params=params).auto_paging_iter()
+    ]
+    assert ids <= set(walked) and len(walked) == len(set(walked))
+    # The official module-level API too.
+    monkeypatch.setattr(stripe, "api_base", stripe_stack.url)
+    monkeypatch.setattr(stripe, "api_key", stripe_stack.api_key)
+    listed = stripe.Event.list(**params)
+    assert listed.data[0].id == first.data[0].id
+    unknown = httpx.get(
+        f"{stripe_stack.url}/v1/events",
+        params={"starting_after": "evt_nope"},
+        headers={"Authorization": f"Bearer {stripe_stack.api_key}"},
+    )
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (400, "resource_missing")
+
+
+def test_events_list_holds_events_the_webhook_endpoint_does_not_subscribe_to() -> None:
+    with running_sandbox(webhook_events=frozenset({"refund.updated"})) as stack:
+        refund_id, refund_no = late_failure(stack)
+        listed = stack.client().v1.events.list(params={"type": "refund.failed"})
+        assert refunds_of(listed.data) == [refund_id]
+        sent = {e["event"]["type"] for e in stack.events(refund_no) if e["subscribed"]}
+        assert "refund.failed" not in sent

@@ -390,3 +390,51 @@ async def test_app_from_settings_keeps_its_state_in_the_data_dir(tmp_path: Path)
     app = app_from_settings(Settings(data_dir=tmp_path), refund_delay=0.1)
     app.state.sandbox.state.add_transaction(100, "CNY", "O-1")
     assert (tmp_path / "wechatpay_sandbox.json").exists()
+
+
+async def abnormal_refund(wechat_env: WeChatEnv) -> dict[str, Any]:
+    txn = await wechat_env.paid_transaction(1000)
+    payload = refund_body(txn, 300, notify_url(wechat_env))
+    await wechat_env.fault(refund_no=payload["out_refund_no"], action="abnormal")
+    await signed_call(wechat_env, "POST", REFUNDS, payload)
+
+    async def status() -> str:
+        answer = await signed_call(wechat_env, "GET", f"{REFUNDS}/{payload['out_refund_no']}")
+        return str(answer.json()["status"])
+
+    deadline = asyncio.get_running_loop().time() + 5
+    while await status() != "ABNORMAL":
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    return payload
+
+
+async def test_an_abnormal_refund_settled_offline_is_success_in_the_query_and_notified(
+    wechat_env: WeChatEnv,
+) -> None:
+    payload = await abnormal_refund(wechat_env)
+    no = payload["out_refund_no"]
+    moved = await wechat_env.http.post(
+        f"{wechat_env.sandbox_url}/sandbox/refunds/{no}/status", json={"status": "SUCCESS"}
+    )
+    assert moved.status_code == 200, moved.text
+    queried = (await signed_call(wechat_env, "GET", f"{REFUNDS}/{no}")).json()
+    assert (queried["status"], queried["amount"]["refund"]) == ("SUCCESS", 300)
+    assert queried["success_time"]
+    sent = await wechat_env.sandbox_notifications(no)
+    assert sent[-1]["refund_status"] == "SUCCESS"
+
+
+async def test_a_settlement_can_be_silent_and_success_is_final(wechat_env: WeChatEnv) -> None:
+    payload = await abnormal_refund(wechat_env)
+    no, control = payload["out_refund_no"], f"{wechat_env.sandbox_url}/sandbox/refunds"
+    before = len(await wechat_env.sandbox_notifications(no))
+    quiet = await wechat_env.http.post(
+        f"{control}/{no}/status", json={"status": "SUCCESS", "notify": False}
+    )
+    assert quiet.status_code == 200
+    assert len(await wechat_env.sandbox_notifications(no)) == before
+    again = await wechat_env.http.post(f"{control}/{no}/status", json={"status": "ABNORMAL"})
+    assert (again.status_code, again.json()["code"]) == (400, "INVALID_REQUEST")
+    missing = await wechat_env.http.post(f"{control}/nope/status", json={"status": "SUCCESS"})
+    assert missing.status_code == 404

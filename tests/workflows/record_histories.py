@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import httpx
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from refunds.db.migrate import upgrade
-from refunds.domain.messages import Channel
+from refunds.domain.messages import Channel, ReconciliationInput
 from refunds.embedded.ports import free_port
 from refunds.embedded.postgres import EmbeddedPostgres
 from refunds.embedded.temporal import EmbeddedTemporal
@@ -46,13 +46,18 @@ from tests.e2e.test_reconciliation import reconcile_today
 from tests.e2e.webhook_receiver import running_receiver
 from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
 from tests.stack import Stack, start_stack
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import workflow_id
 from workflows.webhook_delivery import workflow_id as endpoint_workflow_id
 
 HISTORIES = Path(__file__).parent / "histories"
 WORKFLOW_TYPE = "Refund"
 # Paths that record a run of another type: stored under their own name, not `refund_<path>`.
-OTHER_TYPES = {"webhook_endpoint_delivered_then_deleted": "WebhookEndpointDelivery"}
+OTHER_TYPES = {
+    "webhook_endpoint_delivered_then_deleted": "WebhookEndpointDelivery",
+    "reconciliation_late_failure_reopened": "ReconciliationWorkflow",
+    "reconciliation_phase_given_up": "ReconciliationWorkflow",
+}
 # Whatever the gateways or the API could leak into a payload: keys, tokens, PEM blocks.
 SECRET_SHAPES = re.compile(r"sk_(test|live)_|rk_(test|live)_|whsec_|Bearer |-----BEGIN")
 
@@ -404,6 +409,47 @@ async def reopened_after_failure_succeeded(rec: Recorder) -> Handle:
     return reopening
 
 
+async def reconciled(rec: Recorder, step_attempts: int = 10) -> Handle:
+    """One reconciliation of today (UTC), run to its end."""
+    handle = await rec.temporal.start_workflow(
+        ReconciliationWorkflow.run,
+        ReconciliationInput(day=datetime.now(UTC).date().isoformat(), step_attempts=step_attempts),
+        id=f"reconciliation-record-{uid('run')}",
+        task_queue=rec.shop.stack.settings.task_queue,
+        execution_timeout=timedelta(minutes=3),
+    )
+    await handle.result()
+    return handle
+
+
+async def reconciliation_late_failure_reopened(rec: Recorder) -> Handle:
+    """A refund made at Stripe five days ago fails today, its webhook lost: the run's
+    `stripe_failures` phase finds it and reopens it (patch `reconciliation-late-changes`)."""
+    order = await rec.shop.order(amount=2700)
+    refund_no = await rec.request(order, 2700, "no_webhook")
+    await rec.approve(refund_no)
+    await rec.shop.wait_status(refund_no, "succeeded", timeout=30)
+    [at_gateway] = await stripe_refunds(rec.shop, refund_no)
+    path = f"/_sandbox/refunds/{at_gateway['id']}"
+    created = {"created": int(at_gateway["created"]) - 5 * 86_400}
+    await sandbox(rec.shop.stack.stripe_url, "POST", f"{path}/created", json=created)
+    await rec.stripe_move(refund_no, "fail")
+    handle = await reconciled(rec)
+    await rec.shop.wait_status(refund_no, "abnormal", timeout=30)
+    return handle
+
+
+async def reconciliation_phase_given_up(rec: Recorder) -> Handle:
+    """Stripe's Events API answers 500 throughout: `stripe_failures` is given up after its
+    tries and the run goes on to its last phase and closes."""
+    spec = {"action": "http_500", "method": "GET", "path_prefix": "/v1/events", "times": 1000}
+    await sandbox(rec.shop.stack.stripe_url, "POST", "/_sandbox/faults", json=spec)
+    try:
+        return await reconciled(rec, step_attempts=2)
+    finally:
+        await sandbox(rec.shop.stack.stripe_url, "DELETE", "/_sandbox/faults")
+
+
 PATHS: dict[str, Drive] = {
     # First: its reconciliation looks at every refund of the day, so it runs on a quiet stack.
     "repaired_processing_succeeded": repaired_processing_succeeded,
@@ -421,6 +467,8 @@ PATHS: dict[str, Drive] = {
     "mismatch_resolved_failed": mismatch_resolved_failed,
     "abnormal_resolved_failed_after_asking": abnormal_resolved_failed_after_asking,
     "reopened_after_failure_succeeded": reopened_after_failure_succeeded,
+    "reconciliation_late_failure_reopened": reconciliation_late_failure_reopened,
+    "reconciliation_phase_given_up": reconciliation_phase_given_up,
     # Last: its endpoint hears every event committed while it exists.
     "webhook_endpoint_delivered_then_deleted": webhook_endpoint_delivered_then_deleted,
 }

@@ -73,6 +73,10 @@ def test_histories_cover_the_main_paths() -> None:
         # the reconciliation run that repaired it.
         "repaired_processing_succeeded",
         "reconciliation_repaired_one",
+        # Patch `reconciliation-late-changes`: the late-failure and look-back phases (a refund
+        # created days ago failed today, reopened) and a phase given up after its tries.
+        "reconciliation_late_failure_reopened",
+        "reconciliation_phase_given_up",
         # Issue 11: refund_* are runs of the new `Refund` type, one per main path. The late
         # failure reaches the refund's own run before it ends (its worker was away); the
         # reopened ones are runs a late failure started after the refund's run had finished.

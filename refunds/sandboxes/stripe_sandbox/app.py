@@ -303,6 +303,7 @@ def create_app(config: StripeSandboxConfig) -> Starlette:
         Route("/v1/refunds", v1(lambda p: sandbox.create_refund(p)), methods=["POST"]),
         Route("/v1/refunds", v1(lambda p: sandbox.list_refunds(p)), methods=["GET"]),
         Route("/v1/refunds/{id}", v1(lambda p, id: sandbox.refund(id)), methods=["GET"]),
+        Route("/v1/events", v1(lambda p: sandbox.list_events(p)), methods=["GET"]),
         Route("/v1/events/{id}", v1(lambda p, id: sandbox.event(id)), methods=["GET"]),
         Route("/v1/{rest:path}", unknown, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/faults", control.add_fault, methods=["POST"]),

@@ -488,6 +488,28 @@ class StripeSandbox:
             if record["event"]["id"] in held:
                 self._send(record, duplicate="duplicate_webhook" in plan["webhook_faults"])
 
+    def list_events(self, params: dict[str, Any]) -> Obj:
+        """`GET /v1/events`: every event the account generated, newest first, whether or not
+        the webhook endpoint subscribes to it (as Stripe keeps them, for 30 days)."""
+        limit = parse_int(params, "limit", required=False) or 10
+        if not 1 <= limit <= 100:
+            raise StripeAPIError.invalid("limit must be between 1 and 100", "limit")
+        wanted, created_in = _event_types(params), parse_range(params, "created")
+        page, has_more = _page(
+            [r["event"] for r in reversed(self.state.events)],
+            lambda e: wanted(e["type"]) and created_in(e["created"]),
+            limit,
+            params.get("starting_after"),
+            params.get("ending_before"),
+            kind="event",
+        )
+        return {
+            "object": "list",
+            "data": copy.deepcopy(page),
+            "has_more": has_more,
+            "url": "/v1/events",
+        }
+
     def event(self, event_id: str) -> Obj:
         for record in self.state.events:
             if record["event"]["id"] == event_id:
@@ -502,19 +524,40 @@ class StripeSandbox:
         raise StripeAPIError.missing("event", event_id)
 
 
+def _event_types(params: dict[str, Any]) -> Callable[[str], bool]:
+    """Stripe's `type` (one name, or a group with `*`: `refund.*`) or `types[]` (up to 20
+    names), never both."""
+    one, many = params.get("type"), params.get("types")
+    if one is not None and many is not None:
+        raise StripeAPIError.invalid("You may pass either type or types, but not both.", "types")
+    if many is not None:
+        if not isinstance(many, list) or not 1 <= len(many) <= 20:
+            raise StripeAPIError.invalid("types must be an array of 1 to 20 event types", "types")
+        names = frozenset(str(n) for n in many)
+        return lambda type_: type_ in names
+    if one is None or one == "":
+        return lambda type_: True
+    pattern = str(one)
+    if "*" in pattern:
+        prefix = pattern.split("*", 1)[0]
+        return lambda type_: type_.startswith(prefix)
+    return lambda type_: type_ == pattern
+
+
 def _page(
     items: list[Obj],
     keep: Callable[[Obj], bool],
     limit: int,
     starting_after: str | None,
     ending_before: str | None,
+    kind: str = "refund",
 ) -> tuple[list[Obj], bool]:
     """Stripe cursor pagination over a newest-first list. The cursor is placed in the whole
     list before filtering, so a cursor the filter would drop still marks a position."""
     ids = [item["id"] for item in items]
     for name, cursor in (("starting_after", starting_after), ("ending_before", ending_before)):
         if cursor and cursor not in ids:
-            raise StripeAPIError.missing("refund", cursor, param=name)
+            raise StripeAPIError.missing(kind, cursor, param=name)
     if starting_after:
         rest = [i for i in items[ids.index(starting_after) + 1 :] if keep(i)]
         return rest[:limit], len(rest) > limit

@@ -250,6 +250,20 @@ class WeChatPaySandbox:
         counts = {k: v for k, v in self.state.create_requests.items() if refund_no in (None, k)}
         return JSONResponse({"refunds": refunds, "create_requests": counts})
 
+    async def settle(self, request: Request) -> Response:
+        """`{"status": "SUCCESS", "notify": false}`: move a refund as WeChat Pay may after it
+        finished (an ABNORMAL refund settled offline); notified unless `notify` is false."""
+        body = await request.json()
+        try:
+            refund = self.state.settle(
+                request.path_params["out_refund_no"], str(body.get("status"))
+            )
+        except ApiError as err:
+            return JSONResponse({"code": err.code, "message": err.message}, err.status)
+        if body.get("notify", True):
+            await self.notifier.announce(refund)
+        return JSONResponse(refund.to_wire())
+
     async def list_notifications(self, request: Request) -> Response:
         refund_no = request.query_params.get("refund_no")
         found = [n for n in self.state.notifications if refund_no in (None, n["refund_no"])]
@@ -289,6 +303,7 @@ def create_app(config: WeChatPaySandboxConfig) -> Starlette:
         Route("/sandbox/chaos", sandbox.get_chaos, methods=["GET"]),
         Route("/sandbox/chaos", sandbox.stop_chaos, methods=["DELETE"]),
         Route("/sandbox/refunds", sandbox.list_refunds, methods=["GET"]),
+        Route("/sandbox/refunds/{out_refund_no}/status", sandbox.settle, methods=["POST"]),
         Route("/sandbox/notifications", sandbox.list_notifications, methods=["GET"]),
         Route("/sandbox/notifications/resend", sandbox.resend_notification, methods=["POST"]),
         Route("/healthz", lambda request: JSONResponse({"ok": True}), methods=["GET"]),

@@ -18,6 +18,12 @@ CHINA_TZ = timezone(timedelta(hours=8))
 TERMINAL = frozenset({"SUCCESS", "CLOSED", "ABNORMAL"})
 # "error": answer `status` with WeChat's `{"code", "message"}` before any work (e.g. 400
 # PARAM_ERROR, 401 SIGN_ERROR after a key change, 403 NO_AUTH).
+# What a finished refund can still become (the sandbox's settle control): ABNORMAL is the only
+# state the merchant can still act on; PROCESSING ends as the refund's faults say.
+SETTLEMENTS = {
+    "ABNORMAL": frozenset({"SUCCESS", "CLOSED"}),
+    "PROCESSING": frozenset({"SUCCESS", "ABNORMAL", "CLOSED"}),
+}
 REQUEST_ACTIONS = frozenset({"http_500", "rate_limit", "timeout", "bad_signature", "error"})
 REFUND_ACTIONS = frozenset(
     {
@@ -274,6 +280,22 @@ class SandboxState:
             refund.status = "SUCCESS"
             refund.success_time = now_rfc3339()
         self.save()
+
+    def settle(self, out_refund_no: str, status: str) -> Refund:
+        """Move a finished refund as the merchant platform can: an ABNORMAL refund (the card
+        account was closed) is paid by an offline settlement or re-sent (SUCCESS) or closed
+        (CLOSED). SUCCESS and CLOSED are final at WeChat Pay: nothing moves them."""
+        refund = self.refunds.get(out_refund_no)
+        if refund is None:
+            raise ApiError(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        allowed = SETTLEMENTS.get(refund.status, frozenset())
+        if status not in allowed:
+            raise ApiError(400, "INVALID_REQUEST", f"退款单状态 {refund.status} 不能变为 {status}")
+        refund.status = status
+        if status == "SUCCESS":
+            refund.success_time = now_rfc3339()
+        self.save()
+        return refund
 
     def _raise_injected_permanent_error(self, out_refund_no: str) -> None:
         fault = self.refund_faults.get(out_refund_no, {}).get("permanent_error")
