@@ -22,6 +22,7 @@ from tests.e2e.support import (
     stripe_refunds,
     stripe_request_fault,
     timeline,
+    wechat_refunds,
 )
 from tests.e2e.test_gateway_silence_and_abnormal import refund_elsewhere
 from tests.e2e.test_reconciliation import findings, reconcile_today
@@ -32,14 +33,13 @@ from workflows.reconciliation import ReconciliationWorkflow
 DAY = 86_400
 # Abnormal refunds that never ask the gateway themselves: only the reconciliation can tell.
 DEAF = {"outcome_deadline": timedelta(seconds=4), "abnormal_poll_interval": timedelta(hours=1)}
-# Delivery may signal, reopen or ignore a success for a failed refund (the refund workflow's
-# rule, not the reconciliation's): the finding is the same whichever it does.
-DELIVERED = {"signalled", "reopened", "ignored", "repaired"}
 
 
-async def requested(shop: Shop, order: dict[str, Any], amount: int, *faults: str) -> str:
+async def requested(
+    shop: Shop, order: dict[str, Any], amount: int, *faults: str, refund_no: str = ""
+) -> str:
     """A refund of `order` with these sandbox faults, requested with DEAF timings, approved."""
-    refund_no = uid("rf")
+    refund_no = refund_no or uid("rf")
     for action in faults:
         if order["channel"] == "stripe":
             await stripe_fault(shop.stack, refund_no, action)
@@ -53,15 +53,38 @@ async def requested(shop: Shop, order: dict[str, Any], amount: int, *faults: str
     return refund_no
 
 
-async def failed_by_ops_while_stripe_still_pays(shop: Shop, amount: int) -> tuple[dict, str]:
-    """Stripe never answers, the refund goes abnormal, ops resolve it failed; Stripe's refund
-    is still pending and sends no webhook."""
-    order = await shop.order(amount=amount)
-    refund_no = await requested(shop, order, amount, "pending_forever", "no_webhook")
-    await shop.wait_status(refund_no, "abnormal", timeout=30)
+async def failed_by_ops_before_the_create_landed(
+    shop: Shop, order: dict[str, Any], amount: int, *faults: str, refund_no: str = ""
+) -> str:
+    """The create is held in the network past the outcome deadline (its fault armed by the
+    caller); ops, asking the gateway and finding nothing, resolve it failed; then the create
+    lands at the gateway, which tells us nothing (no webhook)."""
+    refund_no = await requested(shop, order, amount, *faults, refund_no=refund_no)
+    abnormal = await shop.wait_status(refund_no, "abnormal", timeout=30)
+    assert "gateway_unreachable" in events(abnormal)
     assert (await resolve(shop, refund_no, "failed")).status_code == 200
     await shop.wait_status(refund_no, "failed", timeout=30)
-    return order, refund_no
+    return refund_no
+
+
+async def failed_by_ops_while_stripe_still_pays(
+    shop: Shop, amount: int, outcome: str
+) -> tuple[dict, str]:
+    """A Stripe refund the ledger failed that Stripe then created and took to `outcome`
+    (`succeeded`, or `pending` for good)."""
+    order = await shop.order(amount=amount)
+    refund_no = uid("rf")
+    await stripe_fault(shop.stack, refund_no, "timeout", delay=8)
+    faults = ["no_webhook"] + (["pending_forever"] if outcome == "pending" else [])
+    refund_no = await failed_by_ops_before_the_create_landed(
+        shop, order, amount, *faults, refund_no=refund_no
+    )
+    for _ in range(150):
+        at_gateway = await stripe_refunds(shop, refund_no)
+        if at_gateway and at_gateway[0]["status"] == outcome:
+            return order, refund_no
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{refund_no} never reached {outcome} at Stripe: {at_gateway}")
 
 
 async def the_finding(sessionmaker: Sessions, rec_id: int, refund_no: str) -> dict[str, Any]:
@@ -73,11 +96,10 @@ async def test_a_failed_refund_stripe_paid_after_all_is_reported_and_delivered(
     shop: Shop, temporal: Client, sessionmaker: Sessions
 ) -> None:
     (order, paid), (_, pending) = await asyncio.gather(
-        failed_by_ops_while_stripe_still_pays(shop, 2100),
-        failed_by_ops_while_stripe_still_pays(shop, 1300),
+        failed_by_ops_while_stripe_still_pays(shop, 2100, "succeeded"),
+        failed_by_ops_while_stripe_still_pays(shop, 1300, "pending"),
     )
     [at_gateway] = await stripe_refunds(shop, paid)
-    await sandbox(shop.stack.stripe_url, "POST", f"/_sandbox/refunds/{at_gateway['id']}/succeed")
 
     summary = await reconcile_today(shop, temporal)
 
@@ -86,7 +108,12 @@ async def test_a_failed_refund_stripe_paid_after_all_is_reported_and_delivered(
     detail = found["detail"]
     assert (detail["ledger_status"], detail["gateway_status"]) == ("failed", "succeeded")
     assert (detail["gateway_amount"], detail["gateway_refund_id"]) == (2100, at_gateway["id"])
-    assert detail["action"] in DELIVERED
+    assert detail["action"] == "reopened"
+    # The money went out: the refund reopens and the gateway's word settles it, counted.
+    done = await shop.wait_status(paid, "succeeded", timeout=30)
+    assert "gateway_succeeded_after_failure" in events(done)
+    after = await shop.get_order(order["order_no"])
+    assert (after["refunded_amount"], after["reserved_amount"]) == (2100, 2100)
     # Still pending at Stripe: money that may still go out, reported, nothing to deliver.
     still = await the_finding(sessionmaker, summary.reconciliation_id, pending)
     assert still["kind"] == FindingKind.GATEWAY_SUCCEEDED_AFTER_FAILURE
@@ -202,6 +229,21 @@ async def test_a_late_failure_ops_resolved_failed_stays_failed_at_the_next_run(
     assert (await shop.get_order(order["order_no"]))["refunded_amount"] == 0
 
 
+async def wechat_failed_by_ops_then_paid(shop: Shop, amount: int) -> tuple[dict[str, Any], str]:
+    """As `failed_by_ops_while_stripe_still_pays`, at WeChat Pay: the create held past the
+    deadline, ops fail it, then it lands and WeChat pays it without notifying."""
+    order = await shop.order(channel="wechatpay", amount=amount)
+    path = "/v3/refund/domestic/refunds"
+    await fault(shop.stack, action="timeout", method="POST", path_prefix=path, delay=8)
+    refund_no = await failed_by_ops_before_the_create_landed(shop, order, amount, "no_notify")
+    for _ in range(150):
+        at_gateway = await wechat_refunds(shop, refund_no)
+        if at_gateway and at_gateway[0]["status"] == "SUCCESS":
+            return order, refund_no
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{refund_no} never succeeded at WeChat Pay: {at_gateway}")
+
+
 async def wechat_abnormal(shop: Shop, amount: int) -> tuple[dict[str, Any], str]:
     order = await shop.order(channel="wechatpay", amount=amount)
     refund_no = await requested(shop, order, amount, "abnormal", "no_notify")
@@ -219,9 +261,7 @@ async def settle_at_wechat(shop: Shop, refund_no: str) -> None:
 async def test_a_wechat_refund_failed_days_ago_and_settled_since_is_found_by_the_look_back(
     shop: Shop, temporal: Client, sessionmaker: Sessions
 ) -> None:
-    order, refund_no = await wechat_abnormal(shop, 1900)
-    assert (await resolve(shop, refund_no, "failed")).status_code == 200
-    await shop.wait_status(refund_no, "failed", timeout=30)
+    order, refund_no = await wechat_failed_by_ops_then_paid(shop, 1900)
     async with sessionmaker.begin() as session:
         # Made two days ago: not in today's window, only within the look-back (3 days).
         await session.execute(
@@ -229,7 +269,6 @@ async def test_a_wechat_refund_failed_days_ago_and_settled_since_is_found_by_the
             .where(Refund.refund_no == refund_no)
             .values(created_at=Refund.created_at - timedelta(days=2))
         )
-    await settle_at_wechat(shop, refund_no)
 
     summary = await reconcile_today(shop, temporal)
 
@@ -239,10 +278,10 @@ async def test_a_wechat_refund_failed_days_ago_and_settled_since_is_found_by_the
         "failed",
         "succeeded",
     )
-    assert (found["detail"]["gateway_amount"], found["detail"]["action"] in DELIVERED) == (
-        1900,
-        True,
-    )
+    assert (found["detail"]["gateway_amount"], found["detail"]["action"]) == (1900, "reopened")
+    await shop.wait_status(refund_no, "succeeded", timeout=30)
+    after = await shop.get_order(order["order_no"])
+    assert (after["refunded_amount"], after["reserved_amount"]) == (1900, 1900)
 
 
 async def test_a_refund_whose_lookup_the_gateway_refuses_is_reported_and_the_run_goes_on(
@@ -253,7 +292,7 @@ async def test_a_refund_whose_lookup_the_gateway_refuses_is_reported_and_the_run
     async with sessionmaker() as session:
         nos = [refund_no for _, refund_no in pairs]
         stmt = select(Refund.refund_no, Refund.id).where(Refund.refund_no.in_(nos))
-        ids = dict((await session.execute(stmt)).tuples().all())
+        ids = {row[0]: row[1] for row in (await session.execute(stmt)).all()}
     (_, refused), (order, settled) = sorted(pairs, key=lambda pair: ids[pair[1]])
     path = f"/v3/refund/domestic/refunds/{refused}"
     await fault(shop.stack, action="error", method="GET", path_prefix=path, times=1000)
