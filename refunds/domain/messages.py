@@ -233,6 +233,9 @@ class GatewayNotification:
     # our refund_no is ours only if these match (a client-chosen refund_no can collide).
     amount: int | None = None
     payment_ref: str | None = None
+    # Stripe's refund events carry it (upper-cased here); WeChat Pay's refund notification does
+    # not, so None is "not said", never a mismatch.
+    currency: str | None = None
 
 
 @dataclass(frozen=True)

@@ -229,6 +229,11 @@ def _to_gateway_refund(refund_no: str, refund: stripe.Refund) -> GatewayRefund:
     )
 
 
+def _currency(value: object) -> str | None:
+    """Stripe writes ISO codes in lower case; the ledger in upper case."""
+    return value.upper() if isinstance(value, str) and value else None
+
+
 def _id_of(value: object) -> str | None:
     """An expandable field's id: Stripe sends the id, or the object when it was expanded (a
     `StripeObject` from the client, a dict in a webhook body)."""
@@ -279,4 +284,5 @@ def _notifications(payload: dict[str, Any], event_type: str) -> Iterator[Gateway
             failure_reason=refund.get("failure_reason"),
             amount=refund.get("amount"),
             payment_ref=_id_of(refund.get("payment_intent")),
+            currency=_currency(refund.get("currency")),
         )

@@ -201,7 +201,9 @@ class WeChatPayGateway:
             gateway_refund_id=str(data["refund_id"]),
             status=map_status(refund_status),
             amount=int(amount["refund"]),
-            currency=str(amount.get("currency", "CNY")),
+            # Always in a refund object WeChat answers with; "" (not said) rather than a guess,
+            # which could hide or invent a currency mismatch.
+            currency=str(amount.get("currency") or ""),
             failure_reason=_failure_reason(refund_status),
             payment_ref=data.get("transaction_id"),
         )

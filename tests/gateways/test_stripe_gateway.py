@@ -342,14 +342,18 @@ def refund_obj(refund_no: str | None, status: str, refund_id: str = "re_1") -> d
     return {"id": refund_id, "object": "refund", "status": status, "metadata": metadata}
 
 
-def test_notification_reports_amount_and_payment_also_when_payment_intent_is_expanded(
+def test_notification_reports_amount_payment_and_currency_also_when_payment_intent_is_expanded(
     gateway: StripeGateway, stripe_stack: StripeStack
 ):
     plain = refund_obj("R-p", "succeeded", "re_p") | {"amount": 250, "payment_intent": "pi_p"}
+    plain["currency"] = "jpy"
     expanded = refund_obj("R-e", "succeeded", "re_e") | {"amount": 70}
     expanded["payment_intent"] = {"id": "pi_e", "object": "payment_intent"}
     parsed = gateway.parse_notification(*signed(stripe_stack, charge_event([plain, expanded])))
-    assert [(n.amount, n.payment_ref) for n in parsed.refunds] == [(250, "pi_p"), (70, "pi_e")]
+    assert [(n.amount, n.payment_ref, n.currency) for n in parsed.refunds] == [
+        (250, "pi_p", "JPY"),
+        (70, "pi_e", None),  # not said: never a mismatch
+    ]
 
 
 def test_charge_refunded_yields_each_of_our_refunds_in_the_charge(

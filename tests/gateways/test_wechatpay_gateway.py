@@ -77,6 +77,7 @@ async def test_refund_is_processing_then_success_with_a_verified_notification(
     assert note.gateway_refund_id == refund.gateway_refund_id
     assert note.event_id == parsed.notification_id
     assert (note.amount, note.payment_ref) == (300, txn["transaction_id"])
+    assert note.currency is None  # WeChat's refund notification carries no currency
     assert parsed.payload["transaction_id"] == txn["transaction_id"]
     assert parsed.payload["amount"] == {
         "total": 1000,
