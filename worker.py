@@ -33,6 +33,7 @@ from refunds.runtime.temporal_client import connect, ensure_search_attributes
 from refunds.runtime.webhook_relay import TemporalRelay, wake_quietly
 from refunds.runtime.workflow_runner import workflow_runner
 from refunds.settings import Settings, get_settings
+from workflows.payment_check import PaymentCheckWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.refund_v1 import RefundWorkflowV1
@@ -81,7 +82,7 @@ def gateway_activities(
 ) -> list[Callable[..., Any]]:
     """The activities of each channel's gateway queue."""
     calls = GatewayActivities(gateways, sessionmaker)
-    return [calls.refund_at_gateway, calls.look_up_at_gateway]
+    return [calls.refund_at_gateway, calls.look_up_at_gateway, calls.read_payment]
 
 
 def gateway_rate(settings: Settings, channel: Channel) -> float:
@@ -114,7 +115,12 @@ def build_workers(
     sessionmaker: async_sessionmaker[AsyncSession],
     gateways: Mapping[Channel, Gateway],
 ) -> list[Worker]:
-    refund_workflows = [RefundWorkflow, RefundWorkflowV1, ReconciliationWorkflow]
+    refund_workflows = [
+        RefundWorkflow,
+        RefundWorkflowV1,
+        ReconciliationWorkflow,
+        PaymentCheckWorkflow,
+    ]
     main = Worker(
         client,
         task_queue=settings.task_queue,

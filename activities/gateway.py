@@ -23,8 +23,10 @@ from refunds.domain.matching import gateway_mismatch
 from refunds.domain.messages import (
     Channel,
     GatewayLookup,
+    GatewayPayment,
     GatewayRefund,
     GatewayRefundInput,
+    PaymentQuery,
     RefundFacts,
 )
 from refunds.domain.transitions import heard_status, is_news
@@ -77,6 +79,12 @@ class GatewayActivities(GatewayCalls):
         }
         await self._heard(facts, found, "gateway_polled", detail | {"via": "poll"}, key)
         return found
+
+    @activity.defn
+    @business_errors
+    async def read_payment(self, query: PaymentQuery) -> GatewayPayment | None:
+        # Judged by the caller (`domain.payments.check_payment`), which knows the order.
+        return await self.gateways[query.channel].get_payment(query.payment_ref)
 
     async def _heard(
         self,

@@ -280,6 +280,33 @@ class GatewayLookup:
     payment_ref: str
 
 
+@dataclass(frozen=True)
+class PaymentQuery:
+    """What `PaymentCheck` asks a gateway: the payment an order is being registered on, and
+    how long to try (from the settings of whoever starts it, so the workflow stays pure)."""
+
+    channel: Channel
+    payment_ref: str
+    call_timeout: float = 10
+    retry_initial: float = 1
+    retry_max: float = 5
+    attempts: int = 3
+
+
+@dataclass(frozen=True)
+class GatewayPayment:
+    """A payment as its gateway has it (Stripe PaymentIntent, WeChat Pay transaction)."""
+
+    payment_ref: str
+    # Paid in full and final: Stripe `succeeded`, WeChat Pay `trade_state` SUCCESS.
+    succeeded: bool
+    # The gateway's own word for it, for the message of a refusal.
+    gateway_status: str
+    # What the gateway took from the payer: Stripe `amount_received`, WeChat `amount.total`.
+    captured: int
+    currency: str  # upper case
+
+
 # What a gateway adapter is handed: the refund workflow passes its `RefundFacts` as they are;
 # `GatewayRefundInput` / `GatewayLookup` are what the first workflow type's activities take.
 RefundToPay = GatewayRefundInput | RefundFacts

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import stripe
 from refunds.domain.messages import (
     Channel,
     GatewayNotification,
+    GatewayPayment,
     GatewayRefund,
     GatewayRefundPage,
     GatewayStatus,
@@ -58,6 +60,9 @@ CHARGE_EVENTS = frozenset({"charge.refunded"})
 # charges from API version 2024-10-28.acacia on: the endpoint's version must be that or later.
 SUBSCRIBED_EVENTS = ("refund.updated", "refund.failed")
 LIST_PAGE_SIZE = 100
+# What a PaymentIntent id can be: anything else is no payment of Stripe's, and is never put in
+# a request path.
+PAYMENT_INTENT_ID = re.compile(r"^pi_[A-Za-z0-9]{1,250}$")
 # Stripe's limit on a metadata value; the full reason stays in our ledger.
 METADATA_VALUE_LIMIT = 500
 
@@ -139,6 +144,25 @@ class StripeGateway:
                 return None  # an unknown payment has no refunds
             return None if found is None else _to_gateway_refund(lookup.refund_no, found)
 
+    async def get_payment(self, payment_ref: str) -> GatewayPayment | None:
+        """The PaymentIntent: `amount_received` is what Stripe took (0 until it succeeds)."""
+        if not PAYMENT_INTENT_ID.fullmatch(payment_ref):
+            return None
+        with _answers():
+            try:
+                intent = await self._call(self._client.v1.payment_intents.retrieve, payment_ref)
+            except stripe.InvalidRequestError as exc:
+                if exc.code != "resource_missing":
+                    raise
+                return None
+            return GatewayPayment(
+                payment_ref=str(intent.id),
+                succeeded=intent.status == "succeeded",
+                gateway_status=str(intent.status),
+                captured=int(intent.amount_received or 0),
+                currency=str(intent.currency).upper(),
+            )
+
     async def _find(self, payment_ref: str, refund_no: str) -> stripe.Refund | None:
         """Walk the payment's refunds page by page (each page a rate-limited call)."""
         params: dict[str, Any] = {"payment_intent": payment_ref, "limit": LIST_PAGE_SIZE}
@@ -169,8 +193,8 @@ class StripeGateway:
         next_cursor = page.data[-1].id if page.has_more and page.data else None
         return GatewayRefundPage(refunds=refunds, next_cursor=next_cursor)
 
-    async def _call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, **kwargs)
+    async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> ParsedNotification:
         signature = _header(headers, "stripe-signature")
