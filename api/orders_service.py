@@ -58,9 +58,10 @@ async def register_order(
         query = settings.payment_query(body.channel, body.payment_ref)
         payment = await read_payment(client, settings, query)
         check_payment(body.channel, body.payment_ref, body.currency, body.paid_amount, payment)
-    _add(session, body)
-    await _use_coupon(session, body)
     try:
+        _add(session, body)
+        # Flushes the order first (autoflush): a unique violation may surface here already.
+        await _use_coupon(session, body)
         await session.commit()
     except IntegrityError:
         # A concurrent registration of the same order_no (or of another on the same payment)

@@ -4,6 +4,7 @@ nothing; a payment is one order's; a gateway that does not answer is 503."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -117,6 +118,24 @@ async def test_same_payment_ref_on_a_second_order_is_409_and_keeps_the_first(sho
     assert (await shop.get_order(first["order_no"]))["payment_ref"] == first["payment_ref"]
     # The same order again is still the same order.
     assert (await register(shop, first)).status_code == 200
+
+
+async def test_two_orders_registered_at_once_on_one_payment_one_wins_the_other_is_409(
+    shop: Shop,
+) -> None:
+    first = order_body(shop)
+    second = order_body(shop, payment_ref=first["payment_ref"])
+    answers = await asyncio.gather(register(shop, first), register(shop, second))
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    [lost] = [a for a in answers if a.status_code == 409]
+    assert lost.json()["error"]["code"] == "payment_ref_in_use"
+    [won] = [a for a in answers if a.status_code == 201]
+    assert won.json()["payment_ref"] == first["payment_ref"]
+    # And the same order twice at once is one order: 201 and 200.
+    again = order_body(shop)
+    twice = await asyncio.gather(register(shop, again), register(shop, again))
+    assert sorted(a.status_code for a in twice) == [200, 201], [a.text for a in twice]
+    assert twice[0].json() == twice[1].json()
 
 
 async def test_same_payment_ref_on_a_pending_order_is_409_too(shop: Shop) -> None:
