@@ -1,5 +1,5 @@
 """One order per payment, held by the database: a unique (channel, payment_ref), with NULLs
-(pending orders) free to repeat; migration 0006 stops on orders that already share a payment
+(pending orders) free to repeat; migration 0008 stops on orders that already share a payment
 rather than pick one of them."""
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def test_second_order_on_a_payment_of_the_channel_is_refused_by_the_database(
     assert count == 4
 
 
-def test_migration_0006_names_orders_sharing_a_payment_and_changes_nothing(fresh_db: str) -> None:
+def test_migration_0008_names_orders_sharing_a_payment_and_changes_nothing(fresh_db: str) -> None:
     config = alembic_config(fresh_db)
-    command.upgrade(config, "0005")
+    command.upgrade(config, "0007")
     with psycopg.connect(fresh_db, autocommit=True) as db:
         db.execute(INSERT, ("O-a", "stripe", "pi_shared", "paid"))
         db.execute(INSERT, ("O-b", "stripe", "pi_shared", "paid"))
@@ -59,9 +59,9 @@ def test_migration_0006_names_orders_sharing_a_payment_and_changes_nothing(fresh
         command.upgrade(config, "head")
     with psycopg.connect(fresh_db) as db:
         (version,) = db.execute("SELECT version_num FROM alembic_version").fetchone() or (None,)
-    assert version == "0005"
+    assert version == "0007"
     with psycopg.connect(fresh_db, autocommit=True) as db:
         db.execute("UPDATE orders SET payment_ref = 'pi_other' WHERE order_no = 'O-b'")
     command.upgrade(config, "head")
-    command.downgrade(config, "0005")
+    command.downgrade(config, "0007")
     command.upgrade(config, "head")
