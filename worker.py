@@ -34,6 +34,7 @@ from refunds.runtime.temporal_client import connect, ensure_search_attributes
 from refunds.runtime.webhook_relay import TemporalRelay, wake_quietly
 from refunds.runtime.workflow_runner import workflow_runner
 from refunds.settings import Settings, get_settings
+from workflows.payment_check import PaymentCheckWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.refund_v1 import RefundWorkflowV1
@@ -82,7 +83,7 @@ def gateway_activities(
 ) -> list[Callable[..., Any]]:
     """The activities of each channel's gateway queue."""
     calls = GatewayActivities(gateways, sessionmaker)
-    return [calls.refund_at_gateway, calls.look_up_at_gateway]
+    return [calls.refund_at_gateway, calls.look_up_at_gateway, calls.read_payment]
 
 
 def gateway_rate(settings: Settings, channel: Channel) -> float:
@@ -115,7 +116,12 @@ def build_workers(
     sessionmaker: async_sessionmaker[AsyncSession],
     gateways: Mapping[Channel, Gateway],
 ) -> list[Worker]:
-    refund_workflows = [RefundWorkflow, RefundWorkflowV1, ReconciliationWorkflow]
+    refund_workflows = [
+        RefundWorkflow,
+        RefundWorkflowV1,
+        ReconciliationWorkflow,
+        PaymentCheckWorkflow,
+    ]
     # The refund workflows take people's decisions only when signed with these.
     trust([settings.decision_key, settings.decision_previous_key])
     main = Worker(

@@ -1,4 +1,4 @@
-"""What the refund workflow asks of its activities: typed signatures and nothing else.
+"""What the workflows ask of their activities: typed signatures and nothing else.
 
 The workflow calls these methods (`workflow.execute_local_activity_method(LedgerSteps.record_step,
 step)`), so mypy checks every argument and result, and the activity's name is the method's name:
@@ -16,9 +16,11 @@ from refunds.domain.messages import (
     DeliveryGaveUp,
     DeliveryOutcome,
     DeliveryTry,
+    GatewayPayment,
     GatewayRefund,
     LaneHeads,
     LaneQuery,
+    PaymentQuery,
     RefundFacts,
     RefundRequest,
     RefundRow,
@@ -73,6 +75,12 @@ class GatewayCalls:
     @activity.defn
     async def look_up_at_gateway(self, facts: RefundFacts) -> GatewayRefund | None:
         """One poll: the gateway's refund under our refund_no, recorded on the timeline."""
+        raise NotImplementedError
+
+    @activity.defn
+    async def read_payment(self, query: PaymentQuery) -> GatewayPayment | None:
+        """The payment an order is being registered on, as the gateway has it (`PaymentCheck`);
+        None when the gateway has no such payment. Reads only."""
         raise NotImplementedError
 
 

@@ -23,8 +23,10 @@ from refunds.domain.matching import gateway_mismatch
 from refunds.domain.messages import (
     Channel,
     GatewayLookup,
+    GatewayPayment,
     GatewayRefund,
     GatewayRefundInput,
+    PaymentQuery,
     RefundFacts,
 )
 from refunds.domain.transitions import heard_status, is_news
@@ -50,7 +52,15 @@ async def record_gateway_answer(
         writes.entry(Entry("gateway", event, dict(detail), key))
         row = await records.refund(refund_no, lock=refund is not None)
         ours = refund is not None and (
-            gateway_mismatch(amount, payment_ref, refund.amount, refund.payment_ref) is None
+            gateway_mismatch(
+                amount,
+                payment_ref,
+                refund.amount,
+                refund.payment_ref,
+                currency=row.currency,
+                seen_currency=refund.currency or None,
+            )
+            is None
         )
         if refund is not None and ours:
             news = is_news(heard_status(row.gateway_status), refund.status)
@@ -102,6 +112,12 @@ class GatewayActivities(GatewayCalls):
         }
         await self._heard(facts, found, "gateway_polled", detail | {"via": "poll"}, key)
         return found
+
+    @activity.defn
+    @business_errors
+    async def read_payment(self, query: PaymentQuery) -> GatewayPayment | None:
+        # Judged by the caller (`domain.payments.check_payment`), which knows the order.
+        return await self.gateways[query.channel].get_payment(query.payment_ref)
 
     async def _heard(
         self,

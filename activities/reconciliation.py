@@ -272,7 +272,14 @@ class ReconciliationActivities:
                 {"reason": "the gateway has a refund under this refund_no; the ledger has none"}
                 | _gateway_detail(at_gateway),
             )
-        why = gateway_mismatch(row.amount, payment_ref, at_gateway.amount, at_gateway.payment_ref)
+        why = gateway_mismatch(
+            row.amount,
+            payment_ref,
+            at_gateway.amount,
+            at_gateway.payment_ref,
+            currency=row.currency,
+            seen_currency=at_gateway.currency,
+        )
         if why is not None:
             return await self._report(
                 rec_id,

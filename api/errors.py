@@ -26,6 +26,12 @@ from refunds.domain.errors import (
     DomainError,
     InvalidRefundItems,
     InvalidRefundNo,
+    PaidAmountExceedsCaptured,
+    PaymentCurrencyMismatch,
+    PaymentNotFound,
+    PaymentNotSucceeded,
+    PaymentRefInUse,
+    PaymentRefRequired,
 )
 
 
@@ -56,6 +62,12 @@ PARAMS: dict[type[DomainError], str] = {
     InvalidRefundNo: "refund_no",
     CurrencyMismatch: "currency",
     InvalidRefundItems: "items",
+    PaymentRefRequired: "payment_ref",
+    PaymentRefInUse: "payment_ref",
+    PaymentNotFound: "payment_ref",
+    PaymentNotSucceeded: "payment_ref",
+    PaymentCurrencyMismatch: "currency",
+    PaidAmountExceedsCaptured: "paid_amount",
 }
 
 HTTP_CODES = {
@@ -74,7 +86,7 @@ DESCRIPTIONS = {
     409: "Conflicts with the current state",
     413: "Request body over the size limit (`request_too_large`)",
     422: "Invalid request (`validation_error` or a specific code)",
-    503: "The workflow service did not answer",
+    503: "The workflow service, or a gateway asked through it, did not answer",
 }
 
 

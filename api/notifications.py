@@ -112,7 +112,12 @@ async def _weigh(
     # A gateway refund that is not the one we asked for is always news (the workflow marks the
     # refund abnormal), and its status is not our refund's: it is not recorded.
     mismatch = gateway_mismatch(
-        refund.amount, payment_ref or "", notification.amount, notification.payment_ref
+        refund.amount,
+        payment_ref or "",
+        notification.amount,
+        notification.payment_ref,
+        currency=refund.currency,
+        seen_currency=notification.currency,
     )
     if mismatch is not None:
         return Weighed(

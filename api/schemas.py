@@ -56,7 +56,8 @@ class OrderIn(Strict):
     currency: Currency
     total_amount: Amount
     paid_amount: NonNegative
-    payment_ref: Annotated[str | None, Field(max_length=128, pattern=NO_NUL)] = None
+    # Required for a paid order, one order's per channel (409 payment_ref_in_use).
+    payment_ref: Annotated[str | None, Field(min_length=1, max_length=128, pattern=NO_NUL)] = None
     items: list[OrderItemIn] = Field(default_factory=list, max_length=500)
     points_used: NonNegative = 0
     coupon_code: Identifier | None = None

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from refunds.domain.messages import DeliveryTimings, RefundTimings
+from refunds.domain.messages import Channel, DeliveryTimings, PaymentQuery, RefundTimings
 
 # Settings that may be read from a file named by `REFUNDS_<NAME>_FILE`.
 SECRET_FILE_SETTINGS = (
@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     gateway_retry_initial: timedelta = timedelta(seconds=1)
     gateway_retry_max: timedelta = timedelta(minutes=1)
     webhook_tolerance: timedelta = timedelta(minutes=5)
+    # How long registering a paid order waits for its payment's check at the gateway (each try
+    # bounded by gateway_call_timeout, at most three): past it the API answers 503.
+    payment_check_timeout: timedelta = timedelta(seconds=20)
 
     # Daily reconciliation with the gateways (issue 9): when, and what counts as overdue.
     reconciliation_time: str = "03:00"
@@ -230,6 +233,7 @@ class Settings(BaseSettings):
         "gateway_retry_initial",
         "gateway_retry_max",
         "webhook_tolerance",
+        "payment_check_timeout",
         "overdue_pending_approval",
         "overdue_processing",
         "overdue_abnormal",
@@ -363,6 +367,16 @@ class Settings(BaseSettings):
             gateway_retry_initial=self.gateway_retry_initial.total_seconds(),
             gateway_retry_max=self.gateway_retry_max.total_seconds(),
             abnormal_poll_interval=self.abnormal_poll_interval.total_seconds(),
+        )
+
+    def payment_query(self, channel: Channel, payment_ref: str) -> PaymentQuery:
+        """How a registration's payment check asks the gateway (recorded in its history)."""
+        return PaymentQuery(
+            channel=channel,
+            payment_ref=payment_ref,
+            call_timeout=self.gateway_call_timeout.total_seconds(),
+            retry_initial=self.gateway_retry_initial.total_seconds(),
+            retry_max=self.gateway_retry_max.total_seconds(),
         )
 
     def delivery_timings(self) -> DeliveryTimings:

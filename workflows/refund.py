@@ -82,6 +82,8 @@ SUCCESS_AFTER_FAILURE = "success-after-failure-reopens"
 # A gateway answer that reached the run only by a signal and that the ledger never heard from a
 # verified path is a hint: forgotten, and the gateway asked.
 UNHEARD_IS_A_HINT = "unheard-gateway-answer-is-a-hint"
+# A gateway refund in another currency than ours is not ours.
+CURRENCY_COMPARED = "gateway-currency-compared"
 # Refusals of a resolution whose step the ledger refused (the gateway spoke meanwhile).
 REFUSED_BY_LEDGER = ("GatewayRefundPending", "GatewayReportedSuccess")
 
@@ -746,12 +748,21 @@ class RefundWorkflow:
     def _mismatch_of(self, notification: GatewayNotification) -> str | None:
         if self._facts is None:
             return None
-        return gateway_mismatch(
-            self._facts.amount,
-            self._facts.payment_ref,
-            notification.amount,
-            notification.payment_ref,
+        facts = self._facts
+        seen = (notification.amount, notification.payment_ref)
+        mismatch = gateway_mismatch(facts.amount, facts.payment_ref, *seen)
+        if mismatch is not None:
+            return mismatch
+        # Another currency is another refund (5000 yen is not 50 dollars); runs of older code
+        # did not compare it, so the patch is asked only when the currency differs.
+        by_currency = gateway_mismatch(
+            facts.amount,
+            facts.payment_ref,
+            *seen,
+            currency=facts.currency,
+            seen_currency=notification.currency,
         )
+        return by_currency if by_currency and workflow.patched(CURRENCY_COMPARED) else None
 
     def _gateway_settled(self) -> bool:
         """Nothing more to wait for in `processing`: a terminal answer, or a refund not ours."""
@@ -927,4 +938,5 @@ class RefundWorkflow:
             failure_reason=refund.failure_reason,
             amount=refund.amount,
             payment_ref=refund.payment_ref,
+            currency=refund.currency or None,
         )

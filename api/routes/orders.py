@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from api import orders_service
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import documented
 from api.read_models import order_out, visible_order
 from api.schemas import OrderIn, OrderOut, PathKey
@@ -19,15 +19,21 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": OrderOut, "description": "The same order, registered before"},
-        **documented(400, 401, 403, 409, 413, 422),
+        **documented(400, 401, 403, 409, 413, 422, 503),
     },
 )
 async def create_order(
-    body: OrderIn, principal: PrincipalDep, session: SessionDep, response: Response
+    body: OrderIn,
+    principal: PrincipalDep,
+    session: SessionDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> OrderOut:
-    """Register an order; the same body again answers 200 with the same order."""
+    """Register an order, a paid one checked against its payment at the gateway; the same body
+    again answers 200 with the same order."""
     principal.require("admin")
-    order, created = await orders_service.register_order(session, body)
+    order, created = await orders_service.register_order(session, body, client, settings)
     if not created:
         response.status_code = status.HTTP_200_OK
     return await order_out(session, order)

@@ -67,6 +67,8 @@ class Order(Base):
         CheckConstraint(
             "fulfillment IN ('unfulfilled','shipped','delivered','consumed')", name="fulfillment"
         ),
+        # One order per payment: two would each refund it. NULLs (pending orders) are distinct.
+        UniqueConstraint("channel", "payment_ref", name="uq_orders_channel_payment_ref"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -59,6 +59,13 @@ class OrderRepository:
         stmt = select(Order.payment_ref).where(Order.order_no == order_no)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def on_payment(self, channel: str, payment_ref: str) -> str | None:
+        """The order_no of the channel's order registered on this payment, if any."""
+        stmt = select(Order.order_no).where(
+            Order.channel == channel, Order.payment_ref == payment_ref
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def get(self, order_no: str, *, lock: bool = False, items: bool = True) -> Order:
         order = await self.find(order_no, lock=lock, items=items)
         if order is None:

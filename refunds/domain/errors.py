@@ -150,6 +150,45 @@ class ApproverIsRequester(DomainError):
     http_status = 403
 
 
+class PaymentRefRequired(DomainError):
+    code = "payment_ref_required"
+    http_status = 422
+
+
+class PaymentRefInUse(Conflict):
+    """Another order of the channel is registered on this payment: both would refund it."""
+
+    code = "payment_ref_in_use"
+
+
+class PaymentNotFound(DomainError):
+    code = "payment_not_found"
+    http_status = 422
+
+
+class PaymentNotSucceeded(Conflict):
+    """The payment exists but is not paid (yet, or any more): an order on it is not paid."""
+
+    code = "payment_not_succeeded"
+
+
+class PaymentCurrencyMismatch(DomainError):
+    code = "payment_currency_mismatch"
+    http_status = 422
+
+
+class PaidAmountExceedsCaptured(DomainError):
+    code = "paid_amount_exceeds_captured"
+    http_status = 422
+
+
+class GatewayUnavailable(DomainError):
+    """The gateway could not be asked in time: nothing was decided, the caller may retry."""
+
+    code = "gateway_unavailable"
+    http_status = 503
+
+
 class GatewayPermanentError(DomainError):
     """The gateway refused for good (amount invalid, payment not refundable)."""
 

@@ -1,8 +1,8 @@
-"""Is the refund a gateway shows under our refund_no really ours? (issue 8 §4)
+"""Is the refund a gateway shows under our refund_no really ours?
 
 A client chooses its refund_no, and another system on the same merchant account may have used
 the same one: a refund found by that key is adopted only if it refunds the same payment for the
-same amount. Anything else is a mismatch for ops, never a success.
+same amount in the same currency. Anything else is a mismatch for ops, never a success.
 """
 
 from __future__ import annotations
@@ -26,13 +26,26 @@ def check_refund_no(refund_no: str) -> str:
 
 
 def gateway_mismatch(
-    amount: int, payment_ref: str, seen_amount: int | None, seen_payment_ref: str | None
+    amount: int,
+    payment_ref: str,
+    seen_amount: int | None,
+    seen_payment_ref: str | None,
+    *,
+    currency: str = "",
+    seen_currency: str | None = None,
 ) -> str | None:
-    """Why the gateway's refund is not the one we asked for, or None when it matches (or the
-    gateway's message does not say)."""
+    """Why the gateway's refund is not the one we asked for, or None when it matches.
+
+    A field the gateway's message does not carry (None or "") is not held against it: WeChat
+    Pay's refund notification has no currency, for one. Answers to our own calls always carry
+    all three (Stripe's refund object: `amount`, `currency`, `payment_intent`; WeChat Pay's
+    refund object: `amount.refund`, `amount.currency`, `transaction_id`), and the adapters fill
+    them. Currencies compare case-blind: Stripe writes them in lower case."""
     reasons = []
     if seen_amount is not None and seen_amount != amount:
         reasons.append(f"amount {seen_amount} at the gateway, {amount} in our ledger")
     if seen_payment_ref and payment_ref and seen_payment_ref != payment_ref:
         reasons.append(f"payment {seen_payment_ref} at the gateway, {payment_ref} in our ledger")
+    if seen_currency and currency and seen_currency.upper() != currency.upper():
+        reasons.append(f"currency {seen_currency} at the gateway, {currency} in our ledger")
     return "; ".join(reasons) or None

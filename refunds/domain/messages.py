@@ -255,6 +255,9 @@ class GatewayNotification:
     # our refund_no is ours only if these match (a client-chosen refund_no can collide).
     amount: int | None = None
     payment_ref: str | None = None
+    # Stripe's refund events carry it (upper-cased here); WeChat Pay's refund notification does
+    # not, so None is "not said", never a mismatch.
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,33 @@ class GatewayLookup:
     refund_no: str
     channel: Channel
     payment_ref: str
+
+
+@dataclass(frozen=True)
+class PaymentQuery:
+    """What `PaymentCheck` asks a gateway: the payment an order is being registered on, and
+    how long to try (from the settings of whoever starts it, so the workflow stays pure)."""
+
+    channel: Channel
+    payment_ref: str
+    call_timeout: float = 10
+    retry_initial: float = 1
+    retry_max: float = 5
+    attempts: int = 3
+
+
+@dataclass(frozen=True)
+class GatewayPayment:
+    """A payment as its gateway has it (Stripe PaymentIntent, WeChat Pay transaction)."""
+
+    payment_ref: str
+    # Paid in full and final: Stripe `succeeded`, WeChat Pay `trade_state` SUCCESS.
+    succeeded: bool
+    # The gateway's own word for it, for the message of a refusal.
+    gateway_status: str
+    # What the gateway took from the payer: Stripe `amount_received`, WeChat `amount.total`.
+    captured: int
+    currency: str  # upper case
 
 
 # What a gateway adapter is handed: the refund workflow passes its `RefundFacts` as they are;

@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 from refunds.domain.messages import (
     Channel,
     GatewayNotification,
+    GatewayPayment,
     GatewayRefund,
     GatewayRefundPage,
     RefundToFind,
@@ -61,6 +62,12 @@ class Gateway(Protocol):
 
     async def get_refund(self, lookup: RefundToFind) -> GatewayRefund | None:
         """The gateway's refund for `lookup.refund_no`, or None if it has none."""
+        ...
+
+    async def get_payment(self, payment_ref: str) -> GatewayPayment | None:
+        """The payment as the gateway has it, or None if it has no such payment (a reference
+        no payment of the gateway can have is None too, without a call). A read: its failures
+        raise the errors above and are retried; none of them is a payment's absence."""
         ...
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> ParsedNotification:

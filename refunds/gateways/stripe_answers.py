@@ -1,4 +1,5 @@
-"""Stripe refund answers -> refused / transient / unknown.
+"""Stripe answers (refunds, and the PaymentIntent read of order registration) -> refused /
+transient / unknown.
 
 The official client turns each error answer into an exception class by HTTP status (400/404
 InvalidRequestError, 401 AuthenticationError, 403 PermissionError, 429 RateLimitError, other
@@ -40,7 +41,8 @@ STRIPE_CODES: dict[str, StripeAnswer] = {
     "payment_intent_unexpected_state": StripeAnswer(400, REFUSED,
         "the PaymentIntent is not in a state that can be refunded"),
     "resource_missing": StripeAnswer(404, REFUSED,
-        "no such PaymentIntent: nothing to refund (on lookup the adapter answers None first)"),
+        "no such PaymentIntent: nothing to refund (on a lookup or a payment read the adapter "
+        "answers None first)"),
     "parameter_invalid_integer": StripeAnswer(400, REFUSED,
         "the amount is not a valid integer: the same request is refused again"),
     "parameter_missing": StripeAnswer(400, REFUSED,

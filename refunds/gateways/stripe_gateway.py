@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import stripe
 from refunds.domain.messages import (
     Channel,
     GatewayNotification,
+    GatewayPayment,
     GatewayRefund,
     GatewayRefundPage,
     GatewayStatus,
@@ -60,6 +62,9 @@ SUBSCRIBED_EVENTS = ("refund.updated", "refund.failed")
 LIST_PAGE_SIZE = 100
 # Stripe's own event for a refund that failed, sent also when it fails after succeeding.
 FAILED_EVENT = "refund.failed"
+# What a PaymentIntent id can be: anything else is no payment of Stripe's, and is never put in
+# a request path.
+PAYMENT_INTENT_ID = re.compile(r"^pi_[A-Za-z0-9]{1,250}$")
 # Stripe's limit on a metadata value; the full reason stays in our ledger.
 METADATA_VALUE_LIMIT = 500
 
@@ -141,6 +146,25 @@ class StripeGateway:
                 return None  # an unknown payment has no refunds
             return None if found is None else _to_gateway_refund(lookup.refund_no, found)
 
+    async def get_payment(self, payment_ref: str) -> GatewayPayment | None:
+        """The PaymentIntent: `amount_received` is what Stripe took (0 until it succeeds)."""
+        if not PAYMENT_INTENT_ID.fullmatch(payment_ref):
+            return None
+        with _answers():
+            try:
+                intent = await self._call(self._client.v1.payment_intents.retrieve, payment_ref)
+            except stripe.InvalidRequestError as exc:
+                if exc.code != "resource_missing":
+                    raise
+                return None
+            return GatewayPayment(
+                payment_ref=str(intent.id),
+                succeeded=intent.status == "succeeded",
+                gateway_status=str(intent.status),
+                captured=int(intent.amount_received or 0),
+                currency=str(intent.currency).upper(),
+            )
+
     async def _find(self, payment_ref: str, refund_no: str) -> stripe.Refund | None:
         """Walk the payment's refunds page by page (each page a rate-limited call)."""
         params: dict[str, Any] = {"payment_intent": payment_ref, "limit": LIST_PAGE_SIZE}
@@ -192,8 +216,8 @@ class StripeGateway:
             refunds=[r for r in refunds if r is not None], next_cursor=next_cursor
         )
 
-    async def _call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, **kwargs)
+    async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> ParsedNotification:
         signature = _header(headers, "stripe-signature")
@@ -259,6 +283,11 @@ def _failed_refund(event: stripe.Event) -> GatewayRefund | None:
     return _to_gateway_refund(_refund_no(refund), refund)
 
 
+def _currency(value: object) -> str | None:
+    """Stripe writes ISO codes in lower case; the ledger in upper case."""
+    return value.upper() if isinstance(value, str) and value else None
+
+
 def _id_of(value: object) -> str | None:
     """An expandable field's id: Stripe sends the id, or the object when it was expanded (a
     `StripeObject` from the client, a dict in a webhook body)."""
@@ -309,4 +338,5 @@ def _notifications(payload: dict[str, Any], event_type: str) -> Iterator[Gateway
             failure_reason=refund.get("failure_reason"),
             amount=refund.get("amount"),
             payment_ref=_id_of(refund.get("payment_intent")),
+            currency=_currency(refund.get("currency")),
         )

@@ -1,7 +1,8 @@
-"""WeChat Pay v3 refund answers (申请退款 / 查询单笔退款) -> refused / transient / unknown.
+"""WeChat Pay v3 answers (申请退款 / 查询单笔退款 / 查询订单) -> refused / transient / unknown.
 
-Codes and statuses are those WeChat Pay documents for POST /v3/refund/domestic/refunds and
-GET /v3/refund/domestic/refunds/{out_refund_no}. A code missing from the table, a 5xx without a
+Codes and statuses are those WeChat Pay documents for POST /v3/refund/domestic/refunds,
+GET /v3/refund/domestic/refunds/{out_refund_no} and, for the payment an order is registered on,
+GET /v3/pay/transactions/id/{transaction_id}. A code missing from the table, a 5xx without a
 code we know, an answer we cannot read and any exception of the client are UNKNOWN.
 """
 
@@ -35,6 +36,8 @@ WECHATPAY_ANSWERS: dict[str, WeChatAnswer] = {
     "RESOURCE_NOT_EXISTS": WeChatAnswer(404, REFUSED,
         "on create: no such paid transaction, nothing to refund (on lookup it means 'no refund "
         "under this out_refund_no' and the adapter answers None before this table)"),
+    "ORDER_NOT_EXIST": WeChatAnswer(404, REFUSED,
+        "查询订单: no such transaction; the adapter answers None (no payment) before this table"),
     "USER_ACCOUNT_ABNORMAL": WeChatAnswer(403, REFUSED,
         "the payer's account is closed or frozen: WeChat says the application failed and the "
         "merchant must refund another way"),
@@ -56,6 +59,8 @@ WECHATPAY_ANSWERS: dict[str, WeChatAnswer] = {
     "NO_AUTH": WeChatAnswer(403, TRANSIENT,
         "the merchant lacks refund permission: an account matter ops can fix, like Stripe 403 "
         "PermissionError, so it waits rather than fails"),
+    "SYSTEMERROR": WeChatAnswer(500, UNKNOWN,
+        "查询订单 spells its system error so: a read, retried; unknown like SYSTEM_ERROR"),
     "SYSTEM_ERROR": WeChatAnswer(500, UNKNOWN,
         "系统超时: WeChat asks to retry with the same out_refund_no and parameters, i.e. it may "
         "have accepted the refund; retried behind the lookup"),

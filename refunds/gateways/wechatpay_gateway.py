@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from refunds.domain.errors import GatewayPermanentError, GatewayUnknownError
 from refunds.domain.messages import (
     Channel,
     GatewayNotification,
+    GatewayPayment,
     GatewayRefund,
     GatewayStatus,
     RefundToFind,
@@ -57,6 +59,12 @@ STATUS_MAP: dict[str, GatewayStatus] = {
     # CLOSED is final: a new attempt needs a new out_refund_no (SPEC §6).
     "CLOSED": GatewayStatus.FAILED,
 }
+# A WeChat Pay transaction_id is 32 digits; the client puts it in the request path unescaped, so
+# nothing else is ever sent (it would name another resource).
+TRANSACTION_ID = re.compile(r"^[0-9]{1,32}$")
+# The query's "no such payment": ORDER_NOT_EXIST is what 查询订单 documents, RESOURCE_NOT_EXISTS
+# what the v3 APIs answer for an unknown resource in general.
+PAYMENT_MISSING = frozenset({"ORDER_NOT_EXIST", "RESOURCE_NOT_EXISTS"})
 # WeChat Pay's limit on `reason`, in bytes of UTF-8; the full reason stays in our ledger.
 REASON_MAX_BYTES = 80
 
@@ -161,6 +169,40 @@ class WeChatPayGateway:
             return None
         return self._answer(status, data, lookup.refund_no)
 
+    async def get_payment(self, payment_ref: str) -> GatewayPayment | None:
+        """查询订单 by transaction_id (GET /v3/pay/transactions/id/{id}?mchid=...)."""
+        if not TRANSACTION_ID.fullmatch(payment_ref):
+            return None
+        status, data = await self._call(self._client.query, transaction_id=payment_ref)
+        if status == 404 and data.get("code") in PAYMENT_MISSING:
+            return None
+        if not 200 <= status < 300:
+            code = str(data.get("code", "")) or "UNKNOWN"
+            message = (
+                f"wechatpay {status} {code}: {data.get('message', '')} (payment {payment_ref})"
+            )
+            raise gateway_error(classify_wechatpay(status, data), message)
+        try:
+            return self._to_payment(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GatewayUnknownError(
+                f"wechatpay {status}: unreadable transaction {exc!r}"
+            ) from exc
+
+    @staticmethod
+    def _to_payment(data: Mapping[str, Any]) -> GatewayPayment:
+        amount = data["amount"]
+        trade_state = str(data["trade_state"])
+        return GatewayPayment(
+            payment_ref=str(data["transaction_id"]),
+            succeeded=trade_state == "SUCCESS",
+            gateway_status=trade_state,
+            captured=int(amount["total"]) if trade_state == "SUCCESS" else 0,
+            # Optional in the answer: a domestic merchant's transactions are CNY, as WeChat
+            # documents (the order check still compares it with the order's).
+            currency=str(amount.get("currency") or "CNY").upper(),
+        )
+
     async def _call(self, method: Callable[..., Any], **kwargs: Any) -> tuple[int, dict[str, Any]]:
         """One client call. Any exception is unknown: wechatpayv3 raises after the
         request left too (timeouts, a signature or platform serial it cannot verify, even a
@@ -201,7 +243,9 @@ class WeChatPayGateway:
             gateway_refund_id=str(data["refund_id"]),
             status=map_status(refund_status),
             amount=int(amount["refund"]),
-            currency=str(amount.get("currency", "CNY")),
+            # Always in a refund object WeChat answers with; "" (not said) rather than a guess,
+            # which could hide or invent a currency mismatch.
+            currency=str(amount.get("currency") or ""),
             failure_reason=_failure_reason(refund_status),
             payment_ref=data.get("transaction_id"),
         )

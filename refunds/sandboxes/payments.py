@@ -24,10 +24,12 @@ def pay_with_stripe(api_base: str, api_key: str, amount: int, currency: str) -> 
     return str(intent.id)
 
 
-def pay_with_wechatpay(gateway: str, amount: int, currency: str = "CNY") -> str:
-    """A paid transaction through the WeChat Pay sandbox's control endpoint; its transaction_id."""
-    response = httpx.post(
-        f"{gateway}/sandbox/transactions", json={"amount": amount, "currency": currency}, timeout=10
-    )
+def pay_with_wechatpay(
+    gateway: str, amount: int, currency: str = "CNY", trade_state: str = "SUCCESS"
+) -> str:
+    """A paid transaction through the WeChat Pay sandbox's control endpoint; its transaction_id.
+    Another `trade_state` (NOTPAY, CLOSED) makes a transaction that was not paid."""
+    body = {"amount": amount, "currency": currency, "trade_state": trade_state}
+    response = httpx.post(f"{gateway}/sandbox/transactions", json=body, timeout=10)
     response.raise_for_status()
     return str(response.json()["transaction_id"])

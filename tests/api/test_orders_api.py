@@ -1,5 +1,6 @@
 """POST /v1/orders: idempotent by order_no, a different body is a conflict, bad input changes
-nothing (SPEC §5)."""
+nothing (SPEC §5); a paid order is checked against its payment at the gateway, and a payment is
+one order's."""
 
 from __future__ import annotations
 
@@ -7,10 +8,21 @@ from typing import Any
 
 import pytest
 
+from refunds.sandboxes.payments import pay_with_stripe
 from tests.factories import Shop, uid
 
 
+def stripe_payment(shop: Shop, amount: int = 5000, currency: str = "USD") -> str:
+    """A PaymentIntent paid at the Stripe sandbox, as a shop's checkout makes it."""
+    key = shop.stack.settings.stripe_api_key
+    assert key is not None
+    return pay_with_stripe(shop.stack.stripe_url, key, amount, currency)
+
+
 def order_body(shop: Shop, **fields: Any) -> dict[str, Any]:
+    """A paid Stripe order on a payment of its own, unless `fields` name another."""
+    if "payment_ref" not in fields:
+        fields["payment_ref"] = stripe_payment(shop)
     return {
         "order_no": uid("ord"),
         "user_id": shop.customer_id,
@@ -18,7 +30,6 @@ def order_body(shop: Shop, **fields: Any) -> dict[str, Any]:
         "currency": "USD",
         "total_amount": 5000,
         "paid_amount": 5000,
-        "payment_ref": uid("pi"),
         "items": [{"sku": uid("sku"), "quantity": 1, "unit_amount": 5000}],
         "points_used": 120,
         "coupon_code": uid("cpn"),

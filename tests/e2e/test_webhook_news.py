@@ -224,6 +224,7 @@ def refund_object(at_gateway: dict[str, Any], status: str, **changes: Any) -> di
         "object": "refund",
         "amount": at_gateway["amount"],
         "payment_intent": at_gateway["payment_intent"],
+        "currency": at_gateway["currency"],
         "status": status,
         "metadata": at_gateway["metadata"],
     } | changes
@@ -272,6 +273,21 @@ async def test_a_gateway_refund_that_is_not_ours_is_always_news_and_not_our_stat
     again = await post_event(shop, "charge.refund.updated", wrong)
     assert await outcome(sessionmaker, again) == Outcome.SIGNALLED
     assert {first, again} <= set(await signalled_event_ids(temporal, refund_no))
+
+
+async def test_a_gateway_refund_in_another_currency_is_not_ours_even_with_our_amount(
+    shop: Shop, sessionmaker: Sessions
+) -> None:
+    refund_no, at_gateway = await processing_at_the_gateway(shop, sessionmaker, 3700)
+    # Our amount and payment, in our currency (Stripe writes it in lower case): a repeat.
+    same = await post_event(shop, "refund.updated", refund_object(at_gateway, "pending"))
+    assert await outcome(sessionmaker, same) == Outcome.DUPLICATE
+    # In yen, the same digits are another refund: always news, never recorded as ours.
+    yen = refund_object(at_gateway, "pending", currency="jpy")
+    assert at_gateway["currency"] == "usd"
+    other = await post_event(shop, "refund.updated", yen)
+    assert await outcome(sessionmaker, other) == Outcome.SIGNALLED
+    assert await gateway_status(sessionmaker, refund_no) == "processing"
 
 
 async def test_a_repeat_for_a_refund_whose_run_was_closed_waits_for_reconciliation_and_news_repairs_it(  # noqa: E501

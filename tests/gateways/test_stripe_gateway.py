@@ -342,14 +342,18 @@ def refund_obj(refund_no: str | None, status: str, refund_id: str = "re_1") -> d
     return {"id": refund_id, "object": "refund", "status": status, "metadata": metadata}
 
 
-def test_notification_reports_amount_and_payment_also_when_payment_intent_is_expanded(
+def test_notification_reports_amount_payment_and_currency_also_when_payment_intent_is_expanded(
     gateway: StripeGateway, stripe_stack: StripeStack
 ):
     plain = refund_obj("R-p", "succeeded", "re_p") | {"amount": 250, "payment_intent": "pi_p"}
+    plain["currency"] = "jpy"
     expanded = refund_obj("R-e", "succeeded", "re_e") | {"amount": 70}
     expanded["payment_intent"] = {"id": "pi_e", "object": "payment_intent"}
     parsed = gateway.parse_notification(*signed(stripe_stack, charge_event([plain, expanded])))
-    assert [(n.amount, n.payment_ref) for n in parsed.refunds] == [(250, "pi_p"), (70, "pi_e")]
+    assert [(n.amount, n.payment_ref, n.currency) for n in parsed.refunds] == [
+        (250, "pi_p", "JPY"),
+        (70, "pi_e", None),  # not said: never a mismatch
+    ]
 
 
 def test_charge_refunded_yields_each_of_our_refunds_in_the_charge(
@@ -439,3 +443,59 @@ def test_signed_but_unreadable_body_is_invalid_payload(
     with pytest.raises(InvalidNotification) as err:
         gateway.parse_notification({"Stripe-Signature": header}, body)
     assert err.value.code in {"invalid_payload", "invalid_signature"}
+
+
+# --- the payment an order is registered on ------------------------------------------------------
+
+
+async def test_payment_is_read_with_what_stripe_captured_and_its_currency_upper_case(
+    gateway: StripeGateway, stripe_stack: StripeStack
+):
+    pi = stripe_stack.pay(1234)
+    payment = await gateway.get_payment(pi)
+    assert payment is not None
+    assert (payment.payment_ref, payment.succeeded, payment.gateway_status) == (
+        pi,
+        True,
+        "succeeded",
+    )
+    assert (payment.captured, payment.currency) == (1234, "USD")
+
+
+async def test_unconfirmed_payment_is_read_as_not_succeeded_with_nothing_captured(
+    gateway: StripeGateway, stripe_stack: StripeStack
+):
+    intent = stripe_stack.client().v1.payment_intents.create(
+        params={"amount": 800, "currency": "jpy"}
+    )
+    payment = await gateway.get_payment(intent.id)
+    assert payment is not None
+    assert (payment.succeeded, payment.gateway_status, payment.captured, payment.currency) == (
+        False,
+        "requires_payment_method",
+        0,
+        "JPY",
+    )
+
+
+async def test_unknown_or_impossible_payment_intent_is_none(
+    gateway: StripeGateway, stripe_stack: StripeStack
+):
+    assert await gateway.get_payment("pi_0000000000000000notthere") is None
+    # Never sent: not a PaymentIntent id (and not a path to put in a URL).
+    stripe_stack.fault(method="GET", path_prefix="/v1/", action="http_500", times=1)
+    try:
+        assert await gateway.get_payment("../charges/ch_1") is None
+        assert await gateway.get_payment("") is None
+    finally:
+        stripe_stack.control.delete("/_sandbox/faults").raise_for_status()
+
+
+async def test_payment_read_on_a_5xx_is_unknown_never_a_missing_payment(
+    gateway: StripeGateway, stripe_stack: StripeStack
+):
+    pi = stripe_stack.pay(500)
+    stripe_stack.fault(method="GET", path_prefix="/v1/payment_intents", action="http_500", times=1)
+    with pytest.raises(GatewayUnknownError):
+        await gateway.get_payment(pi)
+    assert await gateway.get_payment(pi) is not None

@@ -77,6 +77,7 @@ async def test_refund_is_processing_then_success_with_a_verified_notification(
     assert note.gateway_refund_id == refund.gateway_refund_id
     assert note.event_id == parsed.notification_id
     assert (note.amount, note.payment_ref) == (300, txn["transaction_id"])
+    assert note.currency is None  # WeChat's refund notification carries no currency
     assert parsed.payload["transaction_id"] == txn["transaction_id"]
     assert parsed.payload["amount"] == {
         "total": 1000,
@@ -462,3 +463,47 @@ def test_webhook_answers_follow_wechat_conventions() -> None:
     assert success_response() == (204, None)
     status, body = failure_response("bad signature", 401)
     assert status == 401 and json.loads(body) == {"code": "FAIL", "message": "bad signature"}
+
+
+# --- the payment an order is registered on ------------------------------------------------------
+
+
+async def test_paid_transaction_is_read_with_its_total_and_currency(wechat_env: WeChatEnv) -> None:
+    txn = await wechat_env.paid_transaction(1500)
+    payment = await wechat_env.gateway.get_payment(txn["transaction_id"])
+    assert payment is not None
+    assert (payment.payment_ref, payment.succeeded, payment.gateway_status) == (
+        txn["transaction_id"],
+        True,
+        "SUCCESS",
+    )
+    assert (payment.captured, payment.currency) == (1500, "CNY")
+
+
+async def test_transaction_not_paid_is_read_as_not_succeeded_with_nothing_captured(
+    wechat_env: WeChatEnv,
+) -> None:
+    response = await wechat_env.http.post(
+        f"{wechat_env.sandbox_url}/sandbox/transactions",
+        json={"amount": 900, "currency": "CNY", "trade_state": "NOTPAY"},
+    )
+    response.raise_for_status()
+    payment = await wechat_env.gateway.get_payment(response.json()["transaction_id"])
+    assert payment is not None
+    assert (payment.succeeded, payment.gateway_status, payment.captured) == (False, "NOTPAY", 0)
+
+
+async def test_unknown_or_impossible_transaction_is_none(wechat_env: WeChatEnv) -> None:
+    assert await wechat_env.gateway.get_payment("4200" + "0" * 28) is None
+    # Never sent: the client would put it in the path unescaped.
+    assert await wechat_env.gateway.get_payment("../../refund/domestic/refunds/R-1") is None
+
+
+async def test_transaction_read_on_a_5xx_is_unknown_never_a_missing_payment(
+    wechat_env: WeChatEnv,
+) -> None:
+    txn = await wechat_env.paid_transaction(700)
+    await wechat_env.fault(method="GET", path_prefix="/v3/pay/", action="http_500", times=1)
+    with pytest.raises(GatewayUnknownError):
+        await wechat_env.gateway.get_payment(txn["transaction_id"])
+    assert await wechat_env.gateway.get_payment(txn["transaction_id"]) is not None

@@ -1,5 +1,5 @@
-"""Record the stored histories of the `Refund` workflow type (issue 11) and of
-`WebhookEndpointDelivery` (issue 13) for tests/workflows/test_replay.py:
+"""Record the stored histories of the `Refund` workflow type (issue 11), of
+`WebhookEndpointDelivery` (issue 13) and of `PaymentCheck` for tests/workflows/test_replay.py:
 `python -m tests.workflows.record_histories [PATH ...]` (all paths by default).
 
 It starts its own stack as the e2e tests do (PostgreSQL, Temporal dev server, both sandboxes,
@@ -46,6 +46,7 @@ from tests.e2e.test_reconciliation import reconcile_today
 from tests.e2e.webhook_receiver import running_receiver
 from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
 from tests.stack import Stack, start_stack
+from workflows.payment_check import payment_check_id
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import workflow_id
 from workflows.webhook_delivery import workflow_id as endpoint_workflow_id
@@ -57,6 +58,8 @@ OTHER_TYPES = {
     "webhook_endpoint_delivered_then_deleted": "WebhookEndpointDelivery",
     "reconciliation_late_failure_reopened": "ReconciliationWorkflow",
     "reconciliation_phase_given_up": "ReconciliationWorkflow",
+    "payment_check_paid": "PaymentCheck",
+    "payment_check_gateway_unavailable": "PaymentCheck",
 }
 # Whatever the gateways or the API could leak into a payload: keys, tokens, PEM blocks.
 SECRET_SHAPES = re.compile(r"sk_(test|live)_|rk_(test|live)_|whsec_|Bearer |-----BEGIN")
@@ -450,6 +453,37 @@ async def reconciliation_phase_given_up(rec: Recorder) -> Handle:
         await sandbox(rec.shop.stack.stripe_url, "DELETE", "/_sandbox/faults")
 
 
+async def payment_check_paid(rec: Recorder) -> Handle:
+    """A paid order's registration: its payment read at Stripe through the gateway queue."""
+    order = await rec.shop.order(amount=2500)
+    check = payment_check_id(Channel.STRIPE, order["payment_ref"])
+    return await closed(rec.temporal.get_workflow_handle(check), timeout=30)
+
+
+async def payment_check_gateway_unavailable(rec: Recorder) -> Handle:
+    """Stripe fails every read: the tries are used up and the check fails typed (a 503)."""
+    shop = rec.shop
+    fault = {"action": "http_500", "method": "GET", "path_prefix": "/v1/payment_intents"}
+    paid = await sandbox(shop.stack.stripe_url, "POST", "/_sandbox/payments", json={"amount": 900})
+    await sandbox(shop.stack.stripe_url, "POST", "/_sandbox/faults", json=fault | {"times": 20})
+    try:
+        body = {
+            "order_no": uid("ord"),
+            "user_id": shop.customer_id,
+            "channel": "stripe",
+            "currency": "USD",
+            "total_amount": 900,
+            "paid_amount": 900,
+            "payment_ref": paid["id"],
+        }
+        response = await shop.http.post("/v1/orders", json=body, headers=shop.admin)
+        assert response.status_code == 503, response.text
+    finally:
+        await sandbox(shop.stack.stripe_url, "DELETE", "/_sandbox/faults")
+    check = payment_check_id(Channel.STRIPE, paid["id"])
+    return await closed(rec.temporal.get_workflow_handle(check), timeout=30)
+
+
 PATHS: dict[str, Drive] = {
     # First: its reconciliation looks at every refund of the day, so it runs on a quiet stack.
     "repaired_processing_succeeded": repaired_processing_succeeded,
@@ -469,6 +503,8 @@ PATHS: dict[str, Drive] = {
     "reopened_after_failure_succeeded": reopened_after_failure_succeeded,
     "reconciliation_late_failure_reopened": reconciliation_late_failure_reopened,
     "reconciliation_phase_given_up": reconciliation_phase_given_up,
+    "payment_check_paid": payment_check_paid,
+    "payment_check_gateway_unavailable": payment_check_gateway_unavailable,
     # Last: its endpoint hears every event committed while it exists.
     "webhook_endpoint_delivered_then_deleted": webhook_endpoint_delivered_then_deleted,
 }

@@ -49,7 +49,13 @@ def packages_loaded_by(module: str, repo_root: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "module", ["workflows.refund", "workflows.refund_v1", "workflows.reconciliation"]
+    "module",
+    [
+        "workflows.refund",
+        "workflows.refund_v1",
+        "workflows.reconciliation",
+        "workflows.payment_check",
+    ],
 )
 def test_importing_a_workflow_loads_no_io_package(repo_root: Path, module: str) -> None:
     loaded = packages_loaded_by(module, repo_root)

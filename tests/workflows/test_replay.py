@@ -4,7 +4,8 @@ A change to the workflow that would break running refunds fails here (non-determ
 history here whenever a new path ships; regenerate none of them to make a change pass.
 `refund_*.json` are runs of the `Refund` type (issue 11), recorded by
 `python -m tests.workflows.record_histories`, as is `webhook_endpoint_*.json`, a run of
-`WebhookEndpointDelivery` (issue 13); the others, runs of the first type.
+`WebhookEndpointDelivery` (issue 13), and `payment_check_*.json`, runs of `PaymentCheck`; the
+others, runs of the first type.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
 from refunds.runtime.workflow_runner import workflow_runner
+from workflows.payment_check import PaymentCheckWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.refund_v1 import RefundWorkflowV1
@@ -28,7 +30,13 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 NEW_TYPE_HISTORIES = [p for p in HISTORIES if p.stem.startswith("refund_")]
 # The workflows worker.py registers (build_workers, both of its workers): a history replays
 # against what runs it.
-WORKFLOWS = [RefundWorkflow, RefundWorkflowV1, ReconciliationWorkflow, WebhookEndpointDelivery]
+WORKFLOWS = [
+    RefundWorkflow,
+    RefundWorkflowV1,
+    ReconciliationWorkflow,
+    PaymentCheckWorkflow,
+    WebhookEndpointDelivery,
+]
 REGISTERED_TYPES = {workflow._Definition.must_from_class(cls).name for cls in WORKFLOWS}
 # The issue's target for a happy-path refund, counted in its history.
 HAPPY_REFUND_MAX_EVENTS = 30
@@ -101,6 +109,10 @@ def test_histories_cover_the_main_paths() -> None:
         # Issue 13: the long-lived delivery workflow of one webhook endpoint, which delivered a
         # refund's events (one retried) and ended when its endpoint was deleted.
         "webhook_endpoint_delivered_then_deleted",
+        # A paid order's payment read at its gateway, and the same read with the gateway down
+        # (its tries used up, the run failed typed).
+        "payment_check_paid",
+        "payment_check_gateway_unavailable",
     }
 
 

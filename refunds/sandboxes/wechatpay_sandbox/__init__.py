@@ -50,6 +50,7 @@ def sandbox_config_from_settings(
         refund_delay=refund_delay,
         state_file=state_file,
         merchant_cert_serial_no=merchant.cert_serial_no,
+        appid=merchant.appid,
     )
 
 

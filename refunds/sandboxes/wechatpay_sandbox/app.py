@@ -35,6 +35,10 @@ from refunds.sandboxes.chaos import ChaosMode
 from refunds.sandboxes.wechatpay_sandbox.notify import Notifier
 from refunds.sandboxes.wechatpay_sandbox.state import ApiError, Refund, SandboxState
 
+# 查询订单's trade states (SUCCESS paid, the rest not): what a sandbox transaction may be made in.
+TRADE_STATES = frozenset(
+    {"SUCCESS", "REFUND", "NOTPAY", "CLOSED", "REVOKED", "USERPAYING", "PAYERROR"}
+)
 MAX_CLOCK_SKEW = 300  # seconds, as WeChat Pay enforces on request timestamps
 V3Handler = Callable[[Request, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
 
@@ -53,6 +57,7 @@ class WeChatPaySandboxConfig:
     merchant_cert_serial_no: str | None = None  # when set, the Authorization serial must match
     notify_attempts: int = 5
     notify_retry_interval: float = 1.0
+    appid: str = "wx0000000000000001"  # shown in the transactions it answers with
 
 
 class WeChatPaySandbox:
@@ -197,6 +202,15 @@ class WeChatPaySandbox:
             raise ApiError(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
         return 200, refund.to_wire()
 
+    async def query_transaction(self, request: Request, body: dict[str, Any]) -> tuple[int, dict]:
+        """查询订单: the merchant's own transactions only, named by its mchid in the query."""
+        if request.query_params.get("mchid") != self.config.mchid:
+            raise ApiError(400, "PARAM_ERROR", "mchid 与请求商户号不一致")
+        txn = self.state.transactions.get(request.path_params["transaction_id"])
+        if txn is None:
+            raise ApiError(404, "ORDER_NOT_EXIST", "订单不存在")
+        return 200, txn.to_wire(self.config.mchid, self.config.appid)
+
     # --- /sandbox controls (unsigned) -----------------------------------------------------------
 
     async def add_transaction(self, request: Request) -> Response:
@@ -204,8 +218,11 @@ class WeChatPaySandbox:
         amount = body.get("amount")
         if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
             return JSONResponse({"code": "PARAM_ERROR", "message": "amount: int > 0"}, 400)
+        trade_state = str(body.get("trade_state", "SUCCESS"))
+        if trade_state not in TRADE_STATES:
+            return JSONResponse({"code": "PARAM_ERROR", "message": "unknown trade_state"}, 400)
         txn = self.state.add_transaction(
-            amount, str(body.get("currency", "CNY")), body.get("out_trade_no")
+            amount, str(body.get("currency", "CNY")), body.get("out_trade_no"), trade_state
         )
         return JSONResponse(
             {
@@ -213,7 +230,7 @@ class WeChatPaySandbox:
                 "out_trade_no": txn.out_trade_no,
                 "amount": txn.amount,
                 "currency": txn.currency,
-                "trade_state": "SUCCESS",
+                "trade_state": txn.trade_state,
             }
         )
 
@@ -294,6 +311,11 @@ def create_app(config: WeChatPaySandboxConfig) -> Starlette:
         Route(
             "/v3/refund/domestic/refunds/{out_refund_no}",
             v3(sandbox.query_refund),
+            methods=["GET"],
+        ),
+        Route(
+            "/v3/pay/transactions/id/{transaction_id}",
+            v3(sandbox.query_transaction),
             methods=["GET"],
         ),
         Route("/sandbox/transactions", sandbox.add_transaction, methods=["POST"]),

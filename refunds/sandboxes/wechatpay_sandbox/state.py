@@ -64,6 +64,29 @@ class Transaction:
     amount: int
     currency: str
     success_time: str
+    # SUCCESS for a paid one; NOTPAY, CLOSED, PAYERROR... for a test of a payment not paid.
+    trade_state: str = "SUCCESS"
+
+    def to_wire(self, mchid: str, appid: str) -> dict[str, Any]:
+        """The transaction object of 查询订单 (GET /v3/pay/transactions/id/{transaction_id})."""
+        paid = self.trade_state == "SUCCESS"
+        wire: dict[str, Any] = {
+            "appid": appid,
+            "mchid": mchid,
+            "out_trade_no": self.out_trade_no,
+            "transaction_id": self.transaction_id,
+            "trade_type": "NATIVE",
+            "trade_state": self.trade_state,
+            "trade_state_desc": "支付成功" if paid else "未支付",
+            "bank_type": "OTHERS",
+            "attach": "",
+            "payer": {"openid": "oSandboxPayer0000000000000000"},
+            "amount": {"total": self.amount, "currency": self.currency},
+        }
+        if paid:
+            wire["success_time"] = self.success_time
+            wire["amount"] |= {"payer_total": self.amount, "payer_currency": self.currency}
+        return wire
 
 
 @dataclass
@@ -207,13 +230,16 @@ class SandboxState:
 
     # --- transactions and refunds ------------------------------------------------------------
 
-    def add_transaction(self, amount: int, currency: str, out_trade_no: str | None) -> Transaction:
+    def add_transaction(
+        self, amount: int, currency: str, out_trade_no: str | None, trade_state: str = "SUCCESS"
+    ) -> Transaction:
         txn = Transaction(
             transaction_id=_digits("4200", 28),
             out_trade_no=out_trade_no or uuid.uuid4().hex,
             amount=amount,
             currency=currency,
             success_time=now_rfc3339(),
+            trade_state=trade_state,
         )
         self.transactions[txn.transaction_id] = txn
         self.save()
@@ -251,6 +277,8 @@ class SandboxState:
             if existing.transaction_id != txn.transaction_id or existing.refund != amount["refund"]:
                 raise ApiError(400, "INVALID_REQUEST", "订单金额或退款金额与之前请求不一致")
             return existing, False
+        if txn.trade_state != "SUCCESS":
+            raise ApiError(400, "INVALID_REQUEST", "订单未支付，不能退款 (transaction not paid)")
         _check_amounts(txn, amount, self.refunded(txn.transaction_id))
         refund = Refund(
             refund_id=_digits("50", 29),
