@@ -174,3 +174,23 @@ async def test_a_foreign_refunds_failure_never_reopens_our_succeeded_refund(
     assert order_money(await shop.get_order(ours["order_no"])) == (1500, 1500, 0)
     described = await temporal.get_workflow_handle(workflow_id(refund_no)).describe()
     assert described.run_id == run_before
+
+
+async def test_a_happy_refund_takes_no_patched_branch_and_stays_within_30_events(
+    shop: Shop, temporal: Client
+) -> None:
+    """The new rules cost the happy path nothing: each patch is asked only on its branch."""
+    order = await shop.order(amount=1000)
+    refund = await shop.refund(order, 1000)
+    assert (await shop.approve(refund["refund_no"])).status_code == 200
+    await shop.wait_status(refund["refund_no"], "succeeded")
+    handle = temporal.get_workflow_handle(workflow_id(refund["refund_no"]))
+    await handle.result()
+    history = [event async for event in handle.fetch_history_events()]
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in history
+        if e.HasField("marker_recorded_event_attributes")
+    ]
+    assert "core_patch" not in markers, markers
+    assert len(history) <= 30, len(history)
