@@ -82,6 +82,8 @@ SUCCESS_AFTER_FAILURE = "success-after-failure-reopens"
 # A gateway answer that reached the run only by a signal and that the ledger never heard from a
 # verified path is a hint: forgotten, and the gateway asked.
 UNHEARD_IS_A_HINT = "unheard-gateway-answer-is-a-hint"
+# A late failure heard as the run was ending reopens the refund in the same run.
+LATE_FAILURE_AT_THE_END = "late-failure-at-the-end-reopens"
 # A gateway refund in another currency than ours is not ours.
 CURRENCY_COMPARED = "gateway-currency-compared"
 # Refusals of a resolution whose step the ledger refused (the gateway spoke meanwhile).
@@ -144,6 +146,8 @@ class RefundWorkflow:
         self._confirming = False
         self._confirmed: Resolution | None = None
         self._refusal: ApplicationError | None = None
+        # Whether the run has taken its late failure to ops (a late one must not be dropped).
+        self._late_failure_heard = False
         self._notes = 0
 
     # ---- the story of a refund -------------------------------------------------------------
@@ -165,6 +169,12 @@ class RefundWorkflow:
             # a signal landing as the run ended): the money went out, so it is counted.
             assert self._gateway is not None
             await self._reopen_after_failure(self._gateway)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+        elif self._heard_late_failure_at_the_end():
+            # A late failure that landed as the run was ending: ops must hear it here, since
+            # the webhook that brought it found the run open and only signalled it.
+            assert self._late_failure is not None
+            await self._reopen(self._late_failure)
             await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
 
@@ -497,6 +507,7 @@ class RefundWorkflow:
     async def _reopen(self, failure: GatewayNotification) -> None:
         """A succeeded refund reported failed later: abnormal, with the reason, for ops. If ops
         find no money went back, the points, stock and coupon it restored are taken back."""
+        self._late_failure_heard = True
         if self._facts is None:  # a new run: the refund's facts come from the ledger
             self._take(await self._open(), answered=True)
         self._status = RefundStatus.SUCCEEDED
@@ -787,6 +798,16 @@ class RefundWorkflow:
         paid = self._gateway_final() == GatewayStatus.SUCCEEDED
         return (
             self._status == RefundStatus.FAILED and paid and workflow.patched(SUCCESS_AFTER_FAILURE)
+        )
+
+    def _heard_late_failure_at_the_end(self) -> bool:
+        """A late failure the run heard after it had settled the refund (the patch is asked only
+        then: runs of older code dropped it)."""
+        unheard = self._late_failure is not None and not self._late_failure_heard
+        return (
+            unheard
+            and self._status == RefundStatus.SUCCEEDED
+            and workflow.patched(LATE_FAILURE_AT_THE_END)
         )
 
     def _gateway_reported_success(self) -> bool:

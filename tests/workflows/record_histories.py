@@ -30,7 +30,12 @@ import httpx
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from refunds.db.migrate import upgrade
-from refunds.domain.messages import Channel, ReconciliationInput
+from refunds.domain.messages import (
+    Channel,
+    GatewayNotification,
+    GatewayStatus,
+    ReconciliationInput,
+)
 from refunds.embedded.ports import free_port
 from refunds.embedded.postgres import EmbeddedPostgres
 from refunds.embedded.temporal import EmbeddedTemporal
@@ -48,7 +53,7 @@ from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
 from tests.stack import Stack, start_stack
 from workflows.payment_check import payment_check_id
 from workflows.reconciliation import ReconciliationWorkflow
-from workflows.refund import workflow_id
+from workflows.refund import RefundWorkflow, workflow_id
 from workflows.webhook_delivery import workflow_id as endpoint_workflow_id
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -484,6 +489,125 @@ async def payment_check_gateway_unavailable(rec: Recorder) -> Handle:
     return await closed(rec.temporal.get_workflow_handle(check), timeout=30)
 
 
+async def refused_failed(rec: Recorder) -> Handle:
+    """The gateway refuses the create (a known refusal code): failed, the amount released."""
+    order = await rec.shop.order(amount=1700)
+    refund_no = await rec.request(order, 1700, "permanent_error")
+    await rec.approve(refund_no)
+    failed = await rec.shop.wait_status(refund_no, "failed", timeout=30)
+    assert "gateway_refused" in events(failed)
+    return await rec.closed_run(refund_no)
+
+
+async def webhook_failed_while_processing(rec: Recorder) -> Handle:
+    """Stripe fails the refund while it is processing and tells us by webhook."""
+    order = await rec.shop.order(amount=1800)
+    refund_no = await rec.request(order, 1800, "fail")
+    await rec.approve(refund_no)
+    failed = await rec.shop.wait_status(refund_no, "failed", timeout=30)
+    assert "gateway_failed" in events(failed)
+    return await rec.closed_run(refund_no)
+
+
+async def lookups_failed_then_polled(rec: Recorder) -> Handle:
+    """No webhook; the first lookups fail (no news), a later poll finds the success."""
+    order = await rec.shop.order(amount=1900)
+    refund_no = await rec.request(order, 1900, "no_webhook", "pending_forever")
+    await rec.approve(refund_no)
+    await wait_event(rec.shop, refund_no, "gateway_submitted")
+    await stripe_request_fault(
+        rec.shop, action="http_500", method="GET", path_prefix="/v1/refunds", times=10_000
+    )
+    try:
+        await wait_event(rec.shop, refund_no, "gateway_lookup_failed", timeout=40)
+    finally:
+        await clear_stripe_faults(rec.shop)
+    await rec.stripe_move(refund_no, "succeed")
+    done = await rec.shop.wait_status(refund_no, "succeeded", timeout=40)
+    assert "gateway_lookup_failed" in events(done)
+    return await rec.closed_run(refund_no)
+
+
+async def wechat_abnormal_resolved_succeeded(rec: Recorder) -> Handle:
+    """WeChat Pay answers ABNORMAL (the payer's card closed): ops settle it offline."""
+    order = await rec.shop.order("wechatpay", amount=2100)
+    refund_no = uid("rf")
+    body = {"refund_no": refund_no, "action": "abnormal"}
+    await sandbox(rec.shop.stack.wechat_url, "POST", "/sandbox/faults", json=body)
+    await rec.shop.refund(order, 2100, refund_no=refund_no)
+    await rec.approve(refund_no)
+    abnormal = await rec.shop.wait_status(refund_no, "abnormal", timeout=30)
+    assert "gateway_abnormal" in events(abnormal)
+    await rec.resolve(refund_no, "succeeded")
+    await rec.shop.wait_status(refund_no, "succeeded")
+    return await rec.closed_run(refund_no)
+
+
+async def abnormal_settled_by_poll(rec: Recorder) -> Handle:
+    """Past the outcome deadline, abnormal; no webhook; its own poll finds the success."""
+    order = await rec.shop.order(amount=2200)
+    refund_no = uid("rf")
+    for action in ("pending_forever", "no_webhook"):
+        await stripe_fault(rec.shop.stack, refund_no, action)
+    hasty = {
+        "outcome_deadline": timedelta(seconds=3),
+        "abnormal_poll_interval": timedelta(seconds=1),
+    }
+    async with api_with(rec.shop, **hasty) as api:
+        body = {"order_no": order["order_no"], "amount": 2200, "refund_no": refund_no}
+        response = await api.post("/v1/refunds", json=body, headers=rec.shop.customer)
+        assert response.status_code == 202, response.text
+    await rec.approve(refund_no)
+    await rec.shop.wait_status(refund_no, "abnormal", timeout=30)
+    await rec.stripe_move(refund_no, "succeed")
+    await rec.shop.wait_status(refund_no, "succeeded", timeout=30)
+    return await rec.closed_run(refund_no)
+
+
+async def _forged(rec: Recorder, refund_no: str, notification: GatewayNotification) -> None:
+    handle = rec.temporal.get_workflow_handle(workflow_id(refund_no))
+    await handle.signal(RefundWorkflow.gateway_notification, notification)
+
+
+async def forged_signal_forgotten_then_succeeded(rec: Recorder) -> Handle:
+    """A signal nobody verified says failed: forgotten (patch `unheard-gateway-answer-is-a-
+    hint`), then Stripe's real word settles the refund."""
+    order = await rec.shop.order(amount=2300)
+    refund_no = await rec.request(order, 2300, "pending_forever")
+    await rec.approve(refund_no)
+    await wait_event(rec.shop, refund_no, "gateway_submitted")
+    forged = GatewayNotification(refund_no, GatewayStatus.FAILED, "re_forged", source="webhook")
+    await _forged(rec, refund_no, forged)
+    await wait_event(rec.shop, refund_no, "gateway_answer_unverified")
+    await rec.stripe_move(refund_no, "succeed")
+    await rec.shop.wait_status(refund_no, "succeeded", timeout=30)
+    return await rec.closed_run(refund_no)
+
+
+async def currency_mismatch_resolved_succeeded(rec: Recorder) -> Handle:
+    """A word about a refund under our refund_no in another currency is not ours (patch
+    `gateway-currency-compared`): abnormal, never succeeded by it; ops settle it."""
+    order = await rec.shop.order(amount=2400)
+    refund_no = await rec.request(order, 2400, "pending_forever")
+    await rec.approve(refund_no)
+    await wait_event(rec.shop, refund_no, "gateway_submitted")
+    other = GatewayNotification(
+        refund_no,
+        GatewayStatus.SUCCEEDED,
+        "re_other",
+        source="webhook",
+        amount=2400,
+        payment_ref=order["payment_ref"],
+        currency="JPY",
+    )
+    await _forged(rec, refund_no, other)
+    abnormal = await rec.shop.wait_status(refund_no, "abnormal", timeout=30)
+    assert "gateway_refund_mismatch" in events(abnormal)
+    await rec.resolve(refund_no, "succeeded")
+    await rec.shop.wait_status(refund_no, "succeeded")
+    return await rec.closed_run(refund_no)
+
+
 PATHS: dict[str, Drive] = {
     # First: its reconciliation looks at every refund of the day, so it runs on a quiet stack.
     "repaired_processing_succeeded": repaired_processing_succeeded,
@@ -501,6 +625,13 @@ PATHS: dict[str, Drive] = {
     "mismatch_resolved_failed": mismatch_resolved_failed,
     "abnormal_resolved_failed_after_asking": abnormal_resolved_failed_after_asking,
     "reopened_after_failure_succeeded": reopened_after_failure_succeeded,
+    "refused_failed": refused_failed,
+    "webhook_failed_while_processing": webhook_failed_while_processing,
+    "lookups_failed_then_polled": lookups_failed_then_polled,
+    "wechat_abnormal_resolved_succeeded": wechat_abnormal_resolved_succeeded,
+    "abnormal_settled_by_poll": abnormal_settled_by_poll,
+    "forged_signal_forgotten_then_succeeded": forged_signal_forgotten_then_succeeded,
+    "currency_mismatch_resolved_succeeded": currency_mismatch_resolved_succeeded,
     "reconciliation_late_failure_reopened": reconciliation_late_failure_reopened,
     "reconciliation_phase_given_up": reconciliation_phase_given_up,
     "payment_check_paid": payment_check_paid,
