@@ -106,6 +106,15 @@ def test_histories_cover_the_main_paths() -> None:
         # in a new run (patch `success-after-failure-reopens`).
         "refund_abnormal_resolved_failed_after_asking",
         "refund_reopened_after_failure_succeeded",
+        # Branches the stored runs lacked, and the patches `unheard-gateway-answer-is-a-hint`
+        # (a forged signal forgotten) and `gateway-currency-compared`.
+        "refund_refused_failed",
+        "refund_webhook_failed_while_processing",
+        "refund_lookups_failed_then_polled",
+        "refund_wechat_abnormal_resolved_succeeded",
+        "refund_abnormal_settled_by_poll",
+        "refund_forged_signal_forgotten_then_succeeded",
+        "refund_currency_mismatch_resolved_succeeded",
         # Issue 13: the long-lived delivery workflow of one webhook endpoint, which delivered a
         # refund's events (one retried) and ended when its endpoint was deleted.
         "webhook_endpoint_delivered_then_deleted",
