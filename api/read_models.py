@@ -1,16 +1,35 @@
 """Read models served from PostgreSQL: orders with their money and restores, refunds with
-their timeline."""
+their timeline. Staff read the shop's model, a customer the reduced one
+(`refunds.domain.customer_view`); `sees_shop_view` is the one place that chooses, and
+`refund_for` / `order_for` are what every route and console page a customer can reach call."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
-from api.schemas import CouponOut, OrderItemOut, OrderOut, RefundOut, TimelineEventOut
-from refunds.db.models import Order, Refund
+from api.schemas import (
+    CouponOut,
+    CustomerCouponOut,
+    CustomerOrderOut,
+    CustomerRefundOut,
+    CustomerTimelineEntryOut,
+    OrderItemOut,
+    OrderOut,
+    RefundOut,
+    TimelineEventOut,
+)
+from refunds.db.models import Order, Refund, RefundEvent
 from refunds.db.repositories import OrderRepository, RefundRepository
+from refunds.domain.customer_view import (
+    CustomerActor,
+    actor_for,
+    customer_status,
+    customer_timeline,
+)
 from refunds.domain.errors import OrderNotFound, RefundNotFound
 from refunds.domain.messages import REFUNDABLE_ORDER_STATUSES, Channel, OrderStatus, RefundView
 
@@ -82,9 +101,89 @@ async def answered_refund(
     return refund_out(await visible_refund(session, principal, answer.refund_no))
 
 
-async def refund_with_timeline(session: AsyncSession, refund: Refund) -> RefundOut:
+def in_view(principal: Principal, out: RefundOut) -> RefundOut | CustomerRefundOut:
+    """A command's answer (no timeline) in the caller's read model."""
+    return out if sees_shop_view(principal) else customer_refund(out, principal.id)
+
+
+def sees_shop_view(principal: Principal) -> bool:
+    """Staff read the shop's model (who decided, notes, the gateway's answers); anyone else,
+    the refund's customer, reads the customer's."""
+    return principal.is_staff
+
+
+async def refund_for(
+    session: AsyncSession, principal: Principal, refund: Refund
+) -> RefundOut | CustomerRefundOut:
+    """The refund with its timeline, in the principal's read model."""
     events = await RefundRepository(session).events(refund.refund_no)
-    return refund_out(refund, [TimelineEventOut.model_validate(e) for e in events])
+    if sees_shop_view(principal):
+        return refund_out(refund, [TimelineEventOut.model_validate(e) for e in events])
+    return customer_refund(refund_out(refund), principal.id, events)
+
+
+async def order_for(
+    session: AsyncSession, principal: Principal, order: Order
+) -> OrderOut | CustomerOrderOut:
+    out = await order_out(session, order)
+    return out if sees_shop_view(principal) else customer_order(out, principal.id)
+
+
+def customer_refund(
+    out: RefundOut, customer_id: str, events: Sequence[RefundEvent] | None = None
+) -> CustomerRefundOut:
+    """The shop's model reduced to what the customer may read. Without `events`, no timeline
+    and no message (as the shop's lists carry no timeline)."""
+    timeline = None
+    if events is not None:
+        lines = customer_timeline(((e.at, e.actor, e.event, e.detail) for e in events), customer_id)
+        timeline = [
+            CustomerTimelineEntryOut(
+                at=line.at,
+                by=line.by,
+                status=line.status,
+                customer_status=customer_status(line.status),
+                message=line.message,
+            )
+            for line in lines
+        ]
+    by = actor_for(out.requested_by, customer_id)
+    return CustomerRefundOut(
+        refund_no=out.refund_no,
+        order_no=out.order_no,
+        amount=out.amount,
+        currency=out.currency,
+        status=out.status,
+        customer_status=customer_status(out.status),
+        reason=out.reason if by == CustomerActor.YOU else None,
+        items=[{"sku": i["sku"], "quantity": i["quantity"]} for i in out.items],
+        requested_by=by,
+        message=next((e.message for e in reversed(timeline or []) if e.message), None),
+        created_at=out.created_at,
+        updated_at=out.updated_at,
+        completed_at=out.completed_at,
+        timeline=timeline,
+    )
+
+
+def customer_order(out: OrderOut, customer_id: str) -> CustomerOrderOut:
+    coupon = out.coupon
+    return CustomerOrderOut(
+        order_no=out.order_no,
+        channel=out.channel,
+        currency=out.currency,
+        total_amount=out.total_amount,
+        paid_amount=out.paid_amount,
+        items=out.items,
+        points_used=out.points_used,
+        status=out.status,
+        refunded_amount=out.refunded_amount,
+        refundable_amount=out.refundable_amount,
+        restored_points=out.restored_points,
+        coupon=CustomerCouponOut(code=coupon.code, status=coupon.status) if coupon else None,
+        refunds=[customer_refund(r, customer_id) for r in out.refunds],
+        created_at=out.created_at,
+    )
 
 
 async def order_out(session: AsyncSession, order: Order) -> OrderOut:

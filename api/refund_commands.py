@@ -27,6 +27,7 @@ from api.errors import domain_error_from_temporal
 from api.schemas import RefundIn
 from refunds.db.models import Order, Refund
 from refunds.db.repositories import RefundRepository
+from refunds.domain.customer_view import CUSTOMER_MESSAGE_EVENT, customer_message_detail
 from refunds.domain.decision_signing import decision_signature
 from refunds.domain.errors import (
     CurrencyMismatch,
@@ -46,10 +47,15 @@ from refunds.domain.messages import (
     RefundStatus,
     RefundView,
     Resolution,
+    ResolveOutcome,
 )
 from refunds.settings import Settings
 from workflows.refund import RefundWorkflow, start_attributes, workflow_id
 
+RESOLVED_STATUS = {
+    ResolveOutcome.SUCCEEDED: RefundStatus.SUCCEEDED,
+    ResolveOutcome.FAILED: RefundStatus.FAILED,
+}
 # A refund command waits for its workflow's answer this long, then the caller gets a 503.
 RPC_TIMEOUT = timedelta(seconds=30)
 
@@ -170,6 +176,21 @@ def signed_resolution(key: str | None, refund_no: str, resolution: Resolution) -
     return replace(resolution, signature=signature)
 
 
+async def tell_customer(
+    session: AsyncSession, view: RefundView, actor: str, message: str, status: RefundStatus
+) -> None:
+    """A decision's message for the customer, on the timeline beside the move it explains,
+    with the status the workflow answered (else `status`, from a run that answers without it).
+    Written by the API after the workflow took the decision, never carried in the workflow's
+    messages: the note the workflow stores stays the shop's, and only a person the API
+    authenticated as staff writes what the customer reads."""
+    if not message:
+        return
+    detail = customer_message_detail(message, view.status or status)
+    await RefundRepository(session).add_event(view.refund_no, actor, CUSTOMER_MESSAGE_EVENT, detail)
+    await session.commit()
+
+
 async def approve(
     client: Client,
     session: AsyncSession,
@@ -178,15 +199,18 @@ async def approve(
     note: str,
     *,
     key: str | None,
+    customer_message: str = "",
 ) -> RefundView:
     decision = signed_decision(key, "approve", refund_no, actor, note)
-    return await _update(
+    view = await _update(
         client,
         session,
         refund_no,
         lambda h: h.execute_update(RefundWorkflow.approve, decision, rpc_timeout=RPC_TIMEOUT),
         RefundNotPendingApproval,
     )
+    await tell_customer(session, view, actor, customer_message, RefundStatus.PROCESSING)
+    return view
 
 
 async def reject(
@@ -215,12 +239,16 @@ async def resolve(
     resolution: Resolution,
     *,
     key: str | None,
+    customer_message: str = "",
 ) -> RefundView:
     resolution = signed_resolution(key, refund_no, resolution)
-    return await _update(
+    view = await _update(
         client,
         session,
         refund_no,
         lambda h: h.execute_update(RefundWorkflow.resolve, resolution, rpc_timeout=RPC_TIMEOUT),
         RefundNotAbnormal,
     )
+    outcome = RESOLVED_STATUS[resolution.outcome]
+    await tell_customer(session, view, resolution.actor, customer_message, outcome)
+    return view

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from refunds.domain.customer_view import CustomerActor, CustomerStatus
 from refunds.domain.messages import (
     Channel,
     FindingKind,
@@ -95,17 +96,28 @@ class RefundIn(Strict):
         return items
 
 
+# A decision's `note` is the shop's own; only `customer_message` (and a rejection's `reason`)
+# is shown to the refund's customer.
+CustomerMessage = Annotated[
+    Note, Field(description="Shown to the refund's customer; the note never is.")
+]
+
+
 class ApproveIn(Strict):
     note: Note = ""
+    customer_message: CustomerMessage = ""
 
 
 class RejectIn(Strict):
-    reason: Annotated[Note, Field(min_length=1)]
+    reason: Annotated[
+        Note, Field(min_length=1, description="Shown to the refund's customer as the answer.")
+    ]
 
 
 class ResolveIn(Strict):
     outcome: ResolveOutcome
     note: Note = ""
+    customer_message: CustomerMessage = ""
 
 
 class TimelineEventOut(BaseModel):
@@ -137,6 +149,40 @@ class RefundOut(BaseModel):
     updated_at: datetime
     completed_at: datetime | None
     timeline: list[TimelineEventOut] | None = None
+
+
+class CustomerTimelineEntryOut(BaseModel):
+    """A move of the refund as its customer reads it: no staff, no gateway, no notes."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    by: CustomerActor
+    status: RefundStatus
+    customer_status: CustomerStatus
+    message: str | None
+
+
+class CustomerRefundOut(BaseModel):
+    """A refund as its customer reads it: what they asked, where it stands, the shop's messages
+    to them. `reason` is null when the shop asked for them (its reason is the shop's note)."""
+
+    refund_no: str
+    order_no: str
+    amount: int
+    currency: str
+    status: RefundStatus
+    customer_status: CustomerStatus
+    reason: str | None
+    items: list[dict[str, Any]]
+    requested_by: CustomerActor
+    message: str | None = Field(
+        default=None, description="The shop's latest message to the customer (with a timeline)."
+    )
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    timeline: list[CustomerTimelineEntryOut] | None = None
 
 
 class RefundPage(BaseModel):
@@ -176,6 +222,31 @@ class OrderOut(BaseModel):
     restocked_items: dict[str, int] = Field(default_factory=dict)
     coupon: CouponOut | None = None
     refunds: list[RefundOut] = Field(default_factory=list)
+    created_at: datetime
+
+
+class CustomerCouponOut(BaseModel):
+    code: str
+    status: str
+
+
+class CustomerOrderOut(BaseModel):
+    """An order as its customer reads it: its money, lines and their refunds, nothing of the
+    gateway's or the shop's books (payment ids, reservations, restocking)."""
+
+    order_no: str
+    channel: Channel
+    currency: str
+    total_amount: int
+    paid_amount: int
+    items: list[OrderItemOut]
+    points_used: int
+    status: OrderStatus
+    refunded_amount: int
+    refundable_amount: int
+    restored_points: int = 0
+    coupon: CustomerCouponOut | None = None
+    refunds: list[CustomerRefundOut] = Field(default_factory=list)
     created_at: datetime
 
 

@@ -48,7 +48,10 @@ async def decide(
     user.principal.require("approver", "admin")
     back = _back(form, refund_no)
     action, note = form.get("action", ""), form.get("note", "").strip()
-    problem = _note_problem(note, required=action == "reject")
+    message = form.get("customer_message", "").strip() if action == "approve" else ""
+    problem = _note_problem(note, required=action == "reject") or _note_problem(
+        message, required=False, what="message to the customer"
+    )
     if action not in ("approve", "reject"):
         problem = "Choose approve or reject."
     if problem:
@@ -57,8 +60,20 @@ async def decide(
     what = f"{refund_no} ({fmt.money(refund.amount, refund.currency)} of order {refund.order_no})"
     await session.rollback()  # no snapshot held across the workflow round trip
     try:
-        decide = refund_commands.approve if action == "approve" else refund_commands.reject
-        await decide(client, session, refund_no, user.principal.id, note, key=settings.decision_key)
+        if action == "approve":
+            await refund_commands.approve(
+                client,
+                session,
+                refund_no,
+                user.principal.id,
+                note,
+                key=settings.decision_key,
+                customer_message=message,
+            )
+        else:
+            await refund_commands.reject(
+                client, session, refund_no, user.principal.id, note, key=settings.decision_key
+            )
     except ApproverIsRequester:
         text = f"You requested {what} yourself: another approver must decide it (four-eyes rule)."
         return await _told(sessions, user, back, "error", text, refund_no)
@@ -83,7 +98,10 @@ async def resolve(
     user.principal.require("ops")
     back = _back(form, refund_no)
     outcome, note = form.get("outcome", ""), form.get("note", "").strip()
-    problem = _note_problem(note, required=outcome == ResolveOutcome.SUCCEEDED)
+    message = form.get("customer_message", "").strip()
+    problem = _note_problem(note, required=outcome == ResolveOutcome.SUCCEEDED) or _note_problem(
+        message, required=False, what="message to the customer"
+    )
     if outcome not in (ResolveOutcome.SUCCEEDED, ResolveOutcome.FAILED):
         problem = "Choose succeeded (paid back offline) or failed."
     if problem:
@@ -92,7 +110,12 @@ async def resolve(
     resolution = Resolution(user.principal.id, ResolveOutcome(outcome), note)
     try:
         await refund_commands.resolve(
-            client, session, refund_no, resolution, key=settings.decision_key
+            client,
+            session,
+            refund_no,
+            resolution,
+            key=settings.decision_key,
+            customer_message=message,
         )
     except RefundNotAbnormal:
         refund, move = await _settled(session, refund_no, RefundStatus.ABNORMAL)
@@ -108,11 +131,11 @@ def _back(form: dict[str, str], refund_no: str) -> str:
     return safe_next(form.get("return_to"), f"/console/refunds/{refund_no}")
 
 
-def _note_problem(note: str, *, required: bool) -> str | None:
+def _note_problem(note: str, *, required: bool, what: str = "note") -> str | None:
     if "\x00" in note:
-        return "The note holds a character that cannot be stored."
+        return f"The {what} holds a character that cannot be stored."
     if len(note) > NOTE_LIMIT:
-        return f"The note is {len(note)} characters long; at most {NOTE_LIMIT}."
+        return f"The {what} is {len(note)} characters long; at most {NOTE_LIMIT}."
     if required and not note:
         return "Write a note: it is required for this decision."
     return None

@@ -21,7 +21,15 @@ from api.console.session import (
 )
 from api.console.web import ConsoleRoute, home_of, render, settings_of
 from api.deps import SessionDep
-from api.read_models import order_out, visible_order, visible_refund
+from api.read_models import (
+    customer_refund,
+    order_for,
+    refund_for,
+    refund_out,
+    sees_shop_view,
+    visible_order,
+    visible_refund,
+)
 from api.schemas import PathKey
 from refunds.db.console import AmountRange, ConsoleRepository, age_cutoff
 from refunds.db.models import Order, Refund
@@ -199,11 +207,14 @@ async def refund_page(
     sessions: SessionsDep,
     session: SessionDep,
 ) -> Response:
-    """A refund: its timeline, restores, and the order's other refunds beside it."""
+    """A refund: its timeline, restores, and the order's other refunds beside it; its customer
+    reads the customer's model of it."""
     version = await ConsoleRepository(session).version()
     refund = await visible_refund(session, user.principal, refund_no)
     order = await OrderRepository(session).get(refund.order_no)
     repo = ConsoleRepository(session)
+    if not sees_shop_view(user.principal):
+        return await _customer_refund_page(request, sessions, user, session, refund, order, version)
     now = datetime.now(UTC)
     timeout = settings_of(request).approval_timeout
     return await _page(
@@ -228,6 +239,27 @@ async def refund_page(
     )
 
 
+async def _customer_refund_page(
+    request: Request,
+    sessions: SessionsDep,
+    user: ConsoleUser,
+    session: SessionDep,
+    refund: Refund,
+    order: Order,
+    version: str,
+) -> Response:
+    return await _page(
+        request,
+        sessions,
+        user,
+        "customer_refund.html",
+        repo=ConsoleRepository(session),
+        refund=await refund_for(session, user.principal, refund),
+        order=await order_for(session, user.principal, order),
+        version=version,
+    )
+
+
 @router.get("/orders/{order_no}")
 async def order_page(
     order_no: PathKey,
@@ -240,13 +272,14 @@ async def order_page(
     repo = ConsoleRepository(session)
     version = await repo.version()
     order = await visible_order(session, user.principal, order_no)
+    name = "order.html" if sees_shop_view(user.principal) else "customer_order.html"
     return await _page(
         request,
         sessions,
         user,
-        "order.html",
+        name,
         repo=repo,
-        order=await order_out(session, order),
+        order=await order_for(session, user.principal, order),
         version=version,
     )
 
@@ -255,11 +288,15 @@ async def order_page(
 async def my_refunds(
     request: Request, user: UserDep, sessions: SessionsDep, session: SessionDep
 ) -> Response:
-    """A customer's own refunds, newest first."""
+    """A customer's own refunds, newest first, in the customer's model."""
     repo = ConsoleRepository(session)
     version = await repo.version()
     now = datetime.now(UTC)
-    rows = [Row(r, o, now - r.created_at) for r, o in await repo.of_customer(user.principal.id)]
+    me = user.principal.id
+    rows = [
+        (customer_refund(refund_out(r), me), now - r.created_at)
+        for r, _ in await repo.of_customer(me)
+    ]
     return await _page(
         request, sessions, user, "my_refunds.html", repo=repo, rows=rows, version=version
     )

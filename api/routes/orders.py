@@ -7,10 +7,14 @@ from fastapi import APIRouter, Response, status
 from api import orders_service
 from api.deps import PrincipalDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import documented
-from api.read_models import order_out, visible_order
-from api.schemas import OrderIn, OrderOut, PathKey
+from api.read_models import order_for, order_out, visible_order
+from api.schemas import CustomerOrderOut, OrderIn, OrderOut, PathKey
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+# As for refunds: staff read `OrderOut`, the order's customer `CustomerOrderOut`.
+EITHER_VIEW = OrderOut | CustomerOrderOut
+VIEWS = "`OrderOut` for staff (approver, admin, ops); `CustomerOrderOut` for the customer"
 
 
 @router.post(
@@ -39,20 +43,30 @@ async def create_order(
     return await order_out(session, order)
 
 
-@router.get("/{order_no}", response_model=OrderOut, responses=documented(401, 403, 404, 422))
-async def get_order(order_no: PathKey, principal: PrincipalDep, session: SessionDep) -> OrderOut:
+@router.get(
+    "/{order_no}",
+    response_model=EITHER_VIEW,
+    responses={200: {"description": VIEWS}, **documented(401, 403, 404, 422)},
+)
+async def get_order(
+    order_no: PathKey, principal: PrincipalDep, session: SessionDep
+) -> OrderOut | CustomerOrderOut:
     """An order with its refunds, refundable amount and what its refunds restored."""
     principal.require("customer", "admin", "approver", "ops")
-    return await order_out(session, await visible_order(session, principal, order_no))
+    return await order_for(session, principal, await visible_order(session, principal, order_no))
 
 
 @router.post(
-    "/{order_no}/cancel", response_model=OrderOut, responses=documented(401, 403, 404, 409, 422)
+    "/{order_no}/cancel",
+    response_model=EITHER_VIEW,
+    responses={200: {"description": VIEWS}, **documented(401, 403, 404, 409, 422)},
 )
-async def cancel_order(order_no: PathKey, principal: PrincipalDep, session: SessionDep) -> OrderOut:
+async def cancel_order(
+    order_no: PathKey, principal: PrincipalDep, session: SessionDep
+) -> OrderOut | CustomerOrderOut:
     """Cancel a pending or fully refunded order; a paid one must be refunded first (409)."""
     principal.require("customer", "admin")
     order = await visible_order(session, principal, order_no)
     if not principal.has("admin") and order.user_id != principal.id:
         principal.require("admin")
-    return await order_out(session, await orders_service.cancel_order(session, order))
+    return await order_for(session, principal, await orders_service.cancel_order(session, order))

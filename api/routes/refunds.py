@@ -12,14 +12,16 @@ from api.deps import PrincipalDep, ReadSessionDep, SettingsDep, TemporalDep
 from api.errors import documented
 from api.read_models import (
     answered_refund,
+    in_view,
+    refund_for,
     refund_out,
-    refund_with_timeline,
     visible_order,
     visible_refund,
 )
 from api.schemas import (
     IDENTIFIER,
     ApproveIn,
+    CustomerRefundOut,
     PathKey,
     RefundIn,
     RefundOut,
@@ -35,9 +37,17 @@ COMMAND_ERRORS = documented(400, 401, 403, 404, 409, 413, 422, 503)
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
 
+# Staff read the shop's model; the refund's customer reads `CustomerRefundOut` (no staff, notes
+# or gateway data): the two shapes share no set of required fields.
+EITHER_VIEW = RefundOut | CustomerRefundOut
+VIEWS = "`RefundOut` for staff (approver, admin, ops); `CustomerRefundOut` for the customer"
+
 
 @router.post(
-    "", response_model=RefundOut, status_code=status.HTTP_202_ACCEPTED, responses=COMMAND_ERRORS
+    "",
+    response_model=EITHER_VIEW,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={202: {"description": f"The refund as applied: {VIEWS}"}, **COMMAND_ERRORS},
 )
 async def create_refund(
     body: RefundIn,
@@ -46,7 +56,7 @@ async def create_refund(
     client: TemporalDep,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> RefundOut:
+) -> RefundOut | CustomerRefundOut:
     """Apply for a refund: validated and reserved synchronously, then carried by its workflow.
     The answer is the refund as applied; its timeline is `GET /v1/refunds/{refund_no}`."""
     principal.require("customer", "admin")
@@ -55,7 +65,7 @@ async def create_refund(
     refund_no = refund_commands.choose_refund_no(principal, body, idempotency_key)
     request = refund_commands.build_request(principal, order, body, refund_no, settings)
     answer = await refund_commands.submit_refund(session, client, settings, request, order)
-    return await answered_refund(session, principal, answer)
+    return in_view(principal, await answered_refund(session, principal, answer))
 
 
 @router.post("/{refund_no}/approve", response_model=RefundOut, responses=COMMAND_ERRORS)
@@ -67,10 +77,17 @@ async def approve_refund(
     client: TemporalDep,
     settings: SettingsDep,
 ) -> RefundOut:
-    """Approve a pending refund; the requester cannot approve their own (403)."""
+    """Approve a pending refund; the requester cannot approve their own (403). The note is the
+    shop's; `customer_message`, when given, is what the customer reads."""
     principal.require("approver", "admin")
     view = await refund_commands.approve(
-        client, session, refund_no, principal.id, body.note, key=settings.decision_key
+        client,
+        session,
+        refund_no,
+        principal.id,
+        body.note,
+        key=settings.decision_key,
+        customer_message=body.customer_message,
     )
     return await answered_refund(session, principal, view)
 
@@ -84,7 +101,7 @@ async def reject_refund(
     client: TemporalDep,
     settings: SettingsDep,
 ) -> RefundOut:
-    """Reject a pending refund; its reservation is released."""
+    """Reject a pending refund; its reservation is released; the customer reads the reason."""
     principal.require("approver", "admin")
     view = await refund_commands.reject(
         client, session, refund_no, principal.id, body.reason, key=settings.decision_key
@@ -101,22 +118,33 @@ async def resolve_refund(
     client: TemporalDep,
     settings: SettingsDep,
 ) -> RefundOut:
-    """Ops decide an abnormal refund: paid back offline (succeeded) or failed."""
+    """Ops decide an abnormal refund: paid back offline (succeeded) or failed. The note is the
+    shop's; `customer_message`, when given, is what the customer reads."""
     principal.require("ops")
     resolution = Resolution(principal.id, body.outcome, body.note)
     view = await refund_commands.resolve(
-        client, session, refund_no, resolution, key=settings.decision_key
+        client,
+        session,
+        refund_no,
+        resolution,
+        key=settings.decision_key,
+        customer_message=body.customer_message,
     )
     return await answered_refund(session, principal, view)
 
 
-@router.get("/{refund_no}", response_model=RefundOut, responses=documented(401, 403, 404, 422))
+@router.get(
+    "/{refund_no}",
+    response_model=EITHER_VIEW,
+    responses={200: {"description": VIEWS}, **documented(401, 403, 404, 422)},
+)
 async def get_refund(
     refund_no: PathKey, principal: PrincipalDep, session: ReadSessionDep
-) -> RefundOut:
-    """A refund with its timeline: who asked, who approved, what the gateway answered."""
+) -> RefundOut | CustomerRefundOut:
+    """A refund with its timeline: for staff who asked, who approved, what the gateway
+    answered; for its customer the moves of its status and the shop's messages to them."""
     principal.require("customer", "admin", "approver", "ops")
-    return await refund_with_timeline(session, await visible_refund(session, principal, refund_no))
+    return await refund_for(session, principal, await visible_refund(session, principal, refund_no))
 
 
 @router.get("", response_model=RefundPage, responses=documented(401, 403, 422))

@@ -224,3 +224,34 @@ async def test_the_live_answer_counts_what_waits(
         await http.aclose()
     anonymous = httpx.get(f"{console_url}/console/live", timeout=30)
     assert anonymous.status_code == 401 and anonymous.json() == {"signed_in": False}
+
+
+async def test_an_approval_s_message_to_the_customer_reaches_them_and_its_note_does_not(
+    stack: Stack, shop: Shop, approver: httpx.AsyncClient, console_url: str
+) -> None:
+    _, refund = await pending_refund(shop)
+    no = refund["refund_no"]
+    page = await approver.get(f"/console/refunds/{no}")
+    assert 'name="customer_message"' in page.text
+    form = {
+        "csrf": csrf_of(page.text),
+        "form_id": f"decide:{no}",
+        "return_to": f"/console/refunds/{no}",
+        "action": "approve",
+        "note": "regular customer, photos checked",
+        "customer_message": "Approved, thank you for the photos.",
+    }
+    response = await approver.post(f"/console/refunds/{no}/decision", data=form)
+    assert response.status_code == 303
+    await shop.wait_status(no, "succeeded")
+    staff_page = html.unescape((await approver.get(f"/console/refunds/{no}")).text)
+    assert "regular customer, photos checked" in staff_page
+    customer = await signed_in(console_url, bearer(stack, shop.customer_id, "customer"))
+    try:
+        mine = html.unescape((await customer.get(f"/console/refunds/{no}")).text)
+    finally:
+        await customer.aclose()
+    assert "Approved, thank you for the photos." in mine
+    assert "regular customer, photos checked" not in mine
+    assert "approver-" not in mine  # the approver's subject: they are "the shop"
+    assert 'data-status="succeeded"' in mine

@@ -255,7 +255,9 @@ async def test_a_customer_sees_their_own_refunds_and_not_another_customers(
         await expect(page.locator(f"tr[data-refund-no='{no}']")).to_contain_text("$9.00")
         await shot(page, tmp_path, "my-refunds-phone")
         await page.get_by_role("link", name=no).click()
-        await expect(page.locator("#refund-facts .status")).to_have_text("pending approval")
+        status = page.locator("#refund-facts .status")
+        await expect(status).to_have_text("requested")  # in the customer's words
+        await expect(status).to_have_attribute("data-status", "pending_approval")
         await expect(page.get_by_role("button", name="Approve")).to_have_count(0)
         await shot(page, tmp_path, "my-refund-phone")
 
