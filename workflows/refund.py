@@ -84,6 +84,9 @@ SUCCESS_AFTER_FAILURE = "success-after-failure-reopens"
 UNHEARD_IS_A_HINT = "unheard-gateway-answer-is-a-hint"
 # A late failure heard as the run was ending reopens the refund in the same run.
 LATE_FAILURE_AT_THE_END = "late-failure-at-the-end-reopens"
+# Once our own gateway refund is known, a word about another refund under our refund_no (another
+# payment, amount or currency) is ignored: it neither makes ours abnormal nor hides ours' answers.
+FOREIGN_IGNORED_ONCE_OURS_KNOWN = "foreign-refund-ignored-once-ours-known"
 # A gateway refund in another currency than ours is not ours.
 CURRENCY_COMPARED = "gateway-currency-compared"
 # Refusals of a resolution whose step the ledger refused (the gateway spoke meanwhile).
@@ -748,6 +751,8 @@ class RefundWorkflow:
     def _observe(self, notification: GatewayNotification) -> None:
         mismatch = self._mismatch_of(notification)
         if mismatch is not None:
+            if self._own_refund_known() and workflow.patched(FOREIGN_IGNORED_ONCE_OURS_KNOWN):
+                return  # another refund's word: ours is known and answers for itself
             self._mismatch = self._mismatch or mismatch
             return
         current = self._gateway.status if self._gateway else None
@@ -755,6 +760,10 @@ class RefundWorkflow:
             self._late_failure = notification
         elif gateway_moves_forward(current, notification.status):
             self._gateway = notification
+
+    def _own_refund_known(self) -> bool:
+        """The gateway has answered about our own refund (the create or a lookup found it)."""
+        return self._mismatch is None and self._gateway is not None
 
     def _mismatch_of(self, notification: GatewayNotification) -> str | None:
         if self._facts is None:

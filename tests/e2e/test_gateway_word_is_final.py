@@ -194,3 +194,36 @@ async def test_a_happy_refund_takes_no_patched_branch_and_stays_within_30_events
     ]
     assert "core_patch" not in markers, markers
     assert len(history) <= 30, len(history)
+
+
+async def test_a_foreign_refund_heard_while_ours_is_processing_changes_nothing_of_ours(
+    shop: Shop,
+) -> None:
+    """Found by `refunds chaos`: a foreign refund's webhook made ours abnormal and hid its own
+    success from then on; now ours goes on as if the foreign one did not exist."""
+    ours = await shop.order(amount=2600)
+    theirs = await shop.order(amount=8000)
+    refund_no = uid("rf")
+    await stripe_fault(shop.stack, refund_no, "pending_forever")
+    await shop.refund(ours, 2600, refund_no=refund_no)
+    assert (await shop.approve(refund_no)).status_code == 200
+    await wait_event(shop, refund_no, "gateway_submitted")
+    await asyncio.to_thread(foreign_stripe_refund, shop, refund_no, theirs["payment_ref"], 900)
+    [foreign] = [
+        r
+        for r in await stripe_refunds(shop, refund_no)
+        if r["payment_intent"] == theirs["payment_ref"]
+    ]
+    await sandbox(shop.stack.stripe_url, "POST", f"/_sandbox/refunds/{foreign['id']}/fail")
+    await asyncio.sleep(2)  # its webhooks reach the API and the run
+    still = await shop.get_refund(refund_no)
+    assert still["status"] == "processing", events(still)
+    [mine] = [
+        r
+        for r in await stripe_refunds(shop, refund_no)
+        if r["payment_intent"] == ours["payment_ref"]
+    ]
+    await sandbox(shop.stack.stripe_url, "POST", f"/_sandbox/refunds/{mine['id']}/succeed")
+    done = await shop.wait_status(refund_no, "succeeded", timeout=30)
+    assert "gateway_refund_mismatch" not in events(done)
+    assert order_money(await shop.get_order(ours["order_no"])) == (2600, 2600, 0)
