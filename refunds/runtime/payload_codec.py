@@ -131,13 +131,12 @@ def payloads_in(message: Message) -> Iterator[Payload]:
     for field, value in message.ListFields():
         if field.type != field.TYPE_MESSAGE:
             continue
-        if field.message_type.GetOptions().map_entry:
-            values = value.values()
-        elif field.label == field.LABEL_REPEATED:
-            values = value
+        # A message field, a repeated one, or a map (whose values may be messages).
+        if isinstance(value, Message):
+            items = [value]
         else:
-            values = [value]
-        for item in values:
+            items = list(value.values()) if hasattr(value, "values") else list(value)
+        for item in items:
             if isinstance(item, Message):
                 yield from payloads_in(item)
 
