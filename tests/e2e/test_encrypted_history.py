@@ -10,9 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import History
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 
 from refunds.runtime.payload_codec import ENCODING, EncryptionCodec, payloads_in, transform_payloads
 from tests.factories import Shop, uid
@@ -41,15 +40,30 @@ def personal(shop: Shop, order: dict, reason: str, note: str, refund: dict) -> l
     return [reason, note, shop.customer_id, approver, order["payment_ref"]]
 
 
-def is_search_attribute(payload: Payload) -> bool:
-    return "type" in payload.metadata  # the SDK marks indexed values with their type
+def in_clear(history: History) -> list[tuple[dict[str, bytes], bytes]]:
+    """Payloads left unencrypted, but for search attributes (the SDK marks indexed values with
+    their type) and the SDK's own bookkeeping of a local activity (its marker's `data`: seq,
+    activity type, attempt, times), which Temporal never passes through a codec."""
+    left = []
+    for event in history.events:
+        marker = event.marker_recorded_event_attributes.details.get("data")
+        bookkeeping = list(marker.payloads) if marker is not None else []
+        for payload in payloads_in(event):
+            if payload.metadata.get("encoding") == ENCODING or "type" in payload.metadata:
+                continue
+            if payload in bookkeeping:
+                continue
+            left.append((dict(payload.metadata), payload.data))
+    return left
 
 
 def temporal_cli() -> str:
     return shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
 
 
-def show(address: str, refund_no: str, *codec: str) -> str:
+def show(address: str, refund_no: str, *codec: str) -> bytes:
+    """`temporal workflow show --output json`, as its payloads' bytes (JSON gives them in
+    base64) and every other field serialized."""
     shown = subprocess.run(
         [temporal_cli(), "workflow", "show", "--workflow-id", workflow_id(refund_no)]
         + ["--address", address, "--output", "json", *codec],
@@ -58,7 +72,8 @@ def show(address: str, refund_no: str, *codec: str) -> str:
         timeout=60,
     )
     assert shown.returncode == 0, shown.stderr
-    return shown.stdout
+    events = WorkflowHistory.from_json(workflow_id(refund_no), shown.stdout).events
+    return History(events=events).SerializeToString()
 
 
 async def test_history_read_without_the_keys_holds_no_reason_note_or_user_id(
@@ -73,10 +88,9 @@ async def test_history_read_without_the_keys_holds_no_reason_note_or_user_id(
     history = await bare.get_workflow_handle(workflow_id(refund_no)).fetch_history()
     assert len(history.events) == HAPPY_PATH_EVENTS
     proto = History(events=history.events)
-    payloads = list(payloads_in(proto))
-    clear = [p for p in payloads if p.metadata.get("encoding") != ENCODING]
-    assert payloads and all(is_search_attribute(p) for p in clear)
-    assert {p.metadata["encryption-key-id"] for p in payloads if p not in clear} == {b"dev"}
+    assert in_clear(proto) == []
+    sealed = [p for p in payloads_in(proto) if p.metadata.get("encoding") == ENCODING]
+    assert sealed and {p.metadata["encryption-key-id"] for p in sealed} == {b"dev"}
     raw = proto.SerializeToString()
     assert [s for s in secrets if s.encode() in raw] == []
     # Decrypted with the workers' keys, the same history holds every one of them.
@@ -94,19 +108,8 @@ async def test_temporal_cli_shows_ciphertext_and_staff_decode_it_at_the_codec_se
     address = shop.stack.settings.temporal_address
     assert address is not None
     plain = await asyncio.to_thread(show, address, refund_no)
-    assert [s for s in secrets if s in plain] == []
+    assert [s for s in secrets if s.encode() in plain] == []
     ops = shop.ops["Authorization"]
     codec = ["--codec-endpoint", f"{shop.stack.api_url}/codec", "--codec-auth", ops]
     decoded = await asyncio.to_thread(show, address, refund_no, *codec)
-    assert reason in decoded and note in decoded and shop.customer_id in decoded
-    customer = ["--codec-endpoint", f"{shop.stack.api_url}/codec"]
-    customer += ["--codec-auth", shop.customer["Authorization"]]
-    refused = await asyncio.to_thread(
-        subprocess.run,
-        [temporal_cli(), "workflow", "show", "--workflow-id", workflow_id(refund_no)]
-        + ["--address", address, "--output", "json", *customer],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert reason not in refused.stdout
+    assert [s for s in secrets if s.encode() not in decoded] == []
