@@ -40,6 +40,7 @@ SECRET_FILE_SETTINGS = (
 REQUIRED_SECRETS = (
     "jwt_secret",
     "decision_key",
+    "payload_keys",
     "stripe_api_key",
     "stripe_webhook_secret",
     "wechatpay_apiv3_key",
@@ -47,7 +48,6 @@ REQUIRED_SECRETS = (
     "wechatpay_cert_serial_no",
     "wechatpay_public_key_path",
     "wechatpay_public_key_id",
-    "payload_keys",
 )
 
 
