@@ -13,6 +13,7 @@ from api import console, docs, errors
 from api.auth import TokenReader
 from api.middleware import BodyLimit, RequestContext
 from api.routes import (
+    codec,
     events,
     health,
     orders,
@@ -23,6 +24,7 @@ from api.routes import (
 )
 from refunds.db.engine import make_engine, make_sessionmaker
 from refunds.gateways.registry import build_gateways
+from refunds.runtime.payload_codec import EncryptionCodec
 from refunds.runtime.temporal_client import connect
 from refunds.settings import Settings, get_settings
 
@@ -36,6 +38,7 @@ ROUTERS = tuple(
         webhooks,
         webhook_endpoints,
         events,
+        codec,
     )
 )
 
@@ -87,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.temporal = LazyTemporal(settings)
         app.state.gateways = {str(k): v for k, v in build_gateways(settings).items()}
         app.state.tokens = TokenReader(settings)
+        app.state.codec = EncryptionCodec(settings.payload_key_set())  # the codec server's
         console.start(app)
         yield
         await engine.dispose()
@@ -108,4 +112,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: every response, a 413 included, carries its Request-Id.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
+    # Outermost: a preflight from the Temporal UI is answered before anything else runs.
+    app.add_middleware(codec.CodecCors, ui_url=settings.temporal_ui_url)
     return app

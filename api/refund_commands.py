@@ -49,6 +49,7 @@ from refunds.domain.messages import (
     Resolution,
     ResolveOutcome,
 )
+from refunds.runtime.refund_runs import run_summary
 from refunds.settings import Settings
 from workflows.refund import RefundWorkflow, start_attributes, workflow_id
 
@@ -121,8 +122,9 @@ async def submit_refund(
             request.amount,
             RefundStatus.PENDING_APPROVAL,
         ),
-        static_summary=f"{request.amount} {order.currency} of order {request.order_no} "
-        f"({request.source.value} {request.requested_by})",
+        static_summary=run_summary(
+            request.refund_no, order.order_no, f"{request.source.value} request"
+        ),
     )
     await session.rollback()  # no snapshot held across the workflow round trip
     try:

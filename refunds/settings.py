@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from refunds.domain.messages import Channel, DeliveryTimings, PaymentQuery, RefundTimings
+from refunds.runtime.payload_codec import PayloadKey, parse_payload_keys
 
 # Settings that may be read from a file named by `REFUNDS_<NAME>_FILE`.
 SECRET_FILE_SETTINGS = (
@@ -33,11 +34,13 @@ SECRET_FILE_SETTINGS = (
     "stripe_api_key",
     "stripe_webhook_secret",
     "wechatpay_apiv3_key",
+    "payload_keys",
 )
 # What a deployment must set outside dev mode (the WeChat Pay key files and ids included).
 REQUIRED_SECRETS = (
     "jwt_secret",
     "decision_key",
+    "payload_keys",
     "stripe_api_key",
     "stripe_webhook_secret",
     "wechatpay_apiv3_key",
@@ -128,6 +131,9 @@ class Settings(BaseSettings):
     temporal_tls_server_ca_path: Path | None = None
     temporal_tls_server_name: str | None = None
     task_queue: str = "refunds"
+    # Encrypt every Temporal payload (`refunds.runtime.payload_codec`): `kid:base64key,...`,
+    # the first key encrypts, every one decrypts (a rotation puts the new key first).
+    payload_keys: str | None = None
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -287,12 +293,22 @@ class Settings(BaseSettings):
         "wechatpay_public_key_path",
         "wechatpay_public_key_id",
         "worker_metrics_port",
+        "payload_keys",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, raw: object) -> object:
         """`VAR=` (as compose writes `${VAR:-}`) means unset, not an empty URL or key."""
         return None if isinstance(raw, str) and not raw.strip() else raw
+
+    @field_validator("payload_keys")
+    @classmethod
+    def _payload_keys_readable(cls, raw: str | None) -> str | None:
+        """Refused at start-up, not at the first payload: a process that cannot decrypt would
+        fail every workflow task it polls."""
+        if raw is not None:
+            parse_payload_keys(raw)
+        return raw
 
     @field_validator("auto_approve_limit", mode="before")
     @classmethod
@@ -338,6 +354,9 @@ class Settings(BaseSettings):
             self.stripe_webhook_secret = "whsec_" + dev_secret(self.data_dir, "stripe_whsec", 24)
         if self.wechatpay_apiv3_key is None:
             self.wechatpay_apiv3_key = dev_secret(self.data_dir, "wechatpay_apiv3_key", 24)[:32]
+        if self.payload_keys is None:
+            # token_urlsafe(32) is the URL-safe base64 of 32 random bytes: an AES-256 key.
+            self.payload_keys = "dev:" + dev_secret(self.data_dir, "payload_key")
         return self
 
     def missing_secrets(self) -> list[str]:
@@ -351,6 +370,12 @@ class Settings(BaseSettings):
         missing = self.missing_secrets()
         if missing:
             raise MissingSecrets(missing)
+
+    def payload_key_set(self) -> tuple[PayloadKey, ...]:
+        """The keys every Temporal client of this process encrypts and decrypts with."""
+        if self.payload_keys is None:
+            raise MissingSecrets([env_name("payload_keys")])
+        return parse_payload_keys(self.payload_keys)
 
     @property
     def api_url(self) -> str:

@@ -51,6 +51,7 @@ APP_SERVICES = ["migrate", "schedules", "api", "worker", *SANDBOXES]
 SECRET_SETTINGS = [
     "REFUNDS_JWT_SECRET",
     "REFUNDS_DECISION_KEY",
+    "REFUNDS_PAYLOAD_KEYS",
     "REFUNDS_STRIPE_API_KEY",
     "REFUNDS_STRIPE_WEBHOOK_SECRET",
     "REFUNDS_WECHATPAY_APIV3_KEY",
@@ -65,6 +66,7 @@ REQUIRED_ENV = {
     "TEMPORAL_DB_PASSWORD": "temporal",
     "REFUNDS_JWT_SECRET": "jwt",
     "REFUNDS_DECISION_KEY": "decisions",
+    "REFUNDS_PAYLOAD_KEYS": "k1:" + "A" * 43,
     "REFUNDS_STRIPE_API_KEY": "sk_test_x",
     "REFUNDS_STRIPE_WEBHOOK_SECRET": "whsec_x",
     "REFUNDS_WECHATPAY_APIV3_KEY": "0" * 32,
@@ -455,6 +457,20 @@ def test_temporal_ui_is_read_only_for_anonymous_users(services: dict[str, Any]) 
     assert [str(port) for port in ui["ports"]] == ["${TEMPORAL_UI_BIND:-127.0.0.1}:8080:8080"]
 
 
+def test_temporal_ui_decodes_payloads_at_the_apis_codec_server(services: dict[str, Any]) -> None:
+    """The payloads are encrypted: the UI's codec endpoint is the published API's `/codec`, and
+    the API lets the UI's origin call it (REFUNDS_TEMPORAL_UI_URL is that origin)."""
+    ui = environment(services["temporal-ui"])
+    api = environment(services["api"])
+    assert (
+        ui["TEMPORAL_CODEC_ENDPOINT"] == "${TEMPORAL_CODEC_ENDPOINT:-http://localhost:8000/codec}"
+    )
+    assert [str(port) for port in services["api"]["ports"]] == ["8000:8000"]
+    assert api["REFUNDS_TEMPORAL_UI_URL"] == "${REFUNDS_TEMPORAL_UI_URL:-http://localhost:8080}"
+    assert ui["TEMPORAL_CORS_ORIGINS"] == "${TEMPORAL_UI_ORIGIN:-http://localhost:8080}"
+    assert environment(services["worker"])["REFUNDS_PAYLOAD_KEYS"] == api["REFUNDS_PAYLOAD_KEYS"]
+
+
 def merged_ui_environment(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return run_compose(["-f", str(UI_AUTH_FILE), "config"], env)
 
@@ -465,6 +481,7 @@ def test_ui_auth_override_turns_sign_in_and_writes_on_together() -> None:
     ui = environment(yaml.safe_load(result.stdout)["services"]["temporal-ui"])
     assert ui["TEMPORAL_AUTH_ENABLED"] == "true"
     assert ui["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "false"
+    assert ui["TEMPORAL_CODEC_PASS_ACCESS_TOKEN"] == "true"  # staff's token to the codec server
     for key, value in UI_AUTH_ENV.items():
         assert ui[key] == value, key
 

@@ -83,6 +83,34 @@ def assert_reconciliation_scheduled(address: str) -> None:
     assert action["workflowType"]["name"] == "ReconciliationWorkflow"
 
 
+def assert_ui_decodes_at_the_codec_server(info: dict[str, Any]) -> None:
+    """The dev UI is started with the API's codec endpoint, the API lets the UI's origin call it
+    (CORS preflight), and staff get back what the workers encrypted; a customer gets 403."""
+    codec = f"{info['api_url']}/codec"
+    ui_settings = httpx.get(f"{info['temporal_ui_url']}/api/v1/settings", timeout=10).json()
+    assert ui_settings["Codec"]["Endpoint"] == codec
+    preflight = httpx.options(
+        f"{codec}/decode",
+        headers={
+            "Origin": info["temporal_ui_url"],
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == info["temporal_ui_url"]
+    plain = {"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "ImJyb2tlbiI="}]}
+    admin = {"Authorization": f"Bearer {info['tokens']['admin']}"}
+    sealed = httpx.post(f"{codec}/encode", json=plain, headers=admin, timeout=10).json()
+    assert sealed["payloads"][0]["metadata"]["encoding"] == "YmluYXJ5L2VuY3J5cHRlZA=="
+    opened = httpx.post(f"{codec}/decode", json=sealed, headers=admin, timeout=10)
+    assert opened.json() == plain
+    customer = {"Authorization": f"Bearer {info['tokens']['customer']}"}
+    refused = httpx.post(f"{codec}/decode", json=sealed, headers=customer, timeout=10)
+    assert refused.status_code == 403
+
+
 @pytest.fixture
 def tmp_path_outside_pytest() -> Iterator[Path]:
     """A temp dir outside pytest-of-root: another pytest run resets that dir to 0700, which
@@ -134,6 +162,7 @@ def test_refunds_dev_runs_the_stack_and_stops_it_cleanly(tmp_path_outside_pytest
         mine = {"Authorization": f"Bearer {minted}"}
         assert httpx.get(first.url, headers=mine, timeout=10).status_code == 200
         assert_reconciliation_scheduled(info["temporal_address"])
+        assert_ui_decodes_at_the_codec_server(info)
     finally:
         children = stop_dev(proc)
     time.sleep(0.5)

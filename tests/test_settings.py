@@ -23,6 +23,7 @@ from refunds.settings import (
 SECRETS = {
     "jwt_secret": "jwt-" + "x" * 40,
     "decision_key": "decisions-" + "x" * 32,
+    "payload_keys": "k1:" + "A" * 43,
     "stripe_api_key": "sk_live_abc",
     "stripe_webhook_secret": "whsec_abc",
     "wechatpay_apiv3_key": "k" * 32,
@@ -104,6 +105,7 @@ def test_in_dev_mode_unset_secrets_are_generated_once_into_the_data_dir(
     assert (tmp_path / "secrets" / "jwt_secret").stat().st_mode & 0o077 == 0
     assert len(first.wechatpay_apiv3_key or "") == 32
     assert (first.stripe_api_key or "").startswith("sk_test_")
+    assert first.payload_keys == second.payload_keys and len(first.payload_key_set()) == 1
     config = resolve_wechatpay_config(first)  # WeChat Pay dev keys too, into the data dir
     assert config.public_key_id.startswith("PUB_KEY_ID_")
     assert (tmp_path / "wechatpay" / "merchant_private_key.pem").exists()
@@ -143,8 +145,26 @@ def test_wechatpay_keys_are_not_generated_outside_dev_mode(
     settings = make(production, tmp_path, wechatpay_apiv3_key="k" * 32)
     with pytest.raises(MissingSecrets) as raised:
         resolve_wechatpay_config(settings)
-    assert raised.value.names == REQUIRED[5:]
+    assert raised.value.names == REQUIRED[6:]
     assert not (tmp_path / "wechatpay").exists()
+
+
+def test_payload_keys_are_read_at_start_up_and_refused_when_unreadable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rotated = make(monkeypatch, tmp_path, payload_keys=f"new:{'B' * 43}, old:{'A' * 43}")
+    assert [k.id for k in rotated.payload_key_set()] == ["new", "old"]
+    with pytest.raises(ValidationError, match="32 bytes"):
+        make(monkeypatch, tmp_path, payload_keys="k1:c2hvcnQ=")
+
+
+def test_payload_keys_are_read_from_their_file(
+    production: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    mounted = tmp_path / "payload_keys"
+    mounted.write_text(f"k2:{'B' * 43},k1:{'A' * 43}\n")
+    production.setenv("REFUNDS_PAYLOAD_KEYS_FILE", str(mounted))
+    assert [k.id for k in make(production, tmp_path).payload_key_set()] == ["k2", "k1"]
 
 
 @pytest.mark.parametrize(

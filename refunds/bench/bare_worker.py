@@ -15,13 +15,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from refunds.bench.bare_workflow import BareWorkflow, bare_step
-from refunds.runtime.payload_converter import DATA_CONVERTER
+from refunds.runtime.temporal_client import data_converter
 from refunds.runtime.workflow_runner import workflow_runner
+from refunds.settings import Settings
 
 
 async def serve(address: str, namespace: str, task_queue: str) -> None:
-    # The product's data converter, as its runner: the two compare workflows, not converters.
-    client = await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)
+    # The product's data converter (its payload keys from the environment, as the product's
+    # worker reads them), as its runner: the two compare workflows, not converters.
+    converter = data_converter(Settings())
+    client = await Client.connect(address, namespace=namespace, data_converter=converter)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

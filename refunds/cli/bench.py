@@ -45,7 +45,7 @@ from refunds.bench.phases import (
 from refunds.bench.procstat import CpuSampler
 from refunds.bench.report import Phase, RateWindows
 from refunds.embedded.process import ChildProcess
-from refunds.runtime.payload_converter import DATA_CONVERTER
+from refunds.runtime.temporal_client import data_converter
 from refunds.settings import Settings
 from workflows.refund import workflow_id
 
@@ -256,7 +256,7 @@ async def own_stack(options: BenchOptions, root: Path) -> AsyncIterator[Target]:
             Endpoints(
                 stack.api_url,
                 stack.stripe_url,
-                await Client.connect(address, data_converter=DATA_CONVERTER),
+                await Client.connect(address, data_converter=data_converter(settings)),
                 settings.jwt_secret,
             ),
             roles,
@@ -273,6 +273,10 @@ async def own_stack(options: BenchOptions, root: Path) -> AsyncIterator[Target]:
         postgres.stop()
 
 
+def _dev_env(data_dir: Path) -> dict[str, str]:
+    return {"REFUNDS_DATA_DIR": str(data_dir), "REFUNDS_DEV_SECRETS": "true"}
+
+
 @asynccontextmanager
 async def running_dev(dev_data_dir: Path, root: Path) -> AsyncIterator[Target]:
     """A running `refunds dev`: its processes are not the bench's, so only the bench's own CPU
@@ -284,7 +288,7 @@ async def running_dev(dev_data_dir: Path, root: Path) -> AsyncIterator[Target]:
     endpoints = Endpoints(
         info["api_url"],
         info["stripe_api_base"],
-        await Client.connect(address, data_converter=DATA_CONVERTER),
+        await Client.connect(address, data_converter=data_converter(settings)),
         settings.jwt_secret,
         settings.jwt_issuer,
         settings.jwt_audience,
@@ -294,7 +298,8 @@ async def running_dev(dev_data_dir: Path, root: Path) -> AsyncIterator[Target]:
         {},
         float(settings.stripe_rate_limit),
         "REFUNDS_STRIPE_RATE_LIMIT of this shell; the dev workers' may differ",
-        BareWorkers(address, 1, root / "logs", os.environ),
+        # The dev stack's data dir: its payload key is the bare worker's too.
+        BareWorkers(address, 1, root / "logs", {**os.environ, **_dev_env(dev_data_dir)}),
     )
 
 

@@ -100,11 +100,15 @@ class DevStack:
         upgrade(self.env["REFUNDS_DATABASE_URL"])
 
     def _temporal(self) -> None:
+        # Payloads are encrypted: the UI decodes them at the API's codec server, which the
+        # browser reaches where the API listens (the public URL, when set).
+        api_url = self.env.get("REFUNDS_PUBLIC_BASE_URL") or f"http://127.0.0.1:{self.api_port}"
         temporal = EmbeddedTemporal(
             self.temporal_port,
             self.ui_port,
             self.data_dir / "temporal.sqlite",
             self.logs / "temporal.log",
+            codec_endpoint=f"{api_url}/codec",
         )
         self.stoppers.append(temporal)
         self.env["REFUNDS_TEMPORAL_ADDRESS"] = temporal.start()

@@ -135,6 +135,14 @@ class WebhookTargetRefused(DomainError):
     http_status = 422
 
 
+class PayloadNotDecodable(DomainError):
+    """A codec server request whose body is not Temporal's `{"payloads": [...]}`, or a payload
+    sealed with a key this API does not hold (or tampered with)."""
+
+    code = "payload_not_decodable"
+    http_status = 400
+
+
 class Unauthorized(DomainError):
     code = "unauthorized"
     http_status = 401

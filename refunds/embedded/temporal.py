@@ -33,7 +33,11 @@ def temporal_binary() -> str:
 
 
 def dev_server_args(
-    port: int, ui_port: int | None, db_file: Path | None, metrics_port: int | None = None
+    port: int,
+    ui_port: int | None,
+    db_file: Path | None,
+    metrics_port: int | None = None,
+    codec_endpoint: str | None = None,
 ) -> list[str]:
     args = [
         "server",
@@ -57,6 +61,8 @@ def dev_server_args(
         args.append("--headless")
     else:
         args += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
+        if codec_endpoint is not None:  # payloads are encrypted: the UI decodes them there
+            args += ["--ui-codec-endpoint", codec_endpoint]
     if db_file is not None:
         args += ["--db-filename", str(db_file)]
     if metrics_port is not None:  # Prometheus text at http://127.0.0.1:PORT/metrics
@@ -76,11 +82,13 @@ class EmbeddedTemporal:
         db_file: Path | None,
         log_path: Path,
         metrics_port: int | None = None,
+        codec_endpoint: str | None = None,
     ) -> None:
         self.port = port
         self.ui_port = ui_port
         self.metrics_port = metrics_port
-        argv = [temporal_binary(), *dev_server_args(port, ui_port, db_file, metrics_port)]
+        args = dev_server_args(port, ui_port, db_file, metrics_port, codec_endpoint)
+        argv = [temporal_binary(), *args]
         self.child = ChildProcess("temporal", argv, log_path)
 
     @property

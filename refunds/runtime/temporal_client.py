@@ -16,11 +16,13 @@ from pathlib import Path
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS, ClientConnectConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
-from refunds.runtime.payload_converter import DATA_CONVERTER
+from refunds.runtime.payload_codec import EncryptionCodec
+from refunds.runtime.payload_converter import encrypted
 from refunds.settings import Settings
 
 log = logging.getLogger("refunds.temporal")
@@ -39,6 +41,12 @@ _TYPE_NAMES = {
     IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
     IndexedValueType.INDEXED_VALUE_TYPE_INT: "Int",
 }
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """What every client and worker converts with: payloads encrypted with the settings' keys
+    (they must all agree, or a worker cannot read what the API started)."""
+    return encrypted(EncryptionCodec(settings.payload_key_set()))
 
 
 def connect_config(
@@ -84,10 +92,11 @@ async def connect(
     """Connect, waiting for a server that is still starting (compose starts everything at once).
     With `metrics_port`, the SDK serves its Prometheus metrics there (one runtime per process)."""
     config = connect_config(settings)
+    converter = data_converter(settings)
     runtime = _runtime_with_metrics(metrics_port) if metrics_port else None
     for attempt in range(1, attempts + 1):
         try:
-            return await Client.connect(**config, runtime=runtime, data_converter=DATA_CONVERTER)
+            return await Client.connect(**config, runtime=runtime, data_converter=converter)
         except RuntimeError:
             if attempt == attempts:
                 raise

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 
 from refunds.db.migrate import upgrade
 from refunds.domain.messages import (
@@ -39,7 +39,9 @@ from refunds.domain.messages import (
 from refunds.embedded.ports import free_port
 from refunds.embedded.postgres import EmbeddedPostgres
 from refunds.embedded.temporal import EmbeddedTemporal
+from refunds.runtime.payload_codec import EncryptionCodec, transform_payloads
 from refunds.runtime.temporal_client import connect
+from refunds.settings import Settings
 from tests.e2e.support import (
     api_with,
     clear_stripe_faults,
@@ -677,8 +679,18 @@ def stack_secrets(stack: Stack) -> list[str]:
         settings.stripe_api_key,
         settings.stripe_webhook_secret,
         settings.wechatpay_apiv3_key,
+        settings.payload_keys,
     ]
     return [v for v in values if v]
+
+
+def decrypted(history: WorkflowHistory, settings: Settings) -> WorkflowHistory:
+    """The history with its payloads decrypted: checked for secrets in clear, and stored so it
+    replays whatever keys a later replay holds (the codec passes plain payloads through)."""
+    codec = EncryptionCodec(settings.payload_key_set())
+    for event in history.events:
+        transform_payloads(event, codec.decrypt)
+    return history
 
 
 def stem_of(name: str) -> str:
@@ -691,7 +703,7 @@ def target_of(name: str) -> Path:
 
 async def record(name: str, drive: Drive, rec: Recorder) -> None:
     handle = await drive(rec)
-    history = await handle.fetch_history()
+    history = decrypted(await handle.fetch_history(), rec.shop.stack.settings)
     started = history.events[0].workflow_execution_started_event_attributes
     expected = OTHER_TYPES.get(name, WORKFLOW_TYPE)
     assert started.workflow_type.name == expected, (name, started.workflow_type.name)

@@ -6,6 +6,10 @@ history here whenever a new path ships; regenerate none of them to make a change
 `python -m tests.workflows.record_histories`, as is `webhook_endpoint_*.json`, a run of
 `WebhookEndpointDelivery` (issue 13), and `payment_check_*.json`, runs of `PaymentCheck`; the
 others, runs of the first type.
+
+They replay with the workers' data converter: its codec decrypts what it encrypted and passes
+the plain payloads of these histories through. `record_histories` stores them decrypted, so they
+replay whatever the keys of the stack that recorded them.
 """
 
 from __future__ import annotations
@@ -14,12 +18,21 @@ from pathlib import Path
 
 import pytest
 from temporalio import workflow
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
-from refunds.runtime.workflow_runner import workflow_runner
+from refunds.runtime.payload_codec import (
+    EncryptionCodec,
+    new_key_text,
+    parse_payload_keys,
+    payloads_in,
+)
+from refunds.runtime.payload_converter import encrypted
+from refunds.runtime.workflow_runner import ContextFreeSandboxRunner, workflow_runner
 from workflows.payment_check import PaymentCheckWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
@@ -40,6 +53,8 @@ WORKFLOWS = [
 REGISTERED_TYPES = {workflow._Definition.must_from_class(cls).name for cls in WORKFLOWS}
 # The issue's target for a happy-path refund, counted in its history.
 HAPPY_REFUND_MAX_EVENTS = 30
+CODEC = EncryptionCodec(parse_payload_keys(f"new:{new_key_text()},old:{new_key_text()}"))
+CONVERTER = encrypted(CODEC)
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -51,14 +66,53 @@ def workflow_type(history: WorkflowHistory) -> str:
     return history.events[0].workflow_execution_started_event_attributes.workflow_type.name
 
 
+def replayer(converter: DataConverter) -> Replayer:
+    # With the workers' sandbox runner: the replay runs what a worker runs.
+    return Replayer(
+        workflows=WORKFLOWS,
+        data_converter=converter,
+        workflow_runner=workflow_runner(converter, WORKFLOWS),
+    )
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_stored_history_replays_deterministically(path: Path) -> None:
-    # With the workers' sandbox runner: the replay runs what a worker runs.
-    replayer = Replayer(
-        workflows=WORKFLOWS, workflow_runner=workflow_runner(DataConverter.default, WORKFLOWS)
-    )
-    result = await replayer.replay_workflow(load(path))
+    result = await replayer(CONVERTER).replay_workflow(load(path))
     assert result.replay_failure is None
+
+
+def sealed(history: WorkflowHistory) -> WorkflowHistory:
+    """The history as workers with the codec write it: every payload the SDK passes through
+    the codec encrypted; search attributes and local activities' marker data stay plain."""
+    events = []
+    for stored in history.events:
+        event = HistoryEvent()
+        event.CopyFrom(stored)
+        marker = event.marker_recorded_event_attributes.details.get("data")
+        bookkeeping = list(marker.payloads) if marker is not None else []
+        for payload in payloads_in(event):
+            if "type" not in payload.metadata and payload not in bookkeeping:
+                payload.CopyFrom(CODEC.encrypt(payload))
+        events.append(event)
+    return WorkflowHistory(history.workflow_id, events)
+
+
+def encrypted_payloads(history: WorkflowHistory) -> list[Payload]:
+    return [p for e in history.events for p in payloads_in(e) if "encryption-key-id" in p.metadata]
+
+
+async def test_encrypted_history_replays_with_the_codec_and_not_without() -> None:
+    history = sealed(load(Path(__file__).parent / "histories" / "refund_succeeded_stripe.json"))
+    assert len(encrypted_payloads(history)) > 10
+    assert (await replayer(CONVERTER).replay_workflow(history)).replay_failure is None
+    plain = replayer(DataConverter.default)
+    failed = await plain.replay_workflow(history, raise_on_replay_failure=False)
+    assert failed.replay_failure is not None
+
+
+def test_the_replays_converter_keeps_the_context_free_sandbox() -> None:
+    # The codec takes no serialization context: the workers' fast runner stays valid.
+    assert isinstance(workflow_runner(CONVERTER, WORKFLOWS), ContextFreeSandboxRunner)
 
 
 def test_histories_cover_the_main_paths() -> None:
