@@ -49,6 +49,7 @@ from tests.e2e.support import (
     stripe_request_fault,
 )
 from tests.e2e.test_gateway_silence_and_abnormal import refund_elsewhere
+from tests.e2e.test_gateway_word_is_final import foreign_stripe_refund
 from tests.e2e.test_reconciliation import reconcile_today
 from tests.e2e.webhook_receiver import running_receiver
 from tests.factories import Shop, events, sandbox, stripe_fault, uid, wait_event
@@ -610,6 +611,27 @@ async def currency_mismatch_resolved_succeeded(rec: Recorder) -> Handle:
     return await rec.closed_run(refund_no)
 
 
+async def foreign_refund_ignored_then_succeeded(rec: Recorder) -> Handle:
+    """While ours is processing, another refund under our refund_no (another payment) fails:
+    ignored, ours goes on (patch `foreign-refund-ignored-once-ours-known`) and succeeds."""
+    ours = await rec.shop.order(amount=2600)
+    theirs = await rec.shop.order(amount=8000)
+    refund_no = await rec.request(ours, 2600, "pending_forever")
+    await rec.approve(refund_no)
+    await wait_event(rec.shop, refund_no, "gateway_submitted")
+    await asyncio.to_thread(foreign_stripe_refund, rec.shop, refund_no, theirs["payment_ref"], 900)
+    refunds = await stripe_refunds(rec.shop, refund_no)
+    [foreign] = [r for r in refunds if r["payment_intent"] == theirs["payment_ref"]]
+    [mine] = [r for r in refunds if r["payment_intent"] == ours["payment_ref"]]
+    stripe = rec.shop.stack.stripe_url
+    await sandbox(stripe, "POST", f"/_sandbox/refunds/{foreign['id']}/fail")
+    await asyncio.sleep(2)
+    assert (await rec.shop.get_refund(refund_no))["status"] == "processing"
+    await sandbox(stripe, "POST", f"/_sandbox/refunds/{mine['id']}/succeed")
+    await rec.shop.wait_status(refund_no, "succeeded", timeout=30)
+    return await rec.closed_run(refund_no)
+
+
 PATHS: dict[str, Drive] = {
     # First: its reconciliation looks at every refund of the day, so it runs on a quiet stack.
     "repaired_processing_succeeded": repaired_processing_succeeded,
@@ -634,6 +656,7 @@ PATHS: dict[str, Drive] = {
     "abnormal_settled_by_poll": abnormal_settled_by_poll,
     "forged_signal_forgotten_then_succeeded": forged_signal_forgotten_then_succeeded,
     "currency_mismatch_resolved_succeeded": currency_mismatch_resolved_succeeded,
+    "foreign_refund_ignored_then_succeeded": foreign_refund_ignored_then_succeeded,
     "reconciliation_late_failure_reopened": reconciliation_late_failure_reopened,
     "reconciliation_phase_given_up": reconciliation_phase_given_up,
     "payment_check_paid": payment_check_paid,

@@ -169,6 +169,9 @@ def test_histories_cover_the_main_paths() -> None:
         "refund_abnormal_settled_by_poll",
         "refund_forged_signal_forgotten_then_succeeded",
         "refund_currency_mismatch_resolved_succeeded",
+        # Patch `foreign-refund-ignored-once-ours-known`: another refund under our refund_no
+        # fails while ours is processing; ours goes on and succeeds.
+        "refund_foreign_refund_ignored_then_succeeded",
         # Issue 13: the long-lived delivery workflow of one webhook endpoint, which delivered a
         # refund's events (one retried) and ended when its endpoint was deleted.
         "webhook_endpoint_delivered_then_deleted",
