@@ -25,6 +25,7 @@ from activities.restore import RestoreActivities
 from activities.webhooks import WebhookActivities
 from refunds.db.engine import make_engine, make_sessionmaker
 from refunds.db.outbox import WebhookEndpointRepository
+from refunds.db.sealing import configure_sealing
 from refunds.domain.decision_signing import trust
 from refunds.domain.messages import Channel
 from refunds.domain.task_queues import gateway_task_queue, webhook_task_queue
@@ -176,6 +177,7 @@ async def run_worker(settings: Settings) -> None:
     client = await connect(settings, metrics_port=settings.worker_metrics_port)
     # Refused on Temporal Cloud: logged with the command ops run once, and the worker goes on.
     await ensure_search_attributes(client, client.namespace)
+    configure_sealing(settings.sealing_keys())
     engine = make_engine(settings.database_url)
     sessionmaker = make_sessionmaker(engine)
     workers = build_workers(client, settings, sessionmaker, build_gateways(settings))

@@ -23,6 +23,7 @@ from api.routes import (
     webhooks,
 )
 from refunds.db.engine import make_engine, make_sessionmaker
+from refunds.db.sealing import configure_sealing
 from refunds.gateways.registry import build_gateways
 from refunds.runtime.payload_codec import EncryptionCodec
 from refunds.runtime.temporal_client import connect
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_sealing(settings.sealing_keys())
         engine = make_engine(settings.database_url or "")
         app.state.settings = settings
         app.state.sessionmaker = make_sessionmaker(engine)

@@ -377,6 +377,10 @@ class Settings(BaseSettings):
             raise MissingSecrets([env_name("payload_keys")])
         return parse_payload_keys(self.payload_keys)
 
+    def sealing_keys(self) -> list[tuple[str, bytes]]:
+        """The payload keys as the database's sealed columns take them (`db.sealing`)."""
+        return [(key.id, key.secret) for key in self.payload_key_set()]
+
     @property
     def api_url(self) -> str:
         return self.public_base_url or f"http://{self.api_host}:{self.api_port}"

@@ -16,14 +16,20 @@ from temporalio.client import Client
 
 from refunds.db.engine import make_engine, make_sessionmaker
 from refunds.db.migrate import upgrade
+from refunds.db.sealing import configure_sealing
 from refunds.embedded.ports import free_port
 from refunds.embedded.postgres import EmbeddedPostgres
 from refunds.embedded.temporal import EmbeddedTemporal
+from refunds.runtime.payload_codec import parse_payload_keys
 from refunds.runtime.temporal_client import connect
 from tests.factories import Shop
 from tests.gateways.wechatpay_support import WeChatEnv, start_env, stop_env
 from tests.sandboxes.stripe_support import StripeStack, running_sandbox
-from tests.stack import Stack, start_stack
+from tests.stack import TEST_PAYLOAD_KEYS, Stack, start_stack
+
+# First in the process, so what the stack seals (webhook secrets) and what the tests write
+# directly are sealed with the one key the stack's processes also hold.
+configure_sealing([(key.id, key.secret) for key in parse_payload_keys(TEST_PAYLOAD_KEYS)])
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -17,6 +17,7 @@ from api.auth import issue_token
 from api.main import create_app
 from refunds.embedded.ports import free_port
 from refunds.embedded.process import ChildProcess
+from refunds.runtime.payload_codec import new_key_text
 from refunds.sandboxes.background import BackgroundServer
 from refunds.settings import Settings
 
@@ -35,6 +36,10 @@ TEST_TIMINGS: dict[str, Any] = {
     "webhook_retry_max": timedelta(seconds=1),
     "webhook_sweep_interval": timedelta(seconds=2),
 }
+
+
+# The session's payload key, shared by the stack's processes and the test process itself.
+TEST_PAYLOAD_KEYS = "test:" + new_key_text()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -109,6 +114,8 @@ def start_stack(tmp: Path, database_url: str, temporal_address: str) -> Stack:
         worker_metrics_port=free_port(),
         # The tests' webhook receivers listen on 127.0.0.1.
         webhook_allow_private_targets=True,
+        # The test process reads what the stack seals (webhook secrets): one key for both.
+        payload_keys=TEST_PAYLOAD_KEYS,
         **TEST_TIMINGS,
     )
     assert settings.stripe_api_key is not None

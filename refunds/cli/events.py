@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from refunds.db.engine import make_engine, make_sessionmaker
 from refunds.db.outbox import OutboxRepository, woken
+from refunds.db.sealing import configure_sealing
 from refunds.runtime.temporal_client import connect
 from refunds.runtime.webhook_relay import wake_quietly
 from refunds.settings import Settings, get_settings
@@ -24,6 +25,7 @@ def parse_since(raw: str) -> datetime:
 async def _redeliver(settings: Settings, since: datetime, endpoint_id: int | None) -> int:
     if settings.database_url is None:
         raise SystemExit("REFUNDS_DATABASE_URL is not set")
+    configure_sealing(settings.sealing_keys())
     engine = make_engine(settings.database_url)
     try:
         async with make_sessionmaker(engine).begin() as session:

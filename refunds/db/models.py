@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from refunds.db.sealing import SealedString
 from refunds.domain.messages import Channel, FindingKind, GatewayStatus, RefundItem
 from refunds.domain.notifications import NotificationOutcome
 from refunds.domain.outgoing import DeliveryState
@@ -355,8 +356,9 @@ class WebhookEndpoint(Base):
     # EventType values, or ["*"] for every type.
     event_types: Mapped[list[str]] = mapped_column(JSONB, default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    secret: Mapped[str] = mapped_column(String(128))
-    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    # Sealed with the payload keys in the database (refunds/db/sealing.py), plain in Python.
+    secret: Mapped[str] = mapped_column(SealedString("webhook_endpoints.secret"))
+    previous_secret: Mapped[str | None] = mapped_column(SealedString("webhook_endpoints.secret"))
     previous_secret_valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set when a delivery ran out of tries; cleared by the next delivery that succeeds.
     failing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
