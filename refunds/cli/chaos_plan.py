@@ -200,9 +200,10 @@ def _assign_faults(rng: random.Random, refunds: list[RefundPlan]) -> None:
     stripe = [r for r in shuffled if r.channel == "stripe" and not r.gateway_fails]
     for refund in stripe[: max(1, round(len(refunds) * LATE_SHARE))]:
         refund.faults.append("late")
+    # The narrowest choice first: late failures need a Stripe refund alone on its order.
+    _assign_late_failures(shuffled, _share(refunds, LATE_FAILURE_SHARE, 2))
     _assign_races(rng, shuffled, _share(refunds, RACE_SHARE, len(RACES) + 1))
     _assign_foreign(rng, shuffled, _share(refunds, FOREIGN_SHARE, 2))
-    _assign_late_failures(shuffled, _share(refunds, LATE_FAILURE_SHARE, 2))
     refused = [r for r in shuffled if r.channel == "wechatpay" and r.clean]
     for refund in refused[: _share(refunds, LOOKUP_REFUSED_SHARE, 2)]:
         refund.faults.append("lookup_refused")
@@ -224,9 +225,11 @@ def _assign_races(rng: random.Random, shuffled: list[RefundPlan], count: int) ->
 
 
 def _assign_foreign(rng: random.Random, shuffled: list[RefundPlan], count: int) -> None:
-    """Stripe refunds with no webhook fault: the sandbox applies a refund_no's webhook faults to
-    every refund carrying it, and ours must be judged on its own."""
-    quiet = [r for r in shuffled if r.channel == "stripe" and r.clean and not r.faults]
+    """Stripe refunds with no webhook fault, else duplicated ones: the sandbox applies a
+    refund_no's webhook faults to every refund carrying it, so the other's webhooks must reach
+    us, and the out-of-order trace must be ours alone."""
+    free = [r for r in shuffled if r.channel == "stripe" and r.clean]
+    quiet = [r for r in free if not r.faults] + [r for r in free if r.faults == ["duplicate"]]
     for i, refund in enumerate(quiet[:count]):
         refund.faults.append("foreign")
         refund.foreign_fails = i % 2 == 0
