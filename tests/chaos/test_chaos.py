@@ -21,7 +21,7 @@ def report(
 
 
 def details(report: ChaosReport) -> str:
-    return f"{report.line()}\n{describe(report)}\nlogs: {report.plan.run_id}"
+    return f"{report.line()}\n{describe(report)}"
 
 
 def test_refunds_hold_under_gateway_faults_ops_races_and_worker_kills(
