@@ -33,20 +33,28 @@ from refunds.cli.chaos_checks import (
     Problem,
     check_events,
     check_faults_applied,
+    check_foreign,
     check_late,
+    check_late_failures,
+    check_races,
+    check_reconciliation,
+    on_our_payments,
     run_checks,
 )
+from refunds.cli.chaos_ops import OpsPlay, OpsRecord
 from refunds.cli.chaos_plan import ChaosPlan, OrderPlan, RefundPlan, make_plan
 from refunds.cli.chaos_stack import CHAOS_DELAY, CHAOS_TIMINGS, ChaosStack
 from refunds.cli.chaos_webhooks import ChaosReceiver
 from refunds.sandboxes.payments import pay_with_stripe, pay_with_wechatpay
 from refunds.settings import Settings
 
-APPROVER, ADMIN = "chaos-approver", "chaos-admin"
+APPROVER, ADMIN, OPS = "chaos-approver", "chaos-admin", "chaos-ops"
 ATTEMPTS = 6  # a client's retries of one API call through 5xx answers and timeouts
 TIMELINES_SHOWN = 25
-# How long, once every refund is terminal, the shop's events may take to all arrive.
+# How long, once every refund is terminal, the shop's events may go without one more arriving,
+# and how long they may take in all: a loaded machine delays deliveries, it must not lose them.
 EVENTS_SETTLE_SECONDS = 90
+EVENTS_SETTLE_CAP_SECONDS = 600
 
 
 @dataclass
@@ -79,8 +87,9 @@ class ChaosReport:
     timelines: dict[str, list[str]] = field(default_factory=dict)
     # Late refunds the harness answered at the gateway once they had turned abnormal.
     late_answered: list[str] = field(default_factory=list)
-    # Distinct refund events the run's webhook receiver accepted (issue 13).
+    # Distinct refund events the run's webhook receiver accepted.
     events_delivered: int = 0
+    ops: OpsRecord = field(default_factory=OpsRecord)
 
     def count(self, *kinds: str) -> int:
         """Distinct refunds (or orders, for order-level problems) with a problem of a kind."""
@@ -98,6 +107,13 @@ class ChaosReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def planned(self, fault: str) -> set[str]:
+        return {r.refund_no for r in self.plan.refunds if fault in r.faults}
+
+    @property
+    def late_failures_found(self) -> set[str]:
+        return self.ops.found(0, "gateway_failed") & self.planned("late_failure")
+
     def line(self) -> str:
         return (
             f"refunds={len(self.plan.refunds)} kills={len(self.kills)} "
@@ -109,6 +125,12 @@ class ChaosReport:
             f"events_delivered={self.events_delivered} "
             f"events_lost={self.count('event_lost')} "
             f"events_invented={self.count('event_invented')} "
+            f"races={len(self.ops.raced)} resolutions_refused={self.ops.refused} "
+            f"foreign={len(self.ops.foreign)} "
+            f"late_failures_found={len(self.late_failures_found)} "
+            f"adjudicated={len(self.ops.found(1, 'adjudicated') & self.planned('late_failure'))} "
+            f"lookups_refused={len(self.ops.found(0, 'lookup_failed'))} "
+            f"reconciliation_problems={self.count('reconciliation')} "
             f"succeeded={self.statuses['succeeded']} failed={self.statuses['failed']} "
             f"seconds={self.seconds:.0f}"
         )
@@ -124,6 +146,7 @@ class People:
         self.secret = secret
         self.approver = self._headers(APPROVER, "approver")
         self.admin = self._headers(ADMIN, "admin")
+        self.ops = self._headers(OPS, "ops")
 
     def customer(self, user_id: str) -> dict[str, str]:
         return self._headers(user_id, "customer")
@@ -155,6 +178,20 @@ class ChaosRun:
         self.progress = Progress()
         self.orders = {order.order_no: order for order in plan.orders}
         self.receiver = ChaosReceiver()
+        self.payment_refs: dict[str, str] = {}
+        self.play = OpsPlay(
+            stack, self._ops_settings(), plan.run_id, self.people.ops, self.payment_refs
+        )
+        self.report.ops = self.play.record
+
+    def _ops_settings(self) -> Settings:
+        """The stack's own Temporal and task queue, for the reconciliation runs it starts."""
+        return Settings(
+            data_dir=self.stack.data_dir,
+            dev_secrets=True,
+            temporal_address=self.stack.temporal_address,
+            task_queue=self.stack.task_queue,
+        )
 
     async def run(self, http: httpx.AsyncClient) -> ChaosReport:
         self.receiver.start()
@@ -166,6 +203,8 @@ class ChaosRun:
     async def _run(self, http: httpx.AsyncClient) -> ChaosReport:
         endpoint_id = await self._subscribe(http)
         await self._gather(self._create_order, self.plan.orders, http)
+        foreign = [r for r in self.plan.refunds if "foreign" in r.faults]
+        await asyncio.gather(*(self.play.pay_elsewhere(r) for r in foreign))
         await self._arm_refund_faults(http)
         await self._chaos(http, on=True)
         killer = asyncio.create_task(self._kill_schedule())
@@ -176,6 +215,8 @@ class ChaosRun:
         await self._settle()
         await late
         await self._chaos(http, on=False)
+        accepted = [r for r in self.plan.refunds if r.refund_no in self.report.accepted]
+        await self.play.aftermath(accepted, http)
         await self._check(http)
         await self._check_events()
         await http.delete(f"/v1/webhook_endpoints/{endpoint_id}", headers=self.people.admin)
@@ -191,8 +232,10 @@ class ChaosRun:
         return int(response.json()["id"])
 
     async def _check_events(self) -> None:
-        """Each state change delivered at least once, none invented: waited for, bounded."""
-        deadline = time.monotonic() + EVENTS_SETTLE_SECONDS
+        """Each state change delivered at least once, none invented: waited for while they
+        keep arriving, bounded."""
+        started = time.monotonic()
+        deadline, missing = started + EVENTS_SETTLE_SECONDS, None
         while True:
             received = self.receiver.snapshot()
             # Every refund that was accepted or that the shop heard of: a refund whose request
@@ -203,7 +246,11 @@ class ChaosRun:
             )
             problems = check_events(changes, received)
             lost = [p for p in problems if p.kind == "event_lost"]
-            if not lost or time.monotonic() > deadline:
+            now = time.monotonic()
+            if missing is not None and len(lost) < missing:
+                deadline = min(now + EVENTS_SETTLE_SECONDS, started + EVENTS_SETTLE_CAP_SECONDS)
+            missing = len(lost)
+            if not lost or now > deadline:
                 break
             await asyncio.sleep(1.0)
         self.report.events_delivered = sum(len(lane) for lane in self.receiver.snapshot().values())
@@ -235,6 +282,7 @@ class ChaosRun:
             ref = await asyncio.to_thread(
                 pay_with_wechatpay, self.stack.wechat_url, order.amount, order.currency
             )
+        self.payment_refs[order.order_no] = ref
         body = {
             "order_no": order.order_no,
             "user_id": order.user_id,
@@ -293,6 +341,8 @@ class ChaosRun:
             return
         self.report.accepted.append(refund.refund_no)
         await self._approve(refund, http)
+        if "foreign" in refund.faults:
+            await self.play.refund_elsewhere(refund)
 
     async def _approve(self, refund: RefundPlan, http: httpx.AsyncClient) -> None:
         url = f"/v1/refunds/{refund.refund_no}/approve"
@@ -330,18 +380,28 @@ class ChaosRun:
         return records
 
     async def _answer_late(self, http: httpx.AsyncClient) -> None:
-        """Succeed each late refund at the Stripe sandbox once its deadline made it abnormal."""
-        waiting = [r for r in self.plan.refunds if r.late and r.refund_no in self.report.accepted]
+        """Once a late or racing refund turned abnormal: succeed a late one at the Stripe
+        sandbox; race ops against the gateway for a racing one."""
+        waiting = [
+            r
+            for r in self.plan.refunds
+            if (r.late or r.race) and r.refund_no in self.report.accepted
+        ]
+        races: list[asyncio.Task[None]] = []
         bound = time.monotonic() + CHAOS_TIMINGS["outcome_deadline"].total_seconds() + 60
         while waiting and time.monotonic() < bound:
             found = await asyncio.to_thread(
                 read.statuses, self.stack.database_url, [r.refund_no for r in waiting]
             )
             for refund in [r for r in waiting if found.get(r.refund_no) == "abnormal"]:
+                waiting.remove(refund)
+                if refund.race:
+                    races.append(asyncio.create_task(self.play.race(refund, http)))
+                    continue
                 await self._succeed_at_stripe(refund.refund_no, http)
                 self.report.late_answered.append(refund.refund_no)
-                waiting.remove(refund)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
+        await asyncio.gather(*races)
 
     async def _succeed_at_stripe(self, refund_no: str, http: httpx.AsyncClient) -> None:
         base = f"{self.stack.stripe_url}/_sandbox/refunds"
@@ -373,9 +433,18 @@ class ChaosRun:
         )
         events = await read.stripe_events(http, self.stack.stripe_url)
         notes = await read.wechat_notifications(http, self.stack.wechat_url)
+        refunds, ops = self.plan.refunds, self.report.ops
         self.report.problems += run_checks(self.plan, self.report.accepted, snap)
-        self.report.problems += check_faults_applied(self.plan.refunds, events, notes, snap.gateway)
-        self.report.problems += check_late(self.plan.refunds, self.report.late_answered, snap)
+        ours = on_our_payments(snap)
+        self.report.problems += check_faults_applied(refunds, events, notes, ours)
+        self.report.problems += check_late(refunds, self.report.late_answered, snap)
+        self.report.problems += check_races(refunds, ops.raced, snap)
+        self.report.problems += check_foreign(refunds, ops.foreign, snap)
+        self.report.problems += check_late_failures(refunds, snap)
+        first, second = (run.findings for run in ops.runs) if len(ops.runs) == 2 else ([], [])
+        phases = [p for run in ops.runs for p in run.summary.failed_phases]
+        self.report.problems += check_reconciliation(refunds, first, second, phases, ops.moved)
+        self.report.problems += [Problem("request", why) for why in ops.problems]
         self.report.statuses = Counter(row["status"] for row in snap.refunds.values())
         await self._timelines(http)
 
@@ -461,6 +530,12 @@ def describe(report: ChaosReport) -> str:
     faults = Counter(f for r in report.plan.refunds for f in r.faults)
     out.append(f"  per-refund faults: {dict(faults)}")
     out.append(f"  late refunds answered after turning abnormal: {len(report.late_answered)}")
+    races = Counter((r.resolved, r.answer, r.code, r.settled) for r in report.ops.raced.values())
+    out.append(f"  races (ops asked, answer, code, gateway said): {dict(races)}")
+    for n, run in enumerate(report.ops.runs, 1):
+        summary = run.summary
+        out.append(f"  reconciliation {n} #{summary.reconciliation_id}: {summary.counts}")
+        out.append(f"    this run's: {dict(Counter(f.kind for f in run.findings))}")
     out += [f"  kill: {k}" for k in report.kills]
     out += [f"  {p}" for p in report.problems]
     for refund_no, lines in report.timelines.items():

@@ -15,6 +15,13 @@ from refunds.cli.chaos_plan import ChaosPlan, RefundPlan
 TERMINAL = frozenset({"succeeded", "failed", "rejected", "expired"})
 RELEASED = frozenset({"rejected", "expired", "failed"})  # reservation given back
 RESTORE_KINDS = frozenset({"points", "inventory", "coupon"})
+REVERSAL = "reversal"  # the restores of a refund that failed after all, taken back
+# Per-refund faults whose trace each has its own check (not check_faults_applied's).
+OWN_CHECKS = frozenset({"late", "race", "foreign", "late_failure", "lookup_refused"})
+# Findings that would move money or say it moved without the ledger: none is planned.
+UNPLANNED_FINDINGS = frozenset(
+    {"gateway_succeeded", "gateway_succeeded_after_failure", "repaired", "overdue"}
+)
 # The sandboxes' statuses in our words.
 GATEWAY_STATUS = {
     "succeeded": "succeeded",
@@ -29,7 +36,7 @@ GATEWAY_STATUS = {
 @dataclass(frozen=True)
 class Problem:
     # lost | doubled | money | restore | unplanned_failure | fault_not_applied | request |
-    # event_lost | event_invented (issue 13)
+    # event_lost | event_invented | reconciliation
     kind: str
     why: str
     refund_no: str | None = None
@@ -60,10 +67,41 @@ class Snapshot:
     movements: dict[str, dict[str, int]] = field(default_factory=dict)
     coupons: dict[str, dict[str, Any]] = field(default_factory=dict)
     gateway: list[GatewayRefund] = field(default_factory=list)
+    # What reversals took back, by refund_no: points rows, stock by sku (negative quantities).
+    reversed_points: dict[str, list[int]] = field(default_factory=dict)
+    reversed_movements: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RaceRecord:
+    """What the harness saw when its ops decision raced the gateway's word."""
+
+    resolved: str  # the outcome ops asked for
+    answer: int  # the API's status code
+    code: str | None  # its error code, when refused
+    settled: str  # what the gateway was made to say: succeeded | failed
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    refund_no: str | None
+    subject: str
 
 
 def gateway_status(raw: str) -> str:
     return GATEWAY_STATUS.get(raw, "processing")
+
+
+def on_our_payments(snap: Snapshot) -> list[GatewayRefund]:
+    """The gateway refunds of our orders' payments: another system's refund that carries one of
+    our refund_nos on its own payment is no refund of ours, whatever its metadata says."""
+    ours = {order["payment_ref"] for order in snap.orders.values()}
+    return [seen for seen in snap.gateway if seen.payment_ref in ours]
+
+
+def _ours_by_no(snap: Snapshot) -> dict[str | None, GatewayRefund]:
+    return {seen.refund_no: seen for seen in on_our_payments(snap)}
 
 
 # ---- lost -------------------------------------------------------------------------------------
@@ -84,13 +122,12 @@ def check_lost(accepted: list[str], snap: Snapshot) -> list[Problem]:
 # ---- the gateway's books against ours ---------------------------------------------------------
 
 
-def check_gateway(snap: Snapshot) -> list[Problem]:
-    """One gateway refund per refund_no, and the gateway's word agrees with our status."""
+def check_gateway(snap: Snapshot, paid_offline: frozenset[str] = frozenset()) -> list[Problem]:
+    """One gateway refund per refund_no, and the gateway's word agrees with our status, except
+    where ops, after the gateway failed it late, resolved the refund as paid back offline."""
     by_no: dict[str | None, list[GatewayRefund]] = defaultdict(list)
-    ours = {order["payment_ref"] for order in snap.orders.values()}
-    for seen in snap.gateway:
-        if seen.payment_ref in ours:
-            by_no[seen.refund_no].append(seen)
+    for seen in on_our_payments(snap):
+        by_no[seen.refund_no].append(seen)
     problems = [
         Problem("doubled", f"gateway refund {s.gateway_id} carries no refund_no of ours")
         for no, found in by_no.items()
@@ -98,12 +135,13 @@ def check_gateway(snap: Snapshot) -> list[Problem]:
         for s in found
     ]
     for refund_no, row in snap.refunds.items():
-        problems += _one_refund_at_gateway(refund_no, row, by_no.get(refund_no, []))
+        found = by_no.get(refund_no, [])
+        problems += _one_refund_at_gateway(refund_no, row, found, refund_no in paid_offline)
     return problems
 
 
 def _one_refund_at_gateway(
-    refund_no: str, row: dict[str, Any], found: list[GatewayRefund]
+    refund_no: str, row: dict[str, Any], found: list[GatewayRefund], paid_offline: bool
 ) -> list[Problem]:
     order_no = row["order_no"]
     if len(found) > 1:
@@ -113,7 +151,9 @@ def _one_refund_at_gateway(
     if row["status"] == "succeeded":
         if seen is None:
             return [Problem("money", "succeeded but no refund at the gateway", refund_no, order_no)]
-        if seen.status != "succeeded" or seen.amount != row["amount"]:
+        if seen.amount != row["amount"] or seen.status not in (
+            ("succeeded", "failed") if paid_offline else ("succeeded",)
+        ):
             why = f"succeeded {row['amount']}, gateway says {seen.status} {seen.amount}"
             return [Problem("money", why, refund_no, order_no)]
     if row["status"] in RELEASED and seen is not None and seen.status == "succeeded":
@@ -170,6 +210,8 @@ def _restores_of_refund(snap: Snapshot, refund_no: str, row: dict[str, Any]) -> 
     points = snap.points.get(refund_no, [])
     moved = snap.movements.get(refund_no, {})
     order_no = row["order_no"]
+    if REVERSAL in kinds:
+        return _reversal_of_refund(snap, refund_no, row)
     if row["status"] != "succeeded":
         if kinds or points or moved:
             why = f"{row['status']} yet restored {sorted(kinds)}, points {points}, stock {moved}"
@@ -185,6 +227,26 @@ def _restores_of_refund(snap: Snapshot, refund_no: str, row: dict[str, Any]) -> 
         why = f"restocked {moved}, expected {expected}"
         problems.append(Problem("restore", why, refund_no, order_no))
     return problems
+
+
+def _reversal_of_refund(snap: Snapshot, refund_no: str, row: dict[str, Any]) -> list[Problem]:
+    """A refund that succeeded, then failed after all: restored once, and all of it taken back
+    once (the order's stock never went below what the refund had put back)."""
+    kinds = snap.restorations.get(refund_no, set())
+    points = snap.points.get(refund_no, [])
+    moved = snap.movements.get(refund_no, {})
+    taken = snap.reversed_points.get(refund_no, [])
+    unstocked = snap.reversed_movements.get(refund_no, {})
+    wrong = []
+    if row["status"] != "failed":
+        wrong.append(f"restores taken back, but it is {row['status']}")
+    if kinds != RESTORE_KINDS | {REVERSAL}:
+        wrong.append(f"restorations {sorted(kinds)}")
+    if len(points) != 1 or taken != [-p for p in points if p]:
+        wrong.append(f"points restored {points}, taken back {taken}")
+    if unstocked != {sku: -q for sku, q in moved.items() if q}:
+        wrong.append(f"restocked {moved}, unstocked {unstocked}")
+    return [Problem("restore", w, refund_no, row["order_no"]) for w in wrong]
 
 
 def _expected_restock(order: dict[str, Any], refund: dict[str, Any]) -> dict[str, int]:
@@ -224,8 +286,9 @@ def _restores_of_order(snap: Snapshot, order_no: str, order: dict[str, Any]) -> 
 
 
 def check_outcomes(plan: ChaosPlan, snap: Snapshot) -> list[Problem]:
-    """A refund fails only when the plan made the gateway fail it (and the gateway did)."""
-    failed_at_gateway = {s.refund_no for s in snap.gateway if s.status == "failed"}
+    """A refund fails only when the plan made the gateway fail it (and the gateway did: at our
+    payment, not another system's refund under the same refund_no)."""
+    failed_at_gateway = {s.refund_no for s in on_our_payments(snap) if s.status == "failed"}
     problems = []
     for refund_no, row in snap.refunds.items():
         planned = plan.refund(refund_no)
@@ -256,7 +319,7 @@ def check_faults_applied(
     status = {s.refund_no: s.status for s in gateway}
     problems = []
     for refund in refunds:
-        for fault in refund.faults:
+        for fault in (f for f in refund.faults if f not in OWN_CHECKS):
             if fault == "fail":
                 ok = status.get(refund.refund_no) == "failed"
             elif refund.channel == "stripe":
@@ -287,8 +350,6 @@ def check_late(refunds: list[RefundPlan], answered: list[str], snap: Snapshot) -
 
 
 def _stripe_trace(fault: str, records: list[dict[str, Any]]) -> bool:
-    if fault == "late":
-        return True  # checked by check_late: its trace is in our ledger, not the sandbox's
     if not records:
         return False
     if fault == "no_webhook":
@@ -314,9 +375,14 @@ def _wechat_trace(fault: str, notes: list[dict[str, Any]]) -> bool:
 
 
 def run_checks(plan: ChaosPlan, accepted: list[str], snap: Snapshot) -> list[Problem]:
+    paid_offline = frozenset(
+        r.refund_no
+        for r in plan.refunds
+        if "late_failure" in r.faults and r.resolve_as == "succeeded"
+    )
     return (
         check_lost(accepted, snap)
-        + check_gateway(snap)
+        + check_gateway(snap, paid_offline)
         + check_orders(snap)
         + check_restores(snap)
         + check_outcomes(plan, snap)
@@ -346,4 +412,133 @@ def check_events(
             )
     for refund_no in sorted(set(received) - set(changes)):
         problems.append(Problem("event_invented", "events of a refund we have not", refund_no))
+    return problems
+
+
+# ---- ops decisions, foreign refunds, late failures, reconciliation ----------------------------
+
+
+def check_races(
+    refunds: list[RefundPlan], raced: dict[str, RaceRecord], snap: Snapshot
+) -> list[Problem]:
+    """Whatever ops asked while the gateway settled the refund, the ledger ends where the
+    gateway's money went: paid at the gateway and `failed` here is money out and not counted."""
+    at_gateway = _ours_by_no(snap)
+    problems = []
+    for refund in (r for r in refunds if r.race is not None):
+        record = raced.get(refund.refund_no)
+        seen = at_gateway.get(refund.refund_no)
+        if record is None or seen is None or seen.status != record.settled:
+            why = f"race: never settled at the gateway as planned (gateway: {seen})"
+            problems.append(Problem("fault_not_applied", why, refund.refund_no))
+            continue
+        row = snap.refunds.get(refund.refund_no, {})
+        if row.get("status") != record.settled:
+            why = (
+                f"ops asked {record.resolved} ({record.answer} {record.code}), the gateway "
+                f"{record.settled} it, the ledger holds {row.get('status')}"
+            )
+            problems.append(Problem("money", why, refund.refund_no, refund.order_no))
+    return problems
+
+
+def check_foreign(
+    refunds: list[RefundPlan], foreign: dict[str, str], snap: Snapshot
+) -> list[Problem]:
+    """Another system's refund under our refund_no (on its own payment) exists as planned, and
+    ours ended exactly as if it did not: succeeded, its amount, at our payment."""
+    by_id = {seen.gateway_id: seen for seen in snap.gateway}
+    at_gateway = _ours_by_no(snap)
+    problems = []
+    for refund in (r for r in refunds if "foreign" in r.faults):
+        other = by_id.get(foreign.get(refund.refund_no, ""))
+        want = "failed" if refund.foreign_fails else "succeeded"
+        if other is None or other.refund_no != refund.refund_no or other.status != want:
+            why = f"foreign: no {want} refund under our refund_no elsewhere ({other})"
+            problems.append(Problem("fault_not_applied", why, refund.refund_no))
+        row = snap.refunds.get(refund.refund_no, {})
+        ours = at_gateway.get(refund.refund_no)
+        if (row.get("status"), row.get("amount")) != ("succeeded", refund.amount) or (
+            ours is None or ours.status != "succeeded"
+        ):
+            why = f"foreign refund {other and other.status} moved ours: {row.get('status')}"
+            problems.append(Problem("money", why, refund.refund_no, refund.order_no))
+    return problems
+
+
+def check_late_failures(refunds: list[RefundPlan], snap: Snapshot) -> list[Problem]:
+    """Each refund the gateway failed days after its success ends as ops resolved it once
+    reconciliation reopened it, with its restores taken back exactly when resolved failed."""
+    at_gateway = _ours_by_no(snap)
+    problems = []
+    for refund in (r for r in refunds if "late_failure" in r.faults):
+        seen = at_gateway.get(refund.refund_no)
+        if seen is None or seen.status != "failed":
+            why = f"late_failure: the gateway never failed it ({seen})"
+            problems.append(Problem("fault_not_applied", why, refund.refund_no))
+        row = snap.refunds.get(refund.refund_no, {})
+        if row.get("status") != refund.resolve_as:
+            why = f"late failure resolved {refund.resolve_as} by ops, ledger {row.get('status')}"
+            problems.append(Problem("money", why, refund.refund_no, refund.order_no))
+        reversed_ = REVERSAL in snap.restorations.get(refund.refund_no, set())
+        if reversed_ != (refund.resolve_as == "failed"):
+            why = f"resolved {refund.resolve_as}, restores taken back: {reversed_}"
+            problems.append(Problem("restore", why, refund.refund_no, refund.order_no))
+    return problems
+
+
+def check_reconciliation(
+    refunds: list[RefundPlan],
+    first: list[Finding],
+    second: list[Finding],
+    failed_phases: list[str],
+    moved: dict[str, tuple[str, str]],
+) -> list[Problem]:
+    """The first run (some lookups refused) reports each refused lookup, still finds every late
+    failure and reports every foreign refund; the second reports those ops decided as
+    `adjudicated` and moves nothing. Nothing else of the run's refunds is found."""
+    planned = {
+        kind: {r.refund_no for r in refunds if kind in r.faults}
+        for kind in ("lookup_refused", "late_failure", "foreign")
+    }
+    problems = []
+    if failed_phases:
+        problems.append(Problem("reconciliation", f"phases given up: {failed_phases}"))
+    problems += _findings_are(
+        "first", first, planned["lookup_refused"], planned["late_failure"], set()
+    )
+    problems += _findings_are("second", second, set(), set(), planned["late_failure"])
+    for run, found in (("first", first), ("second", second)):
+        problems += [
+            Problem("reconciliation", f"{run} run: {f.kind} {f.subject}", f.refund_no)
+            for f in found
+            if f.kind in UNPLANNED_FINDINGS
+            or (f.kind == "mismatch" and f.refund_no not in planned["foreign"])
+        ]
+    problems += [
+        Problem("reconciliation", f"second run moved it {was} -> {now}", refund_no)
+        for refund_no, (was, now) in sorted(moved.items())
+        if was != now
+    ]
+    return problems
+
+
+def _findings_are(
+    run: str,
+    found: list[Finding],
+    lookup_failed: set[str],
+    gateway_failed: set[str],
+    adjudicated: set[str],
+) -> list[Problem]:
+    problems = []
+    for kind, want in (
+        ("lookup_failed", lookup_failed),
+        ("gateway_failed", gateway_failed),
+        ("adjudicated", adjudicated),
+    ):
+        have = {f.refund_no for f in found if f.kind == kind}
+        for refund_no in sorted(want - have, key=str):
+            problems.append(Problem("reconciliation", f"{run} run: no {kind}", refund_no))
+        for extra in sorted(have - want, key=str):
+            problems.append(Problem("reconciliation", f"{run} run: unplanned {kind}", extra))
     return problems

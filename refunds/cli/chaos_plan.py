@@ -6,6 +6,7 @@ run prefix, so a rerun against the same database never collides with an earlier 
 
 from __future__ import annotations
 
+import itertools
 import random
 import secrets
 from dataclasses import dataclass, field
@@ -19,7 +20,18 @@ FAULT_ACTIONS: dict[str, dict[str, str]] = {
     # The gateway answers only after the outcome deadline made the refund abnormal (the harness
     # then succeeds it at the sandbox): an abnormal refund must still hear it and finish.
     "late": {"stripe": "pending_forever"},
+    # Left unfinished at the gateway (Stripe pending, WeChat ABNORMAL) until the harness, as ops,
+    # resolves it while the gateway settles it: the decision races the gateway's word.
+    "race": {"stripe": "pending_forever", "wechatpay": "abnormal"},
 }
+# Faults the harness plays itself, with no sandbox action armed in advance.
+HARNESS_FAULTS = frozenset({"foreign", "late_failure", "lookup_refused"})
+# How a race ends: what ops ask for, and what the gateway then says.
+RACES: tuple[tuple[str, str], ...] = (
+    ("failed", "succeeded"),  # ops fail it as the gateway pays it: refused, then counted
+    ("failed", "failed"),  # both say failed: it fails once, released once
+    ("succeeded", "succeeded"),  # ops say paid offline as the gateway pays: counted once
+)
 # Cycled over the refunds in a seeded order: ~20% each webhook fault, ~40% clean.
 WEBHOOK_FAULT_CYCLE: tuple[str | None, ...] = (
     "duplicate",
@@ -30,6 +42,10 @@ WEBHOOK_FAULT_CYCLE: tuple[str | None, ...] = (
 )
 FAIL_SHARE = 0.08  # "a few" refunds the gateway fails
 LATE_SHARE = 0.04  # Stripe refunds answered only after their outcome deadline
+RACE_SHARE = 0.06  # refunds left unfinished whose ops decision races the gateway's
+FOREIGN_SHARE = 0.04  # Stripe refunds whose refund_no another system also uses elsewhere
+LATE_FAILURE_SHARE = 0.04  # Stripe refunds failed days after their success, webhooks lost
+LOOKUP_REFUSED_SHARE = 0.03  # WeChat refunds whose lookup the reconciliation is refused
 CURRENCY = {"stripe": "USD", "wechatpay": "CNY"}
 
 
@@ -47,18 +63,35 @@ class RefundPlan:
     channel: str
     amount: int
     items: dict[str, int]
-    faults: list[str] = field(default_factory=list)  # keys of FAULT_ACTIONS
+    faults: list[str] = field(default_factory=list)  # keys of FAULT_ACTIONS, HARNESS_FAULTS
+    # "race": what ops resolve and what the gateway settles, and how far ahead the decision is
+    # sent (negative: after the gateway's word).
+    race: tuple[str, str] | None = None
+    race_lead: float = 0.0
+    # "foreign": whether the other system's refund under our refund_no is then failed.
+    foreign_fails: bool = False
+    # "late_failure": how ops resolve it once reconciliation reopened it.
+    resolve_as: str | None = None
 
     @property
     def gateway_fails(self) -> bool:
-        return "fail" in self.faults
+        """The plan makes the gateway's last word about this refund a failure."""
+        race_fails = self.race is not None and self.race[1] == "failed"
+        late_failed = "late_failure" in self.faults and self.resolve_as == "failed"
+        return "fail" in self.faults or race_fails or late_failed
+
+    @property
+    def clean(self) -> bool:
+        """No outcome fault yet: free to carry one of the harness's faults."""
+        taken = {"fail", "late", "race", *HARNESS_FAULTS}
+        return not taken & set(self.faults)
 
     @property
     def late(self) -> bool:
         return "late" in self.faults
 
     def sandbox_actions(self) -> list[str]:
-        return [FAULT_ACTIONS[fault][self.channel] for fault in self.faults]
+        return [FAULT_ACTIONS[f][self.channel] for f in self.faults if f in FAULT_ACTIONS]
 
 
 @dataclass
@@ -167,6 +200,58 @@ def _assign_faults(rng: random.Random, refunds: list[RefundPlan]) -> None:
     stripe = [r for r in shuffled if r.channel == "stripe" and not r.gateway_fails]
     for refund in stripe[: max(1, round(len(refunds) * LATE_SHARE))]:
         refund.faults.append("late")
+    # The narrowest choice first: late failures need a Stripe refund alone on its order.
+    _assign_late_failures(shuffled, _share(refunds, LATE_FAILURE_SHARE, 2))
+    _assign_races(rng, shuffled, _share(refunds, RACE_SHARE, len(RACES) + 1))
+    _assign_foreign(rng, shuffled, _share(refunds, FOREIGN_SHARE, 2))
+    refused = [r for r in shuffled if r.channel == "wechatpay" and r.clean]
+    for refund in refused[: _share(refunds, LOOKUP_REFUSED_SHARE, 2)]:
+        refund.faults.append("lookup_refused")
+
+
+def _share(refunds: list[RefundPlan], share: float, least: int) -> int:
+    return max(least, round(len(refunds) * share))
+
+
+def _assign_races(rng: random.Random, shuffled: list[RefundPlan], count: int) -> None:
+    """Races taken from each gateway in turn, each ending cycled, the decision sent up to 0.3 s
+    either side of the gateway's word."""
+    by_channel = [[r for r in shuffled if r.clean and r.channel == c] for c in CURRENCY]
+    turns = [r for pair in itertools.zip_longest(*by_channel) for r in pair if r is not None]
+    for i, refund in enumerate(turns[:count]):
+        refund.faults.append("race")
+        refund.race = RACES[i % len(RACES)]
+        refund.race_lead = round(rng.uniform(-0.3, 0.3), 2)
+
+
+def _assign_foreign(rng: random.Random, shuffled: list[RefundPlan], count: int) -> None:
+    """Stripe refunds with no webhook fault, else duplicated ones: the sandbox applies a
+    refund_no's webhook faults to every refund carrying it, so the other's webhooks must reach
+    us, and the out-of-order trace must be ours alone."""
+    free = [r for r in shuffled if r.channel == "stripe" and r.clean]
+    quiet = [r for r in free if not r.faults] + [r for r in free if r.faults == ["duplicate"]]
+    for i, refund in enumerate(quiet[:count]):
+        refund.faults.append("foreign")
+        refund.foreign_fails = i % 2 == 0
+
+
+def _assign_late_failures(shuffled: list[RefundPlan], count: int) -> None:
+    """Stripe refunds alone on their order (a reversal then leaves the order with nothing
+    refunded) whose webhooks are all lost, so only reconciliation can hear the late failure."""
+    shared = {r.order_no for r in shuffled if r.refund_no.endswith("-r1")}
+    alone = [
+        r
+        for r in shuffled
+        if r.channel == "stripe"
+        and r.clean
+        and r.order_no not in shared
+        and set(r.faults) <= {"no_webhook"}
+    ]
+    for i, refund in enumerate(alone[:count]):
+        if "no_webhook" not in refund.faults:
+            refund.faults.append("no_webhook")
+        refund.faults.append("late_failure")
+        refund.resolve_as = "failed" if i % 2 == 0 else "succeeded"
 
 
 def _kills(rng: random.Random, count: int, workers: int, kills: int) -> list[KillPlan]:

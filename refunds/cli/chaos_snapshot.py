@@ -10,7 +10,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from refunds.cli.chaos_checks import TERMINAL, GatewayRefund, Snapshot, gateway_status
+from refunds.cli.chaos_checks import TERMINAL, Finding, GatewayRefund, Snapshot, gateway_status
 
 ORDERS_SQL = """
 SELECT order_no, paid_amount, refunded_amount, reserved_amount, points_used, coupon_code,
@@ -31,6 +31,14 @@ WHERE order_no = ANY(%(orders)s) AND kind = 'refund_restore'"""
 MOVEMENTS_SQL = """
 SELECT refund_no, sku, SUM(quantity) AS quantity FROM inventory_movements
 WHERE order_no = ANY(%(orders)s) AND kind = 'refund_restock' GROUP BY refund_no, sku"""
+REVERSED_POINTS_SQL = """
+SELECT refund_no, points FROM points_ledger
+WHERE order_no = ANY(%(orders)s) AND kind = 'refund_reversal'"""
+REVERSED_MOVEMENTS_SQL = """
+SELECT refund_no, sku, SUM(quantity) AS quantity FROM inventory_movements
+WHERE order_no = ANY(%(orders)s) AND kind = 'refund_reversal' GROUP BY refund_no, sku"""
+FINDINGS_SQL = """
+SELECT kind, refund_no, subject FROM reconciliation_findings WHERE reconciliation_id = %(id)s"""
 COUPONS_SQL = """
 SELECT code, status, released_by_refund_no FROM coupons WHERE order_no = ANY(%(orders)s)"""
 STATUS_SQL = "SELECT refund_no, status FROM refunds WHERE refund_no = ANY(%(refunds)s)"
@@ -71,15 +79,38 @@ def read_tables(database_url: str, order_nos: list[str]) -> Snapshot:
         restorations: dict[str, set[str]] = defaultdict(set)
         for r in rows(RESTORATIONS_SQL):
             restorations[r["refund_no"]].add(r["kind"])
-        points: dict[str, list[int]] = defaultdict(list)
-        for r in rows(POINTS_SQL):
-            points[r["refund_no"]].append(int(r["points"]))
-        movements: dict[str, dict[str, int]] = defaultdict(dict)
-        for r in rows(MOVEMENTS_SQL):
-            movements[r["refund_no"]][r["sku"]] = int(r["quantity"])
-        snap.restorations, snap.points, snap.movements = restorations, points, movements
+        snap.restorations = restorations
+        snap.points, snap.reversed_points = (
+            _points(rows(POINTS_SQL)),
+            _points(rows(REVERSED_POINTS_SQL)),
+        )
+        snap.movements = _movements(rows(MOVEMENTS_SQL))
+        snap.reversed_movements = _movements(rows(REVERSED_MOVEMENTS_SQL))
         snap.coupons = {r["code"]: r for r in rows(COUPONS_SQL)}
     return snap
+
+
+def _points(found: list[dict[str, Any]]) -> dict[str, list[int]]:
+    points: dict[str, list[int]] = defaultdict(list)
+    for r in found:
+        points[r["refund_no"]].append(int(r["points"]))
+    return points
+
+
+def _movements(found: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    movements: dict[str, dict[str, int]] = defaultdict(dict)
+    for r in found:
+        movements[r["refund_no"]][r["sku"]] = int(r["quantity"])
+    return movements
+
+
+def findings(database_url: str, reconciliation_id: int, run_id: str) -> list[Finding]:
+    """A reconciliation run's findings about this chaos run's refunds (the database may hold
+    other refunds, which the run also saw)."""
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        rows = conn.execute(FINDINGS_SQL, {"id": reconciliation_id}).fetchall()
+    found = [Finding(r["kind"], r["refund_no"] or r["subject"], r["subject"]) for r in rows]
+    return [f for f in found if (f.refund_no or "").startswith(f"{run_id}-")]
 
 
 async def gateway_refunds(
