@@ -59,13 +59,6 @@ def test_reconciliation_found_each_late_failure_and_refused_lookup_then_left_ops
     assert [run.summary.failed_phases for run in report.ops.runs] == [[], []], details(report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a foreign refund's webhook (our refund_no, another payment) sets the "
-    "refund run's sticky mismatch: ours goes abnormal (gateway_refund_mismatch) and its own "
-    "gateway's success is ignored from then on (Refund._gateway_final is None once _mismatch "
-    "is set), so a refund paid at the gateway stays abnormal, not counted",
-)
 def test_a_foreign_refund_under_our_refund_no_leaves_ours_as_if_it_did_not_exist(
     report: ChaosReport,
 ) -> None:
