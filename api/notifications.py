@@ -109,8 +109,10 @@ async def _weigh(
     if found is None:
         return Weighed(notification, None, NotificationOutcome.NOT_OURS)
     refund, payment_ref = found
-    # A gateway refund that is not the one we asked for is always news (the workflow marks the
-    # refund abnormal), and its status is not our refund's: it is not recorded.
+    # A word that contradicts our refund (another payment, amount or currency) is news about
+    # ours only when it names our gateway refund; one naming another gateway refund under our
+    # refund_no says nothing about ours (on our timeline, never signalled). Our own create or
+    # lookup is what finds one that took our refund_no. Either way its status is not recorded.
     mismatch = gateway_mismatch(
         refund.amount,
         payment_ref or "",
@@ -119,10 +121,10 @@ async def _weigh(
         currency=refund.currency,
         seen_currency=notification.currency,
     )
+    if mismatch is not None and notification.gateway_refund_id != refund.gateway_refund_id:
+        return Weighed(notification, refund, NotificationOutcome.NOT_OURS, foreign=True)
     if mismatch is not None:
-        return Weighed(
-            notification, refund, NotificationOutcome.SIGNALLED, deliver=True, foreign=True
-        )
+        return Weighed(notification, refund, NotificationOutcome.SIGNALLED, deliver=True)
     current = heard.get(refund.refund_no, heard_status(refund.gateway_status))
     if not is_news(current, notification.status):
         # Not signalled, even when the refund's run is closed under it: the news it repeats

@@ -87,6 +87,8 @@ LATE_FAILURE_AT_THE_END = "late-failure-at-the-end-reopens"
 # Once our own gateway refund is known, a word about another refund under our refund_no (another
 # payment, amount or currency) is ignored: it neither makes ours abnormal nor hides ours' answers.
 FOREIGN_IGNORED_ONCE_OURS_KNOWN = "foreign-refund-ignored-once-ours-known"
+# The answers of our own calls to the gateway (the other sources are webhooks and reconciliation).
+OUR_CALLS = ("create", "poll", "resolve_check")
 # A gateway refund in another currency than ours is not ours.
 CURRENCY_COMPARED = "gateway-currency-compared"
 # Refusals of a resolution whose step the ledger refused (the gateway spoke meanwhile).
@@ -751,8 +753,10 @@ class RefundWorkflow:
     def _observe(self, notification: GatewayNotification) -> None:
         mismatch = self._mismatch_of(notification)
         if mismatch is not None:
-            if self._own_refund_known() and workflow.patched(FOREIGN_IGNORED_ONCE_OURS_KNOWN):
-                return  # another refund's word: ours is known and answers for itself
+            if not self._about_ours(notification) and workflow.patched(
+                FOREIGN_IGNORED_ONCE_OURS_KNOWN
+            ):
+                return
             self._mismatch = self._mismatch or mismatch
             return
         current = self._gateway.status if self._gateway else None
@@ -761,9 +765,13 @@ class RefundWorkflow:
         elif gateway_moves_forward(current, notification.status):
             self._gateway = notification
 
-    def _own_refund_known(self) -> bool:
-        """The gateway has answered about our own refund (the create or a lookup found it)."""
-        return self._mismatch is None and self._gateway is not None
+    def _about_ours(self, contradicting: GatewayNotification) -> bool:
+        """Whether a word that contradicts our refund is about ours: it names our gateway refund,
+        or our own create or lookup found it before ours was known (it took our refund_no). A
+        webhook naming another gateway refund under our refund_no is about that one alone."""
+        if self._gateway is not None:
+            return contradicting.gateway_refund_id == self._gateway.gateway_refund_id
+        return contradicting.source in OUR_CALLS
 
     def _mismatch_of(self, notification: GatewayNotification) -> str | None:
         if self._facts is None:

@@ -16,9 +16,11 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from refunds.db.models import GatewayNotificationRow, Refund
 from refunds.domain.notifications import NotificationOutcome as Outcome
+from refunds.runtime.payload_codec import EncryptionCodec, parse_payload_keys
 from refunds.sandboxes.stripe_sandbox.webhooks import sign
 from tests.e2e.support import Sessions, approved, stripe_refunds
 from tests.factories import Shop, events, sandbox, uid, wait_event
+from tests.stack import TEST_PAYLOAD_KEYS
 
 
 def workflow_id(refund_no: str) -> str:
@@ -73,8 +75,9 @@ async def signalled_event_ids(temporal: Client, refund_no: str) -> list[str]:
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
     ]
+    codec = EncryptionCodec(parse_payload_keys(TEST_PAYLOAD_KEYS))  # payloads are sealed
     return [
-        json.loads(s.input.payloads[0].data)["event_id"]
+        json.loads(codec.decrypt(s.input.payloads[0]).data)["event_id"]
         for s in signalled
         if s.signal_name == "gateway_notification"
     ]
