@@ -16,6 +16,9 @@ from api.errors import error_body
 from api.metrics import LATENCY, REQUESTS
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+# Every query parameter of the API and the console is bounded (`api.params`); the longest, a
+# console `next` path, is 2000 characters. A longer query string is refused before routing.
+MAX_QUERY_BYTES = 4096
 
 # A caller's id is echoed only when it cannot smuggle anything into a header or a log line.
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -158,3 +161,19 @@ class BodyLimit:
             "request_too_large",
             f"the request body is over the limit of {self.max_body_bytes} bytes",
         )
+
+
+class QueryLimit:
+    """414 `query_too_long` for a query string over `MAX_QUERY_BYTES`, before the app parses
+    it: each parameter's own bound is checked by its route, this bounds them all together."""
+
+    def __init__(self, app: ASGIApp, max_query_bytes: int = MAX_QUERY_BYTES) -> None:
+        self.app = app
+        self.max_query_bytes = max_query_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(scope.get("query_string", b"")) > self.max_query_bytes:
+            message = f"the query string is over {self.max_query_bytes} bytes"
+            await send_json(send, 414, error_body(414, "query_too_long", message))
+            return
+        await self.app(scope, receive, send)

@@ -34,10 +34,26 @@ WECHAT_AMOUNT_FIELDS = ("total", "refund", "payer_total", "payer_refund", "curre
 WECHAT_EVENT_FIELDS = ("id", "create_time", "event_type", "resource_type")
 
 STRIPE_EVENT_FIELDS = ("id", "type", "created", "livemode", "api_version")
-STRIPE_REFUND_FIELDS = ("id", "object", "amount", "currency", "status", "failure_reason")
-STRIPE_REFUND_FIELDS += ("reason", "created")
-STRIPE_CHARGE_FIELDS = ("id", "object", "amount", "amount_refunded", "currency", "status")
-STRIPE_CHARGE_FIELDS += ("created", "refunded")
+STRIPE_REFUND_FIELDS = (
+    "id",
+    "object",
+    "amount",
+    "currency",
+    "status",
+    "failure_reason",
+    "reason",
+    "created",
+)
+STRIPE_CHARGE_FIELDS = (
+    "id",
+    "object",
+    "amount",
+    "amount_refunded",
+    "currency",
+    "status",
+    "created",
+    "refunded",
+)
 # Expandable fields: the id is kept, an expanded object (a customer, a card) is not.
 STRIPE_REFERENCES = ("payment_intent", "charge")
 
