@@ -186,7 +186,10 @@ async def test_a_private_target_is_refused_unless_allowed(shop: Shop) -> None:
     url = shop.stack.api(
         shop.stack.settings.model_copy(update={"webhook_allow_private_targets": False})
     )
-    for target in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest", "http://10.1.2.3/"):
+    # `localhost` is a name that resolves (from /etc/hosts) to a loopback address only.
+    refused = ["http://127.0.0.1:9/hook", "http://169.254.169.254/latest", "http://10.1.2.3/"]
+    refused += ["http://localhost:9/hook", "http://[2002:7f00:1::]/", "http://[64:ff9b::a00:1]/"]
+    for target in refused:
         response = await shop.http.post(
             f"{url}/v1/webhook_endpoints",
             json={"url": target, "event_types": ["*"]},
