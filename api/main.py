@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api import console, docs, errors
 from api.auth import TokenReader
-from api.middleware import BodyLimit, QueryLimit, RequestContext
+from api.middleware import BodyLimit, ConsoleHeaders, QueryLimit, RequestContext
 from api.routes import (
     events,
     health,
@@ -108,5 +108,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: every response, a 413 included, carries its Request-Id.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(QueryLimit)
+    app.add_middleware(ConsoleHeaders)
     app.add_middleware(RequestContext)
     return app
