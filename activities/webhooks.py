@@ -30,7 +30,8 @@ from refunds.domain.messages import (
 )
 from refunds.domain.outgoing import DeliveryState
 from refunds.webhooks.signing import HEADER, signature_header
-from refunds.webhooks.targets import check_target
+from refunds.webhooks.targets import check_scheme
+from refunds.webhooks.transport import delivery_client
 
 log = logging.getLogger("refunds.webhooks")
 
@@ -60,8 +61,9 @@ class WebhookActivities(WebhookSteps):
     ) -> None:
         self.sessionmaker = sessionmaker
         self.allow_private_targets = allow_private_targets
-        # Never follows redirects: a 3xx to an internal address would walk around the check.
-        self.http = http or httpx.AsyncClient(follow_redirects=False)
+        # Connects only to the address it vetted, never follows redirects: a 3xx to an internal
+        # address, or a DNS answer changed after the check, would walk around it.
+        self.http = http or delivery_client(allow_private_targets)
 
     @activity.defn
     async def pending_lanes(self, query: LaneQuery) -> LaneHeads:
@@ -83,11 +85,13 @@ class WebhookActivities(WebhookSteps):
         if target is None or target.delivery.state != DeliveryState.PENDING:
             return DeliveryOutcome(attempt.delivery_id)  # settled meanwhile, or deleted
         try:
-            await check_target(target.endpoint.url, self.allow_private_targets)
+            # The address is vetted where it is connected to (`webhooks.transport`), the one
+            # DNS lookup of this try; a kept-alive connection was vetted when it was opened.
+            check_scheme(target.endpoint.url)
+            code, latency_ms, error = await self._post(target, attempt.timeout)
         except WebhookTargetRefused as refused:
             await self._record(target, None, 0, str(refused), delivered=False)
             raise ApplicationError(str(refused), type=TARGET_REFUSED, non_retryable=True) from None
-        code, latency_ms, error = await self._post(target, attempt.timeout)
         delivered = code is not None and 200 <= code < 300
         await self._record(target, code, latency_ms, error, delivered=delivered)
         if not delivered:

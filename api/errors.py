@@ -76,6 +76,7 @@ HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "request_too_large",
+    414: "query_too_long",
 }
 
 DESCRIPTIONS = {
@@ -85,6 +86,7 @@ DESCRIPTIONS = {
     404: "Not found, or not visible to the caller",
     409: "Conflicts with the current state",
     413: "Request body over the size limit (`request_too_large`)",
+    414: "Query string over the size limit (`query_too_long`)",
     422: "Invalid request (`validation_error` or a specific code)",
     503: "The workflow service, or a gateway asked through it, did not answer",
 }

@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api import console, docs, errors
 from api.auth import TokenReader
-from api.middleware import BodyLimit, RequestContext
+from api.middleware import BodyLimit, ConsoleHeaders, QueryLimit, RequestContext
 from api.routes import (
     codec,
     events,
@@ -113,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     console.install(app)
     # The last added runs first: every response, a 413 included, carries its Request-Id.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(QueryLimit)
+    app.add_middleware(ConsoleHeaders)
     app.add_middleware(RequestContext)
     # Outermost: a preflight from the Temporal UI is answered before anything else runs.
     app.add_middleware(codec.CodecCors, ui_url=settings.temporal_ui_url)

@@ -16,6 +16,9 @@ from api.errors import error_body
 from api.metrics import LATENCY, REQUESTS
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+# Every query parameter of the API and the console is bounded (`api.params`); the longest, a
+# console `next` path, is 2000 characters. A longer query string is refused before routing.
+MAX_QUERY_BYTES = 4096
 
 # A caller's id is echoed only when it cannot smuggle anything into a header or a log line.
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -158,3 +161,61 @@ class BodyLimit:
             "request_too_large",
             f"the request body is over the limit of {self.max_body_bytes} bytes",
         )
+
+
+class QueryLimit:
+    """414 `query_too_long` for a query string over `MAX_QUERY_BYTES`, before the app parses
+    it: each parameter's own bound is checked by its route, this bounds them all together."""
+
+    def __init__(self, app: ASGIApp, max_query_bytes: int = MAX_QUERY_BYTES) -> None:
+        self.app = app
+        self.max_query_bytes = max_query_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(scope.get("query_string", b"")) > self.max_query_bytes:
+            message = f"the query string is over {self.max_query_bytes} bytes"
+            await send_json(send, 414, error_body(414, "query_too_long", message))
+            return
+        await self.app(scope, receive, send)
+
+
+# The console's pages load one script and one stylesheet of their own: no inline script or style,
+# no plugin, no <base>, forms only to the console, never framed.
+CONSOLE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+CONSOLE_HEADERS = [
+    (b"content-security-policy", CONSOLE_CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    # Same-origin requests keep their Referer (sign-in falls back to it for where to return);
+    # links out of the console (the Temporal UI) carry none.
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+class ConsoleHeaders:
+    """The console's security headers on every answer under `/console`: pages, error pages,
+    redirects, the live JSON and the static files alike."""
+
+    def __init__(self, app: ASGIApp, prefix: str = "/console") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (
+            path == self.prefix or path.startswith(self.prefix + "/")
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                given = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in CONSOLE_HEADERS if n not in given]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -3,8 +3,11 @@ USD cents as $120.00, JPY yen as ¥5,000), ages and time left in words a person 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+
+from api.params import MAJOR_AMOUNT
 
 # symbol, decimals (ISO 4217 minor unit exponent)
 CURRENCIES: dict[str, tuple[str, int]] = {
@@ -40,14 +43,14 @@ def money(amount: int, currency: str) -> str:
 
 
 def to_minor(text: str, places: int) -> int | None:
-    """`"30.5"` with 2 decimals → 3050; empty or unreadable → None (no bound)."""
-    try:
-        value = Decimal(text.strip().replace(",", ""))
-    except InvalidOperation:
+    """`"30.5"` with 2 decimals → 3050; empty or unreadable → None (no bound).
+
+    The text must match `api.params.MAJOR_AMOUNT` before any arithmetic: `Decimal` takes
+    exponents (`1e999996`), and scaling one to minor units stalls the event loop."""
+    text = text.strip()
+    if not re.fullmatch(MAJOR_AMOUNT, text):
         return None
-    if not value.is_finite() or value < 0:
-        return None
-    return int(value.scaleb(places).to_integral_value())
+    return int(Decimal(text).scaleb(places).to_integral_value())
 
 
 def duration(delta: timedelta) -> str:

@@ -21,6 +21,7 @@ from api.console.session import (
 )
 from api.console.web import ConsoleRoute, home_of, render, settings_of
 from api.deps import SessionDep
+from api.params import MajorAmount, SearchKey
 from api.read_models import (
     customer_refund,
     order_for,
@@ -105,8 +106,8 @@ async def inbox(
     sessions: SessionsDep,
     session: SessionDep,
     channel: Channel | None = None,
-    min_amount: Annotated[str, Query(max_length=32)] = "",
-    max_amount: Annotated[str, Query(max_length=32)] = "",
+    min_amount: MajorAmount = "",
+    max_amount: MajorAmount = "",
     min_age: Annotated[int, Query(ge=0, le=525600)] = 0,
 ) -> Response:
     """Refunds waiting for a decision, oldest first."""
@@ -308,7 +309,7 @@ async def search(
     user: UserDep,
     sessions: SessionsDep,
     session: SessionDep,
-    q: Annotated[str, Query(max_length=64)] = "",
+    q: SearchKey = "",
 ) -> Response:
     """Go to a refund by refund_no or an order by order_no (only those the person may see)."""
     key = q.strip()

@@ -55,6 +55,20 @@ class NotAForm(DomainError):
     http_status = 415
 
 
+class FormTooLarge(DomainError):
+    """A console form with more fields, or a longer field, than any of its forms has."""
+
+    code = "form_field_too_long"
+    http_status = 422
+
+
+# The console's largest form has a dozen fields; its longest field is a pasted bearer token
+# (a provider's JWT with many claims runs to a few KB). A note is bounded again, to 500
+# characters, with a message the person can act on.
+FORM_FIELDS_LIMIT = 32
+FORM_VALUE_LIMIT = 16384
+
+
 @dataclass(frozen=True)
 class ConsoleUser:
     principal: Principal
@@ -167,7 +181,13 @@ async def read_form(request: Request) -> dict[str, str]:
         raise NotAForm("the console takes HTML form posts (application/x-www-form-urlencoded)")
     body = (await request.body()).decode("utf-8", errors="replace")
     fields: dict[str, str] = {}
-    for name, value in parse_qsl(body, keep_blank_values=True):
+    try:
+        pairs = parse_qsl(body, keep_blank_values=True, max_num_fields=FORM_FIELDS_LIMIT)
+    except ValueError as exc:  # more fields than the limit
+        raise FormTooLarge(f"a console form has at most {FORM_FIELDS_LIMIT} fields") from exc
+    for name, value in pairs:
+        if len(name) > 64 or len(value) > FORM_VALUE_LIMIT:
+            raise FormTooLarge(f"a form field is over {FORM_VALUE_LIMIT} characters")
         fields.setdefault(name, value)
     return fields
 

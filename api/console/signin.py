@@ -28,13 +28,17 @@ from api.console.session import (
     secure_cookies,
 )
 from api.console.web import ConsoleRoute, home_of, safe_next, settings_of, sign_in_page
+from api.params import NextPath
 from refunds.domain.errors import Forbidden, Unauthorized
+
+# A draft is the few fields of one console form (`session.DRAFT_LIMIT`), JSON-encoded.
+DRAFT_TEXT_LIMIT = 4096
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
 
 
 @router.get("/sign-in")
-async def sign_in_form(request: Request, next: str = "") -> Response:
+async def sign_in_form(request: Request, next: NextPath = "") -> Response:
     """The sign-in page."""
     signed_out = request.query_params.get("signed_out") == "1"
     return sign_in_page(
@@ -107,12 +111,12 @@ async def _identity(request: Request, form: dict[str, str]) -> tuple[Identity, s
 
 
 def _draft(text: str) -> dict[str, Any] | None:
-    if not text:
+    if not text or len(text) > DRAFT_TEXT_LIMIT:  # bounded before it is parsed
         return None
     try:
         value = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(value, dict) or len(text) > 4096:
+    if not isinstance(value, dict):
         return None
     return {str(k): str(v) for k, v in value.items()}

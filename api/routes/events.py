@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import PrincipalDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import documented
+from api.params import Cursor, RefundNoFilter
 from api.schemas import (
     DeliveryAttemptOut,
     DeliveryOut,
@@ -44,11 +45,11 @@ def event_out(event: OutgoingEvent) -> EventOut:
 async def list_events(
     principal: PrincipalDep,
     session: SessionDep,
-    refund_no: Annotated[str | None, Query(max_length=64)] = None,
+    refund_no: RefundNoFilter = None,
     type_: Annotated[EventType | None, Query(alias="type")] = None,
     delivery_state: DeliveryState | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> EventPage:
     """Events oldest first, by refund, type, or the state of a delivery, with a cursor."""
     principal.require(*READERS)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import PrincipalDep, SessionDep
 from api.errors import documented
+from api.params import Cursor
 from api.schemas import PathId, ReconciliationDetailOut, ReconciliationOut, ReconciliationPage
 from refunds.db.reconciliations import ReconciliationRepository
 
@@ -23,7 +24,7 @@ async def list_reconciliations(
     principal: PrincipalDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> ReconciliationPage:
     """Reconciliation runs, newest first, with their counts and an opaque cursor."""
     principal.require(*READERS)

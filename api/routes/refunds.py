@@ -10,6 +10,7 @@ from api import refund_commands
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import PrincipalDep, ReadSessionDep, SettingsDep, TemporalDep
 from api.errors import documented
+from api.params import Cursor
 from api.read_models import (
     answered_refund,
     in_view,
@@ -155,7 +156,7 @@ async def list_refunds(
     order_no: Annotated[str | None, Query(max_length=64, pattern=IDENTIFIER)] = None,
     channel: Channel | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> RefundPage:
     """Refunds filtered by status, order or channel, oldest first, with an opaque cursor."""
     principal.require("admin", "approver", "ops")

@@ -36,6 +36,7 @@ class ParsedNotification:
     notification_id: str
     event_type: str
     refunds: list[GatewayNotification] = field(default_factory=list)
+    # The minimized record kept of it (`gateways.records`), never the body as received.
     payload: dict[str, object] = field(default_factory=dict)
 
 

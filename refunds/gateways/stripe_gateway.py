@@ -32,6 +32,7 @@ from refunds.domain.messages import (
 )
 from refunds.gateways.answers import lookup_before_create
 from refunds.gateways.base import InvalidNotification, ParsedNotification
+from refunds.gateways.records import stripe_record
 from refunds.gateways.stripe_answers import stripe_gateway_error
 from refunds.settings import Settings
 
@@ -242,7 +243,8 @@ class StripeGateway:
             notification_id=payload["id"],
             event_type=event_type,
             refunds=list(_notifications(payload, event_type)),
-            payload=payload,
+            # A charge carries the card, the payer's name, email and address: never kept.
+            payload=stripe_record(payload),
         )
 
 

@@ -31,6 +31,7 @@ from refunds.domain.messages import (
 )
 from refunds.gateways.answers import gateway_error, lookup_before_create
 from refunds.gateways.base import InvalidNotification, ParsedNotification
+from refunds.gateways.records import wechatpay_record
 from refunds.gateways.wechatpay_answers import classify_wechatpay
 from refunds.gateways.wechatpay_crypto import (
     DecryptError,
@@ -280,7 +281,10 @@ class WeChatPayGateway:
                     payment_ref=payload.get("transaction_id"),
                 )
             )
-        return ParsedNotification(notification_id, event_type, refunds, payload)
+        # Only the minimized record leaves the adapter: the decrypted resource names the
+        # account the money went to.
+        record = wechatpay_record(envelope, payload)
+        return ParsedNotification(notification_id, event_type, refunds, record)
 
     def _verify_headers(self, headers: Mapping[str, str], body: str) -> None:
         signature = headers.get("wechatpay-signature")

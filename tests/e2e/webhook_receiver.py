@@ -30,6 +30,7 @@ class Arrival:
     body: bytes
     answered: int
     verified_with: list[str]
+    host: str = ""  # the Host header the delivery carried
 
 
 @dataclass
@@ -54,7 +55,8 @@ class Receiver:
             verified = [s for s in self.secrets if verify(header, body, s)]
             if not verified:
                 answered = 400
-            self.arrivals.append(Arrival(event, header, body, answered, verified))
+            host = request.headers.get("host", "")
+            self.arrivals.append(Arrival(event, header, body, answered, verified, host))
         if first_ever and self.hold_first_seconds:
             await asyncio.sleep(self.hold_first_seconds)
         return Response(status_code=answered)

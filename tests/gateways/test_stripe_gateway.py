@@ -356,6 +356,22 @@ def test_notification_reports_amount_payment_and_currency_also_when_payment_inte
     ]
 
 
+def test_notification_keeps_only_the_minimized_record_of_a_charge(
+    gateway: StripeGateway, stripe_stack: StripeStack
+):
+    event = charge_event([refund_obj("R-m", "succeeded", "re_m") | {"amount": 90}])
+    event["data"]["object"] |= {
+        "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"},
+        "payment_method_details": {"card": {"last4": "4242"}},
+    }
+    parsed = gateway.parse_notification(*signed(stripe_stack, event))
+    [refund] = parsed.refunds
+    assert (refund.refund_no, refund.amount) == ("R-m", 90)
+    charge = parsed.payload["data"]["object"]  # type: ignore[index]
+    assert charge["refunds"]["data"][0]["metadata"] == {"refund_no": "R-m"}
+    assert "billing_details" not in charge and "payment_method_details" not in charge
+
+
 def test_charge_refunded_yields_each_of_our_refunds_in_the_charge(
     gateway: StripeGateway, stripe_stack: StripeStack
 ):
