@@ -14,6 +14,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
+from api.errors import DESCRIPTIONS
+
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_URL = "/docs-assets"
 
@@ -58,10 +60,25 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = with_request_id_headers(build())
+            app.openapi_schema = with_request_id_headers(with_query_limit(build()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def with_query_limit(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every operation may answer 414: the query-string bound applies before any route."""
+    error = {"$ref": "#/components/schemas/ErrorOut"}
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            operation.setdefault("responses", {}).setdefault(
+                "414",
+                {
+                    "description": DESCRIPTIONS[414],
+                    "content": {"application/json": {"schema": error}},
+                },
+            )
+    return schema
 
 
 def with_request_id_headers(schema: dict[str, Any]) -> dict[str, Any]:

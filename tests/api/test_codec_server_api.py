@@ -13,6 +13,10 @@ from temporalio.api.common.v1 import Payload, Payloads
 from refunds.runtime.payload_codec import EncryptionCodec, new_key_text, parse_payload_keys
 from refunds.settings import Settings
 from tests.factories import Shop
+from tests.stack import TEST_PAYLOAD_KEYS
+
+# The key the stack seals with (the first of its payload keys).
+STACK_KEY_ID = TEST_PAYLOAD_KEYS.split(":", 1)[0].encode()
 
 UI = "http://temporal-ui.example:8080"
 
@@ -32,7 +36,7 @@ async def test_staff_encode_and_decode_payloads_as_the_workers_do(shop: Shop) ->
     given = body('"arrived broken"', '{"note": "ok"}')
     sealed = (await shop.http.post("/codec/encode", json=given, headers=shop.ops)).json()
     kid = base64.b64decode(sealed["payloads"][0]["metadata"]["encryption-key-id"])
-    assert kid == b"dev" and b"broken" not in base64.b64decode(sealed["payloads"][0]["data"])
+    assert kid == STACK_KEY_ID and b"broken" not in base64.b64decode(sealed["payloads"][0]["data"])
     for staff in (shop.ops, shop.admin, shop.approver):
         opened = await shop.http.post("/codec/decode", json=sealed, headers=staff)
         assert (opened.status_code, opened.json()) == (200, given)

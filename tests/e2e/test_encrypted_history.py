@@ -15,7 +15,11 @@ from temporalio.client import Client, WorkflowHistory
 
 from refunds.runtime.payload_codec import ENCODING, EncryptionCodec, payloads_in, transform_payloads
 from tests.factories import Shop, uid
+from tests.stack import TEST_PAYLOAD_KEYS
 from workflows.refund import workflow_id
+
+# The key the stack seals with (the first of its payload keys).
+STACK_KEY_ID = TEST_PAYLOAD_KEYS.split(":", 1)[0].encode()
 
 # The happy path's length (tests/workflows/test_replay.py): the codec changes payloads only.
 HAPPY_PATH_EVENTS = 29
@@ -90,7 +94,7 @@ async def test_history_read_without_the_keys_holds_no_reason_note_or_user_id(
     proto = History(events=history.events)
     assert in_clear(proto) == []
     sealed = [p for p in payloads_in(proto) if p.metadata.get("encoding") == ENCODING]
-    assert sealed and {p.metadata["encryption-key-id"] for p in sealed} == {b"dev"}
+    assert sealed and {p.metadata["encryption-key-id"] for p in sealed} == {STACK_KEY_ID}
     raw = proto.SerializeToString()
     assert [s for s in secrets if s.encode() in raw] == []
     # Decrypted with the workers' keys, the same history holds every one of them.

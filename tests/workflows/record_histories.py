@@ -492,24 +492,23 @@ async def payment_check_gateway_unavailable(rec: Recorder) -> Handle:
     return await closed(rec.temporal.get_workflow_handle(check), timeout=30)
 
 
-async def refused_failed(rec: Recorder) -> Handle:
-    """The gateway refuses the create (a known refusal code): failed, the amount released."""
-    order = await rec.shop.order(amount=1700)
-    refund_no = await rec.request(order, 1700, "permanent_error")
+async def _failed_by_the_gateway(rec: Recorder, amount: int, fault: str, event: str) -> Handle:
+    order = await rec.shop.order(amount=amount)
+    refund_no = await rec.request(order, amount, fault)
     await rec.approve(refund_no)
     failed = await rec.shop.wait_status(refund_no, "failed", timeout=30)
-    assert "gateway_refused" in events(failed)
+    assert event in events(failed)
     return await rec.closed_run(refund_no)
+
+
+async def refused_failed(rec: Recorder) -> Handle:
+    """The gateway refuses the create (a known refusal code): failed, the amount released."""
+    return await _failed_by_the_gateway(rec, 1700, "permanent_error", "gateway_refused")
 
 
 async def webhook_failed_while_processing(rec: Recorder) -> Handle:
     """Stripe fails the refund while it is processing and tells us by webhook."""
-    order = await rec.shop.order(amount=1800)
-    refund_no = await rec.request(order, 1800, "fail")
-    await rec.approve(refund_no)
-    failed = await rec.shop.wait_status(refund_no, "failed", timeout=30)
-    assert "gateway_failed" in events(failed)
-    return await rec.closed_run(refund_no)
+    return await _failed_by_the_gateway(rec, 1800, "fail", "gateway_failed")
 
 
 async def lookups_failed_then_polled(rec: Recorder) -> Handle:
