@@ -16,7 +16,7 @@ from refunds.db.repositories import (
     HeardFromGateway,
     RefundRepository,
 )
-from refunds.domain.matching import gateway_mismatch
+from refunds.domain.matching import gateway_mismatch, names_our_refund
 from refunds.domain.messages import GatewayNotification, GatewayStatus
 from refunds.domain.notifications import NotificationOutcome, most_done
 from refunds.domain.transitions import heard_status, is_news
@@ -121,7 +121,8 @@ async def _weigh(
         currency=refund.currency,
         seen_currency=notification.currency,
     )
-    if mismatch is not None and notification.gateway_refund_id != refund.gateway_refund_id:
+    ours = names_our_refund(refund.gateway_refund_id, notification.gateway_refund_id, False)
+    if mismatch is not None and not ours:
         return Weighed(notification, refund, NotificationOutcome.NOT_OURS, foreign=True)
     if mismatch is not None:
         return Weighed(notification, refund, NotificationOutcome.SIGNALLED, deliver=True)

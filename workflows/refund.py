@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from refunds.domain.decision_signing import is_authentic
     from refunds.domain.errors import NON_RETRYABLE_TYPES
     from refunds.domain.idempotency import hidden_from, request_fingerprint
-    from refunds.domain.matching import gateway_mismatch
+    from refunds.domain.matching import gateway_mismatch, names_our_refund
     from refunds.domain.messages import (
         Applied,
         Channel,
@@ -769,9 +769,10 @@ class RefundWorkflow:
         """Whether a word that contradicts our refund is about ours: it names our gateway refund,
         or our own create or lookup found it before ours was known (it took our refund_no). A
         webhook naming another gateway refund under our refund_no is about that one alone."""
-        if self._gateway is not None:
-            return contradicting.gateway_refund_id == self._gateway.gateway_refund_id
-        return contradicting.source in OUR_CALLS
+        ours = self._gateway.gateway_refund_id if self._gateway is not None else None
+        return names_our_refund(
+            ours, contradicting.gateway_refund_id, contradicting.source in OUR_CALLS
+        )
 
     def _mismatch_of(self, notification: GatewayNotification) -> str | None:
         if self._facts is None:

@@ -49,3 +49,15 @@ def gateway_mismatch(
     if seen_currency and currency and seen_currency.upper() != currency.upper():
         reasons.append(f"currency {seen_currency} at the gateway, {currency} in our ledger")
     return "; ".join(reasons) or None
+
+
+def names_our_refund(
+    our_gateway_refund_id: str | None, named_gateway_refund_id: str | None, our_own_call: bool
+) -> bool:
+    """Whether a word that contradicts our refund (`gateway_mismatch`) is about ours: once our
+    gateway refund is known, only a word naming it; before, only what our own create or lookup
+    found (another refund that took our refund_no). A webhook about another gateway refund under
+    our refund_no says nothing about ours."""
+    if our_gateway_refund_id is not None:
+        return named_gateway_refund_id == our_gateway_refund_id
+    return our_own_call

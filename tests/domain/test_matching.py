@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from refunds.domain.matching import gateway_mismatch
+from refunds.domain.matching import gateway_mismatch, names_our_refund
 
 AMOUNT, PAYMENT, CURRENCY = 5000, "pi_ours", "USD"  # our ledger's
 
@@ -61,3 +61,22 @@ def test_callers_that_pass_no_currency_compare_amount_and_payment_only() -> None
     assert gateway_mismatch(5000, "pi_ours", 5000, "pi_ours") is None
     assert gateway_mismatch(5000, "pi_ours", 5000, "pi_ours", seen_currency="JPY") is None
     assert gateway_mismatch(5000, "", 5000, "pi_x") is None
+
+
+@pytest.mark.parametrize(
+    ("ours", "named", "our_own_call", "about_ours"),
+    [
+        ("re_1", "re_1", False, True),  # a webhook naming our gateway refund
+        ("re_1", "re_1", True, True),
+        ("re_1", "re_2", False, False),  # another refund under our refund_no
+        ("re_1", "re_2", True, False),  # even if our lookup returned it: ours is known
+        ("re_1", None, False, False),
+        (None, "re_2", True, True),  # our create/lookup found it before ours: it took the no
+        (None, "re_2", False, False),  # a webhook before ours is known: about that one alone
+        (None, None, False, False),
+    ],
+)
+def test_a_contradicting_word_is_about_ours_only_when_it_names_ours_or_our_call_found_it(
+    ours: str | None, named: str | None, our_own_call: bool, about_ours: bool
+) -> None:
+    assert names_our_refund(ours, named, our_own_call) is about_ours
