@@ -57,7 +57,7 @@ from refunds.domain.messages import (
     TransitionInput,
 )
 from refunds.domain.outgoing import EventType, event_type_of_move
-from refunds.domain.transitions import can_move, heard_status, money_effect
+from refunds.domain.transitions import UNFINISHED_GATEWAY, can_move, heard_status, money_effect
 
 log = logging.getLogger("refunds.ledger")
 # The orders CHECK that keeps refunded ≤ reserved ≤ paid (refunds/db/models.py).
@@ -169,7 +169,7 @@ def refuse_while_gateway_paying(refund: RefundRecord) -> None:
         raise GatewayReportedSuccess(
             f"the gateway reported refund {refund.refund_no} succeeded: it cannot be failed"
         )
-    if heard in (GatewayStatus.PROCESSING, GatewayStatus.ABNORMAL):
+    if heard in UNFINISHED_GATEWAY:
         raise GatewayRefundPending(
             f"the gateway still has refund {refund.refund_no} {heard.value}; it may still pay it"
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -50,7 +51,11 @@ with workflow.unsafe.imports_passed_through():
         Step,
     )
     from refunds.domain.task_queues import gateway_task_queue
-    from refunds.domain.transitions import gateway_moves_forward, is_late_failure
+    from refunds.domain.transitions import (
+        UNFINISHED_GATEWAY,
+        gateway_moves_forward,
+        is_late_failure,
+    )
 
 REFUND_NO = SearchAttributeKey.for_keyword("RefundNo")
 ORDER_NO = SearchAttributeKey.for_keyword("OrderNo")
@@ -73,7 +78,6 @@ TERMINAL_GATEWAY = (GatewayStatus.SUCCEEDED, GatewayStatus.FAILED, GatewayStatus
 FINAL_GATEWAY = (GatewayStatus.SUCCEEDED, GatewayStatus.FAILED)
 # A poll is one question: a few tries, then "no news" until the next one.
 POLL_ATTEMPTS = 3
-UNFINISHED_GATEWAY = (GatewayStatus.PROCESSING, GatewayStatus.ABNORMAL)
 # Patches: each a branch that runs of older code did not take, so their histories still replay.
 # Ops resolving `failed` first ask the gateway, and the step re-checks under the row lock.
 RESOLVE_FAILED_ASKS_GATEWAY = "resolve-failed-asks-gateway"
@@ -399,8 +403,13 @@ class RefundWorkflow:
     ) -> bool:
         """A move the gateway's word causes, made only if the ledger heard that word from a
         verified path. False when it had not: the answer is forgotten, the gateway asked."""
+        return await self._unless_unheard(self._move(to, "gateway", event, detail, heard=heard))
+
+    async def _unless_unheard(self, step: Awaitable[None]) -> bool:
+        """Run a step that requires the ledger to have heard the gateway's word. False when the
+        ledger refused it as unheard: the answer is forgotten (and on the timeline)."""
         try:
-            await self._move(to, "gateway", event, detail, heard=heard)
+            await step
         except (ActivityError, ApplicationError) as err:
             if not self._unheard(err):
                 raise
@@ -494,20 +503,19 @@ class RefundWorkflow:
             heard = (GatewayStatus.SUCCEEDED,)
             if self._late_failure is not None:
                 heard += (GatewayStatus.FAILED,)
-        try:
-            self._row = await workflow.execute_local_activity_method(
-                RestoreSteps.complete_refund,
-                self._step(actor, event, detail, RefundStatus.SUCCEEDED, heard=heard),
-                start_to_close_timeout=LEDGER_TIMEOUT,
-                retry_policy=LEDGER_RETRY,
-            )
-        except (ActivityError, ApplicationError) as err:
-            if not self._unheard(err):
-                raise
-            await self._forget_unheard()
+        step = self._step(actor, event, detail, RefundStatus.SUCCEEDED, heard=heard)
+        if not await self._unless_unheard(self._complete_step(step)):
             return False
         self._moved(RefundStatus.SUCCEEDED, actor, event)
         return True
+
+    async def _complete_step(self, step: Step) -> None:
+        self._row = await workflow.execute_local_activity_method(
+            RestoreSteps.complete_refund,
+            step,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=LEDGER_RETRY,
+        )
 
     async def _reopen(self, failure: GatewayNotification) -> None:
         """A succeeded refund reported failed later: abnormal, with the reason, for ops. If ops
@@ -562,18 +570,14 @@ class RefundWorkflow:
         self._gateway = success
         detail = self._answer_detail(success) | {"event_id": success.event_id}
         try:
-            await self._move(
+            reopened = await self._gateway_move(
                 RefundStatus.ABNORMAL,
-                "gateway",
                 "gateway_succeeded_after_failure",
                 detail,
                 heard=(GatewayStatus.SUCCEEDED,),
             )
         except (ActivityError, ApplicationError) as err:
             cause = _domain_error(err)
-            if self._unheard(err):
-                await self._forget_unheard()
-                return  # a success nobody verified: the refund stays failed
             if cause is None or cause.type != "RefundExceedsPaid":
                 raise
             await self._record(
@@ -582,7 +586,8 @@ class RefundWorkflow:
                 detail | {"uncounted": cause.message},
             )
             return
-        await self._settle()
+        if reopened:  # else a success nobody verified: the refund stays failed
+            await self._settle()
 
     # ---- messages ---------------------------------------------------------------------------
 
@@ -705,12 +710,8 @@ class RefundWorkflow:
             )
 
     def _check_not_paying(self) -> None:
-        """What the run has heard must not say the gateway paid, or may still pay, this refund."""
-        if self._gateway_reported_success():
-            raise ApplicationError(
-                "the gateway reported this refund succeeded; it cannot be resolved failed",
-                type="GatewayReportedSuccess",
-            )
+        """What the run has heard must not say the gateway may still pay this refund (that it
+        paid, `_check_resolvable` refuses first)."""
         if self._gateway is not None and self._gateway.status in UNFINISHED_GATEWAY:
             raise ApplicationError(
                 f"the gateway still has this refund {self._gateway.status.value}: it may still "

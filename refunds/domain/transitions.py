@@ -40,6 +40,9 @@ def money_effect(current: RefundStatus, target: RefundStatus, amount: int) -> tu
     return reserved, refunded
 
 
+# A gateway refund in these may still be paid out: no decision may release its amount.
+UNFINISHED_GATEWAY = frozenset({GatewayStatus.PROCESSING, GatewayStatus.ABNORMAL})
+
 GATEWAY_RANK = {
     GatewayStatus.PROCESSING: 0,
     GatewayStatus.ABNORMAL: 1,

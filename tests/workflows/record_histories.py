@@ -370,16 +370,18 @@ async def webhook_endpoint_delivered_then_deleted(rec: Recorder) -> Handle:
     return await closed(run, timeout=60)
 
 
-async def _unreachable_then_abnormal(
-    rec: Recorder, amount: int, *faults: str, **fault_args: Any
-) -> tuple[dict[str, Any], str]:
-    """A refund whose creates never answer by the outcome deadline: abnormal, nothing heard."""
+async def _hasty_abnormal(
+    rec: Recorder, amount: int, deadline_seconds: int, *faults: str, **fault_args: Any
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """A refund requested through an API whose refunds give up on the gateway after
+    `deadline_seconds` and poll every second once abnormal, with these Stripe faults armed;
+    approved and waited for until abnormal: (order, refund_no, the abnormal refund)."""
     order = await rec.shop.order(amount=amount)
     refund_no = uid("rf")
     for action in faults:
         await stripe_fault(rec.shop.stack, refund_no, action, **fault_args)
     hasty = {
-        "outcome_deadline": timedelta(seconds=4),
+        "outcome_deadline": timedelta(seconds=deadline_seconds),
         "abnormal_poll_interval": timedelta(seconds=1),
     }
     async with api_with(rec.shop, **hasty) as api:
@@ -388,6 +390,14 @@ async def _unreachable_then_abnormal(
         assert response.status_code == 202, response.text
     await rec.approve(refund_no)
     abnormal = await rec.shop.wait_status(refund_no, "abnormal", timeout=30)
+    return order, refund_no, abnormal
+
+
+async def _unreachable_then_abnormal(
+    rec: Recorder, amount: int, *faults: str, **fault_args: Any
+) -> tuple[dict[str, Any], str]:
+    """A refund whose creates never answer by the outcome deadline: abnormal, nothing heard."""
+    order, refund_no, abnormal = await _hasty_abnormal(rec, amount, 4, *faults, **fault_args)
     assert "gateway_unreachable" in events(abnormal)
     return order, refund_no
 
@@ -547,20 +557,7 @@ async def wechat_abnormal_resolved_succeeded(rec: Recorder) -> Handle:
 
 async def abnormal_settled_by_poll(rec: Recorder) -> Handle:
     """Past the outcome deadline, abnormal; no webhook; its own poll finds the success."""
-    order = await rec.shop.order(amount=2200)
-    refund_no = uid("rf")
-    for action in ("pending_forever", "no_webhook"):
-        await stripe_fault(rec.shop.stack, refund_no, action)
-    hasty = {
-        "outcome_deadline": timedelta(seconds=3),
-        "abnormal_poll_interval": timedelta(seconds=1),
-    }
-    async with api_with(rec.shop, **hasty) as api:
-        body = {"order_no": order["order_no"], "amount": 2200, "refund_no": refund_no}
-        response = await api.post("/v1/refunds", json=body, headers=rec.shop.customer)
-        assert response.status_code == 202, response.text
-    await rec.approve(refund_no)
-    await rec.shop.wait_status(refund_no, "abnormal", timeout=30)
+    _, refund_no, _ = await _hasty_abnormal(rec, 2200, 3, "pending_forever", "no_webhook")
     await rec.stripe_move(refund_no, "succeed")
     await rec.shop.wait_status(refund_no, "succeeded", timeout=30)
     return await rec.closed_run(refund_no)
